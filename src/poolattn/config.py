@@ -1,0 +1,247 @@
+"""Typed, validated settings: the model design, and the generic TOML/dataclass plumbing.
+
+Every section of a poolattn TOML file is a dataclass. Loading checks each key: an unknown
+key is an error that names it and suggests the closest valid one, and a bad value is an
+error that names the section and field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ATTENTION_MODES = ("causal", "bidirectional")
+POOLING_NAMES = ("eos", "mean", "weighted_mean", "latent", "multilayer")
+LAYER_VECTOR_MODES = ("auto", "eos", "mean")
+DTYPES = ("float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or has a bad value; the message names it."""
+
+
+def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise a ConfigError listing the valid choices when ``value`` is not one of them."""
+    if value not in choices:
+        hint = difflib.get_close_matches(str(value), choices, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"{where}: {value!r} is not valid{extra}; choose one of {', '.join(choices)}")
+
+
+@dataclass
+class HeadConfig:
+    """Size of a trainable pooling head (latent and multilayer poolers).
+
+    The defaults keep the head small next to the backbone so that head size does not
+    confound a design comparison; ``HeadConfig.paper()`` gives the paper's sizes.
+    """
+
+    num_latents: int = 16
+    num_heads: int = 8
+    head_dim: int = 64
+    mlp_ratio: float = 2.0
+
+    @classmethod
+    def paper(cls) -> HeadConfig:
+        """The sizes of the paper's code (768 latents, 32 heads x 2048 dims)."""
+        return cls(num_latents=768, num_heads=32, head_dim=2048, mlp_ratio=1.0)
+
+    def validate(self, where: str = "model.head") -> None:
+        for name in ("num_latents", "num_heads", "head_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"{where}.mlp_ratio: must be > 0, got {self.mlp_ratio}")
+
+
+@dataclass
+class ModelConfig:
+    """The design of an embedding model: backbone x attention x pooling, plus prompting."""
+
+    base: str = "smollm2-135m"
+    attention: str = "causal"
+    pooling: str = "eos"
+    max_length: int = 128
+    head: HeadConfig = field(default_factory=HeadConfig)
+    head_preset: str = "small"
+    layer_vector: str = "auto"
+    exclude_instruction: bool = False
+    query_template: str = DEFAULT_QUERY_TEMPLATE
+    append_eos: bool = True
+    padding_side: str = "right"
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False
+    gguf_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.head, dict):
+            self.head = from_dict(HeadConfig, self.head, "model.head")
+        if self.head_preset == "paper" and self.head == HeadConfig():
+            self.head = HeadConfig.paper()
+
+    def validate(self, where: str = "model") -> None:
+        check_choice(f"{where}.attention", self.attention, ATTENTION_MODES)
+        from .pooling import POOLERS  # the registry: user-added poolers are valid too
+
+        check_choice(f"{where}.pooling", self.pooling, tuple(POOLERS))
+        check_choice(f"{where}.layer_vector", self.layer_vector, LAYER_VECTOR_MODES)
+        check_choice(f"{where}.head_preset", self.head_preset, ("small", "paper"))
+        check_choice(f"{where}.dtype", self.dtype, DTYPES)
+        check_choice(f"{where}.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
+        check_choice(f"{where}.padding_side", self.padding_side, ("right", "left"))
+        if not self.base:
+            raise ConfigError(f"{where}.base: must name a model (alias, local path, GGUF file or hub id)")
+        if self.max_length < 4:
+            raise ConfigError(f"{where}.max_length: must be >= 4, got {self.max_length}")
+        if "{text}" not in self.query_template or "{instruction}" not in self.query_template:
+            raise ConfigError(f"{where}.query_template: must contain {{instruction}} and {{text}}")
+        if self.pooling == "eos" and not self.append_eos:
+            raise ConfigError(f"{where}.append_eos: the eos pooler needs append_eos = true")
+        self.head.validate(f"{where}.head")
+
+    @property
+    def resolved_layer_vector(self) -> str:
+        """Per-layer vector of the multilayer pooler: EOS under causal, mean under bidirectional."""
+        if self.layer_vector != "auto":
+            return self.layer_vector
+        return "eos" if self.attention == "causal" else "mean"
+
+    @property
+    def name(self) -> str:
+        """A short, readable design name such as ``multilayer+bidirectional``."""
+        return f"{self.pooling}+{self.attention}"
+
+
+T = TypeVar("T")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Build dataclass ``cls`` from a mapping, naming any unknown or mistyped key."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"{where}.{key}: unknown key{extra} (valid keys: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain JSON/TOML-friendly data."""
+    return dataclasses.asdict(obj)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value`` (value in TOML syntax, bare words taken as strings)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set section.key=value`` overrides onto raw TOML data (in place)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a table")
+        node[path[-1]] = value
+    return data
+
+
+def load_toml(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a TOML file (with overrides); a syntax error names the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such config file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return apply_overrides(data, overrides or [])
+
+
+def model_config(pooling: str = "eos", attention: str = "causal", **options: Any) -> ModelConfig:
+    """Build and validate a ModelConfig from keyword options (unknown options named)."""
+    cfg = from_dict(ModelConfig, {"pooling": pooling, "attention": attention, **options}, "model")
+    cfg.validate()
+    return cfg

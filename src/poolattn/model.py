@@ -1,0 +1,280 @@
+"""The embedding model: a decoder backbone (in an attention mode) + a pooler.
+
+``EmbeddingModel.from_pretrained("smollm2-135m", attention="bidirectional", pooling="multilayer")``
+loads a design; ``encode`` embeds texts; ``save``/``load`` round-trip the design, the
+pooling head (safetensors) and a LoRA adapter (PEFT) when present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .backbone import load_backbone, set_attention_mode, setup_tokenizer, verify_attention
+from .config import ConfigError, ModelConfig, from_dict, model_config, to_dict
+from .pooling import Pooler, build_pooler
+from .tokenization import check_texts, tokenize
+
+log = logging.getLogger(__name__)
+
+DESIGN_FILE = "poolattn.json"
+HEAD_FILE = "pooler.safetensors"
+ADAPTER_DIR = "adapter"
+BACKBONE_DIR = "backbone"
+FORMAT_VERSION = 1
+DEFAULT_INSTRUCTION = "Retrieve semantically similar text"
+
+
+def _num_layers(backbone: PreTrainedModel) -> int:
+    cfg = backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    return int(cfg.num_hidden_layers)
+
+
+def _hidden_size(backbone: PreTrainedModel) -> int:
+    cfg = backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    return int(cfg.hidden_size)
+
+
+class EmbeddingModel(nn.Module):
+    """A decoder LLM turned into a text-embedding model."""
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ModelConfig,
+        *,
+        verify: bool = True,
+    ) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        setup_tokenizer(tokenizer, config.padding_side)
+        set_attention_mode(backbone, config.attention)
+        if verify:
+            verify_attention(backbone, config.attention)
+        self.pooler: Pooler = build_pooler(
+            config.pooling, _hidden_size(backbone), _num_layers(backbone), config.head, config.resolved_layer_vector
+        )
+        self.pooler.to(device=self.device, dtype=next(backbone.parameters()).dtype)
+        self.full_finetune = False
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str = "smollm2-135m", attention: str = "causal", pooling: str = "eos", **options: Any
+    ) -> EmbeddingModel:
+        """Load a backbone (alias, local dir, GGUF file or hub id) as the given design.
+
+        ``options`` are ModelConfig fields (max_length, head, head_preset, layer_vector,
+        exclude_instruction, dtype, attn_implementation, padding_side, ...).
+        """
+        if isinstance(name_or_path, str) and (Path(name_or_path) / DESIGN_FILE).exists():
+            return cls.load(name_or_path)
+        cfg = model_config(pooling=pooling, attention=attention, base=name_or_path, **options)
+        backbone, tokenizer = load_backbone(cfg)
+        return cls(backbone, tokenizer, cfg)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def embedding_dim(self) -> int:
+        return _hidden_size(self.backbone)
+
+    # ----------------------------------------------------------------- LoRA
+    def add_lora(
+        self, r: int = 16, alpha: int = 32, dropout: float = 0.1, target_modules: Sequence[str] | None = None
+    ) -> None:
+        """Wrap the backbone with a PEFT LoRA adapter (the backbone's own weights frozen)."""
+        from peft import LoraConfig, get_peft_model
+
+        targets = list(target_modules or ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        present = {name.rsplit(".", 1)[-1] for name, _ in self.backbone.named_modules()}
+        missing = [t for t in targets if t not in present]
+        if missing:
+            raise ConfigError(f"lora.target_modules: {missing} not found in {type(self.backbone).__name__}")
+        lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+        self.backbone = get_peft_model(self.backbone, lora)
+        set_attention_mode(self.backbone, self.config.attention)
+
+    @property
+    def has_adapter(self) -> bool:
+        return hasattr(self.backbone, "peft_config")
+
+    # ----------------------------------------------------------------- forward
+    def tokenize(
+        self, texts: Sequence[str], prompt_type: str | None = None, instruction: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs for ``texts``; queries get the instruction prompt, documents are bare."""
+        if prompt_type not in (None, "query", "document"):
+            raise ValueError(f"prompt_type: {prompt_type!r} is not valid; choose None, 'query' or 'document'")
+        if prompt_type == "document":
+            instruction = None
+        elif prompt_type == "query" and not instruction:
+            instruction = DEFAULT_INSTRUCTION
+        return tokenize(
+            self.tokenizer,
+            check_texts(texts),
+            max_length=self.config.max_length,
+            template=self.config.query_template,
+            instruction=instruction,
+            append_eos=self.config.append_eos,
+            padding_side=self.config.padding_side,
+        )
+
+    def hidden_states(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Every layer's states (embeddings first) for tokenized ``features``."""
+        out = self.backbone(
+            input_ids=features["input_ids"].to(self.device),
+            attention_mask=features["attention_mask"].to(self.device),
+            position_ids=features["position_ids"].to(self.device),
+            output_hidden_states=True,
+            use_cache=False,
+        )
+        return out.hidden_states
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Un-normalised float32 embeddings (B x D) for tokenized ``features``; keeps the graph."""
+        states = self.hidden_states(features)
+        attention = features["attention_mask"].to(self.device)
+        pooling = features["pooling_mask"].to(self.device) if self.config.exclude_instruction else attention
+        return self.pooler(states, attention, pooling).float()
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        prompt_type: Literal["query", "document"] | None = None,
+        instruction: str | None = None,
+        batch_size: int = 32,
+        normalize: bool = True,
+        show_progress_bar: bool | None = None,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed ``texts`` (float32, input order). Batches are sorted by length internally."""
+        single = isinstance(texts, str)
+        items = check_texts([texts] if single else list(texts))
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+        out = torch.zeros((len(items), self.embedding_dim), dtype=torch.float32)
+        show = len(items) >= 1024 if show_progress_bar is None else show_progress_bar
+        starts = range(0, len(items), batch_size)
+        for start in tqdm(starts, desc="encode", disable=not show, unit="batch"):
+            idx = order[start : start + batch_size]
+            features = self.tokenize([items[i] for i in idx], prompt_type, instruction)
+            emb = self.forward(features)
+            if normalize:
+                emb = torch.nn.functional.normalize(emb, dim=-1)
+            out[idx] = emb.cpu()
+        self.train(was_training)
+        result = out[0] if single else out
+        return result if convert_to == "torch" else result.numpy()
+
+    # ----------------------------------------------------------------- reporting
+    def describe(self) -> dict[str, Any]:
+        """Parameter counts (backbone total and trainable, head) and the design."""
+        backbone_total = sum(p.numel() for p in self.backbone.parameters())
+        adapter = sum(p.numel() for n, p in self.backbone.named_parameters() if "lora_" in n)
+        head = sum(p.numel() for p in self.pooler.parameters())
+        return {
+            "design": self.config.name,
+            "base": self.config.base,
+            "backbone_parameters": backbone_total - adapter,
+            "adapter_parameters": adapter,
+            "head_parameters": head,
+            "embedding_dim": self.embedding_dim,
+            "layers": _num_layers(self.backbone),
+        }
+
+    def fingerprint(self) -> str:
+        """A hash of the design and every weight: a changed model gets a new fingerprint."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(json.dumps(to_dict(self.config), sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write design JSON, head safetensors and adapter (or full backbone) atomically."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp", dir=directory.parent))
+        try:
+            self._write(tmp)
+            if directory.exists():
+                old = directory.with_name(directory.name + ".old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return directory
+
+    def _write(self, directory: Path) -> None:
+        design = {"format_version": FORMAT_VERSION, "model": to_dict(self.config)}
+        design["has_adapter"] = self.has_adapter
+        design["full_finetune"] = self.full_finetune
+        (directory / DESIGN_FILE).write_text(json.dumps(design, indent=2) + "\n")
+        head = {k: v.detach().cpu().contiguous() for k, v in self.pooler.state_dict().items()}
+        save_file(head, str(directory / HEAD_FILE))
+        if self.has_adapter:
+            self.backbone.save_pretrained(directory / ADAPTER_DIR)
+        if self.full_finetune:
+            base = self.backbone.merge_and_unload() if self.has_adapter else self.backbone
+            base.save_pretrained(directory / BACKBONE_DIR, safe_serialization=True)
+            self.tokenizer.save_pretrained(directory / BACKBONE_DIR)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> EmbeddingModel:
+        """Load a saved model (never unpickles: safetensors + JSON + PEFT adapter)."""
+        directory = Path(directory)
+        design_path = directory / DESIGN_FILE
+        if not design_path.exists():
+            raise FileNotFoundError(f"{directory}: not a poolattn model directory (no {DESIGN_FILE})")
+        try:
+            design = json.loads(design_path.read_text())
+            cfg = from_dict(ModelConfig, design["model"], f"{design_path}: model")
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise ConfigError(f"{design_path}: corrupt design file ({exc})") from exc
+        if design.get("full_finetune"):
+            cfg_local = from_dict(ModelConfig, {**design["model"], "base": str(directory / BACKBONE_DIR)}, "model")
+            backbone, tokenizer = load_backbone(cfg_local)
+        else:
+            backbone, tokenizer = load_backbone(cfg)
+        if design.get("has_adapter") and not design.get("full_finetune"):
+            from peft import PeftModel
+
+            backbone = PeftModel.from_pretrained(backbone, directory / ADAPTER_DIR)
+        model = cls(backbone, tokenizer, cfg)
+        model.pooler.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        model.full_finetune = bool(design.get("full_finetune"))
+        if device is not None:
+            model.to(device)
+        model.eval()
+        return model
