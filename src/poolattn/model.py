@@ -87,9 +87,13 @@ class EmbeddingModel(nn.Module):
         """
         if isinstance(name_or_path, str) and (Path(name_or_path) / DESIGN_FILE).exists():
             return cls.load(name_or_path)
-        cfg = model_config(pooling=pooling, attention=attention, base=name_or_path, **options)
-        backbone, tokenizer = load_backbone(cfg)
-        return cls(backbone, tokenizer, cfg)
+        return cls.from_config(model_config(pooling=pooling, attention=attention, base=name_or_path, **options))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> EmbeddingModel:
+        """Build the (untrained) design described by ``config``."""
+        backbone, tokenizer = load_backbone(config)
+        return cls(backbone, tokenizer, config)
 
     @property
     def device(self) -> torch.device:
