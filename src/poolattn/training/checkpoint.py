@@ -1,0 +1,172 @@
+"""Checkpoints: trainable weights, optimizer, scheduler, RNG states and data position.
+
+Written without pickle (safetensors + JSON) into a temporary directory that is renamed into
+place, so a crash never leaves a half-written checkpoint; the last K are kept. Each
+checkpoint also holds ``model/``, loadable with ``EmbeddingModel.load``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (oldest first); temporary directories are ignored."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name) and (p / "state.json").exists()]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
+    for old in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as JSON-friendly data."""
+    state: dict[str, Any] = {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "numpy": _jsonable(np.random.get_state()),
+        "python": _jsonable(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [
+            base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()
+        ]
+    return state
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and "__ndarray__" in value:
+        return np.array(value["__ndarray__"], dtype=value["dtype"])
+    if isinstance(value, list):
+        return tuple(_from_json(v) for v in value)
+    return value
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+    np.random.set_state(_from_json(state["numpy"]))
+    version, internal, gauss = _from_json(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(
+            [torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8) for s in state["cuda"]]
+        )
+
+
+# ----------------------------------------------------------------------------- optimizer
+def optimizer_to_files(state: dict[str, Any], directory: Path) -> None:
+    """Split an optimizer state dict into tensors (safetensors) and the rest (JSON)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    save_file(tensors, str(directory / "optimizer.safetensors"))
+    meta = {"param_groups": state["param_groups"], "scalars": scalars}
+    (directory / "optimizer.json").write_text(json.dumps(meta, indent=1))
+
+
+def optimizer_from_files(directory: Path) -> dict[str, Any]:
+    meta = json.loads((directory / "optimizer.json").read_text())
+    per_param: dict[int, dict[str, Any]] = {}
+    for name, tensor in load_file(str(directory / "optimizer.safetensors")).items():
+        index, key = name.split(".", 1)
+        per_param.setdefault(int(index), {})[key] = tensor
+    for index, values in meta["scalars"].items():
+        per_param.setdefault(int(index), {}).update(values)
+    groups = meta["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    return {"state": per_param, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------- whole checkpoints
+def write_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    *,
+    model: Any,
+    trainable: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    scheduler_state: dict[str, Any],
+    rng_states: list[dict[str, Any]],
+    data_state: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write checkpoint ``step`` atomically (temp dir, then rename) and return its path."""
+    root = Path(output_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        model.save(tmp / "model")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in trainable.items()},
+            str(tmp / "trainable.safetensors"),
+        )
+        optimizer_to_files(optimizer_state, tmp)
+        state = {
+            "step": step,
+            "scheduler": scheduler_state,
+            "rng": rng_states,
+            "data": data_state,
+            **(extra or {}),
+        }
+        (tmp / "state.json").write_text(json.dumps(state))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Everything a resume needs: state.json content plus trainable weights and optimizer state."""
+    path = Path(path)
+    state = json.loads((path / "state.json").read_text())
+    state["trainable"] = load_file(str(path / "trainable.safetensors"))
+    state["optimizer"] = optimizer_from_files(path)
+    return state

@@ -1,0 +1,160 @@
+"""Training settings: the TOML sections [model], [data], [training] and [lora] as dataclasses.
+
+The design comes only from [model]; everything else is the recipe, so several designs can be
+trained on identical data in identical order by changing [model] alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, ModelConfig, check_choice, from_dict, load_toml, to_dict
+from ..model import DEFAULT_INSTRUCTION
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class DataConfig:
+    """Where the training examples come from and how sources are mixed.
+
+    ``train`` lists JSONL files (absolute, relative to the working directory or the config
+    file, or relative to ``$POOLATTN_DATA_DIR``; ``$VARS`` are expanded). ``instructions`` and
+    ``weights`` are keyed by file stem (``snli_triples``) or hub id. A source's sampling
+    weight defaults to its number of examples (uniform over examples).
+    """
+
+    train: list[str] = field(default_factory=list)
+    hub: list[str] = field(default_factory=list)
+    hub_split: str = "train"
+    instructions: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    default_instruction: str = DEFAULT_INSTRUCTION
+    num_negatives: int = 1
+    skip_invalid: bool = False
+
+    def validate(self, where: str = "data") -> None:
+        if not self.train and not self.hub:
+            raise ConfigError(f"{where}.train: give at least one JSONL file (or {where}.hub dataset id)")
+        if self.num_negatives < 0:
+            raise ConfigError(f"{where}.num_negatives: must be >= 0, got {self.num_negatives}")
+        for key, weight in self.weights.items():
+            if weight <= 0:
+                raise ConfigError(f"{where}.weights.{key}: must be > 0, got {weight}")
+
+
+@dataclass
+class TrainingConfig:
+    """The optimisation recipe. ``batch_size`` counts queries per step (all see each other's
+    documents as negatives); ``mini_batch_size`` counts texts per forward pass, which bounds
+    memory when ``gradcache`` is on."""
+
+    steps: int = 200
+    batch_size: int = 256
+    mini_batch_size: int = 32
+    gradcache: bool = True
+    learning_rate: float = 1e-4
+    head_learning_rate: float | None = None
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    temperature: float = 0.05
+    symmetric: bool = False
+    seed: int = 0
+    output_dir: str = "runs/poolattn"
+    save_every: int = 50
+    keep_checkpoints: int = 2
+    max_steps_this_run: int | None = None
+    full_finetune: bool = False
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    cpu: bool = False
+    progress: bool = True
+
+    def validate(self, where: str = "training") -> None:
+        for name in ("steps", "batch_size", "mini_batch_size", "save_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
+            raise ConfigError(
+                f"{where}.warmup_steps: must be in [0, steps={self.steps}], got {self.warmup_steps}"
+            )
+        for name in ("learning_rate", "temperature"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{where}.{name}: must be > 0, got {getattr(self, name)}")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ConfigError(f"{where}.head_learning_rate: must be > 0, got {self.head_learning_rate}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
+        if self.max_steps_this_run is not None and self.max_steps_this_run < 1:
+            raise ConfigError(f"{where}.max_steps_this_run: must be >= 1, got {self.max_steps_this_run}")
+        check_choice(f"{where}.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if not self.output_dir:
+            raise ConfigError(f"{where}.output_dir: must name a directory")
+
+
+@dataclass
+class LoraSection:
+    """PEFT LoRA settings (the paper's defaults); ignored under ``training.full_finetune``."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+
+    def validate(self, where: str = "lora") -> None:
+        if self.r < 1:
+            raise ConfigError(f"{where}.r: must be >= 1, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{where}.dropout: must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ConfigError(f"{where}.target_modules: must list at least one module name")
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: design + data + recipe + adapter."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    lora: LoraSection = field(default_factory=LoraSection)
+    base_dir: str | None = None  # directory of the config file, for relative data paths
+
+    def validate(self) -> TrainConfig:
+        self.model.validate("model")
+        self.data.validate("data")
+        self.training.validate("training")
+        self.lora.validate("lora")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = to_dict(self)
+        data.pop("base_dir", None)
+        return data
+
+
+def train_config_from_dict(data: dict[str, Any], base_dir: str | Path | None = None) -> TrainConfig:
+    """Build and validate a TrainConfig from raw TOML data (unknown sections/keys are named)."""
+    kinds = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig, "lora": LoraSection}
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in kinds:
+            hint = difflib.get_close_matches(key, list(kinds), n=1)
+            extra = f"; did you mean [{hint[0]}]?" if hint else ""
+            raise ConfigError(f"[{key}]: unknown section{extra} (valid sections: {', '.join(kinds)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table [{key}], got {value!r}")
+        sections[key] = from_dict(kinds[key], value, key)
+    cfg = TrainConfig(**sections, base_dir=str(base_dir) if base_dir is not None else None)
+    return cfg.validate()
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training TOML file with ``section.key=value`` overrides, fully validated."""
+    path = Path(path)
+    return train_config_from_dict(load_toml(path, overrides), base_dir=path.resolve().parent)

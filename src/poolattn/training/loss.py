@@ -1,0 +1,83 @@
+"""InfoNCE over in-batch positives and all hard negatives, gathered across processes.
+
+Every process gathers every process's embeddings (its own slice keeps its graph) and
+computes the same global loss, so each query sees the global batch. Back-propagating
+``loss * world_size`` then gives, after the usual data-parallel gradient averaging,
+exactly the gradient of the global loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``local`` from every process (rank order); rows may differ per process.
+
+    Other processes' rows are constants; this process's rows keep their graph.
+    """
+    if world_size() == 1:
+        return local
+    rank = dist.get_rank()
+    size = torch.tensor([local.shape[0]], device=local.device)
+    sizes = [torch.zeros_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    counts = [int(s.item()) for s in sizes]
+    width = max(counts)
+    padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    padded[: local.shape[0]] = local.detach()
+    parts = [torch.zeros_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    pieces = [local if r == rank else part[:n] for r, (part, n) in enumerate(zip(parts, counts, strict=True))]
+    return torch.cat(pieces, dim=0)
+
+
+def info_nce(
+    queries: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    temperature: float = 0.05,
+    symmetric: bool = False,
+) -> torch.Tensor:
+    """Mean cross-entropy of each query against all positives and negatives (cosine / temperature).
+
+    Query i's target is positive i; every other positive and every hard negative is a negative.
+    ``symmetric`` adds the positive -> query direction (positives against all queries).
+    """
+    q = F.normalize(queries.float(), dim=-1)
+    p = F.normalize(positives.float(), dim=-1)
+    docs = (
+        p
+        if negatives is None or negatives.shape[0] == 0
+        else torch.cat([p, F.normalize(negatives.float(), dim=-1)])
+    )
+    labels = torch.arange(q.shape[0], device=q.device)
+    loss = F.cross_entropy(q @ docs.T / temperature, labels)
+    if symmetric:
+        loss = (loss + F.cross_entropy(p @ q.T / temperature, labels)) / 2
+    return loss
+
+
+def global_info_nce(
+    queries: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor | None,
+    temperature: float = 0.05,
+    symmetric: bool = False,
+) -> torch.Tensor:
+    """InfoNCE over the global batch: gathers queries, positives and negatives from all processes."""
+    if negatives is None:
+        negatives = positives[:0]
+    return info_nce(
+        gather_with_grad(queries),
+        gather_with_grad(positives),
+        gather_with_grad(negatives),
+        temperature,
+        symmetric,
+    )
