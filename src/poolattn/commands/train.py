@@ -1,0 +1,38 @@
+"""``poolattn train CONFIG.toml``: contrastive fine-tuning of one design (see poolattn.training)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train an embedding model from a TOML config (works under `accelerate launch` too)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training TOML with [model], [data], [training] and [lora] sections")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting (TOML value syntax), e.g. --set training.steps=10; repeatable",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in output_dir"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..training import DataError, OutputExistsError, TrainingDiverged, load_train_config, train
+
+    config = load_train_config(args.config, args.overrides)
+    try:
+        path = train(config, resume=args.resume)
+    except (DataError, OutputExistsError) as exc:
+        raise ConfigError(str(exc)) from exc
+    except TrainingDiverged as exc:
+        print(f"poolattn train: {exc}")
+        return 3
+    print(f"model saved to {path}")
+    return 0
