@@ -79,10 +79,8 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "mini_batch_size", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
-            raise ConfigError(
-                f"{where}.warmup_steps: must be in [0, steps={self.steps}], got {self.warmup_steps}"
-            )
+        if self.warmup_steps < 0:
+            raise ConfigError(f"{where}.warmup_steps: must be >= 0, got {self.warmup_steps}")
         for name in ("learning_rate", "temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{where}.{name}: must be > 0, got {getattr(self, name)}")

