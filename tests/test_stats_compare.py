@@ -27,7 +27,9 @@ def write_results(root: Path, design: str, offset: float, skip: tuple[str, ...] 
                 continue
             score = 0.3 + 0.05 * k + offset * (1 + 0.1 * i)
             (root / f"{name}.json").write_text(
-                json.dumps({"task_name": name, "scores": {"test": [{"hf_subset": "default", "main_score": score}]}})
+                json.dumps(
+                    {"task_name": name, "scores": {"test": [{"hf_subset": "default", "main_score": score}]}}
+                )
             )
             tasks[name] = {
                 "file": f"{name}.json",
@@ -36,7 +38,10 @@ def write_results(root: Path, design: str, offset: float, skip: tuple[str, ...] 
                 "main_score": score,
                 "sampling": {"max_items": 10, "kept": 10, "total": 50, "unit": "texts"},
             }
-    run = {"model": {"name": f"poolattn/{design}", "design": design, "fingerprint": design * 4}, "tasks": tasks}
+    run = {
+        "model": {"name": f"poolattn/{design}", "design": design, "fingerprint": design * 4},
+        "tasks": tasks,
+    }
     (root / "run.json").write_text(json.dumps(run))
     return root
 

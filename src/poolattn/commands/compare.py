@@ -9,10 +9,15 @@ HELP = "compare results directories: family tables, Wilcoxon tests (Holm), repor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="directories written by poolattn eval")
+    parser.add_argument(
+        "results", nargs="+", metavar="RESULTS_DIR", help="directories written by poolattn eval"
+    )
     parser.add_argument("--output", "-o", required=True, help="report directory")
     parser.add_argument(
-        "--min-datasets", type=int, default=5, help="test a family only with at least this many datasets (paper: 5)"
+        "--min-datasets",
+        type=int,
+        default=5,
+        help="test a family only with at least this many datasets (paper: 5)",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
     parser.add_argument("--no-bootstrap", action="store_true", help="skip bootstrap CIs of mean differences")

@@ -126,10 +126,14 @@ def compare_models(
     dropped = {m.name: sorted(set(m.scores) - common) for m in models if set(m.scores) - common}
     if dropped:
         text = "; ".join(f"{name}: {', '.join(tasks)}" for name, tasks in dropped.items())
-        warnings.warn(f"comparing on the {len(common)} datasets all models share; dropped {text}", stacklevel=2)
+        warnings.warn(
+            f"comparing on the {len(common)} datasets all models share; dropped {text}", stacklevel=2
+        )
     if not common:
         raise ValueError("the results share no dataset")
-    mismatched = sorted(t for t in common if len({json.dumps(m.sampling[t], sort_keys=True) for m in models}) > 1)
+    mismatched = sorted(
+        t for t in common if len({json.dumps(m.sampling[t], sort_keys=True) for m in models}) > 1
+    )
     if mismatched:
         warnings.warn(f"down-sampling differs between models on: {', '.join(mismatched)}", stacklevel=2)
 
@@ -168,7 +172,13 @@ def compare_models(
     }
     return {
         "models": [
-            {"name": m.name, "directory": m.directory, "design": m.design, "fingerprint": m.fingerprint, "settings": m.settings}
+            {
+                "name": m.name,
+                "directory": m.directory,
+                "design": m.design,
+                "fingerprint": m.fingerprint,
+                "settings": m.settings,
+            }
             for m in models
         ],
         "min_datasets": min_datasets,

@@ -40,7 +40,16 @@ def family_bars(summary: dict[str, Any], path: Path) -> None:
         label = f"n={info['n']}"
         if not info["tested"]:
             label += "\nnot tested"
-        ax.text(fi, -0.1, label, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8, color="0.35")
+        ax.text(
+            fi,
+            -0.1,
+            label,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="0.35",
+        )
         rows = [t for t in summary["tests"] if t["family"] == family]
         for k, t in enumerate(rows):
             a, b = names.index(t["model_a"]), names.index(t["model_b"])
@@ -81,7 +90,9 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
             value = data[r, c]
             color = "black" if value > 60 else "white"
             weight = "bold" if value == best and len(names) > 1 else "normal"
-            ax.text(c, r, f"{value:.1f}", ha="center", va="center", fontsize=8, color=color, fontweight=weight)
+            ax.text(
+                c, r, f"{value:.1f}", ha="center", va="center", fontsize=8, color=color, fontweight=weight
+            )
     previous = None
     for r, t in enumerate(tasks):  # a line between families
         family = summary["datasets"][t]["family"]

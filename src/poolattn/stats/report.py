@@ -35,6 +35,8 @@ def sampling_text(sampling: dict[str, Any] | None) -> str:
     if not sampling or sampling.get("max_items") is None:
         return "full"
     text = f"{sampling.get('kept')}/{sampling.get('total')} {sampling.get('unit', 'items')}"
+    if "sets_total" in sampling:
+        text += f" in {sampling['sets']}/{sampling['sets_total']} sets"
     if "corpus_kept" in sampling:
         text += f", corpus {sampling['corpus_kept']}/{sampling['corpus_total']}"
     if "train_kept" in sampling:
@@ -103,7 +105,9 @@ def report_markdown(summary: dict[str, Any], plots: bool) -> str:
     for family, info in summary["families"].items():
         best = max(info["means"].values())
         cells = [
-            f"**{_fmt(info['means'][n] * SCALE)}**" if info["means"][n] == best else _fmt(info["means"][n] * SCALE)
+            f"**{_fmt(info['means'][n] * SCALE)}**"
+            if info["means"][n] == best
+            else _fmt(info["means"][n] * SCALE)
             for n in names
         ]
         lines.append(f"| {family} | {info['n']} | " + " | ".join(cells) + " |")
@@ -144,7 +148,14 @@ def report_markdown(summary: dict[str, Any], plots: bool) -> str:
     if untested:
         lines += ["", f"Not tested (too few datasets): {', '.join(untested)}."]
     if plots:
-        lines += ["", "## Plots", "", "![per-family means](family_bars.png)", "", "![per-dataset scores](heatmap.png)"]
+        lines += [
+            "",
+            "## Plots",
+            "",
+            "![per-family means](family_bars.png)",
+            "",
+            "![per-dataset scores](heatmap.png)",
+        ]
     return "\n".join(lines) + "\n"
 
 

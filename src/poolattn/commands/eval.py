@@ -1,0 +1,52 @@
+"""``poolattn eval``: evaluate a model with the real MTEB evaluators on local or mteb tasks."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate a model (MTEB evaluators, local data or mteb tasks) into a results directory"
+
+EPILOG = """MODEL is one of:
+  a poolattn model directory (written by EmbeddingModel.save / poolattn train),
+  a design spec BASE:POOLING+ATTENTION for an untrained design, e.g. smollm2-135m:eos+causal,
+  a sentence-transformers model directory, or all-MiniLM-L6-v2 (the packaged copy).
+Local data defaults to $POOLATTN_DATA_DIR; --max-items N down-samples every dataset
+deterministically (recorded in run.json and every report)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "model", metavar="MODEL", help="model dir, BASE:POOLING+ATTENTION, s-t dir or all-MiniLM-L6-v2"
+    )
+    parser.add_argument(
+        "--output", "-o", required=True, help="results directory (run.json + one JSON per task)"
+    )
+    parser.add_argument("--tasks", help="comma-separated mteb task names or local dataset names")
+    parser.add_argument("--benchmark", help='an mteb benchmark, e.g. "MTEB(eng, v1)" (needs network)')
+    parser.add_argument("--local-data", help="local data folder (default: $POOLATTN_DATA_DIR)")
+    parser.add_argument("--max-items", type=int, help="deterministic down-sampling per dataset")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-embedding-cache", action="store_true", help="do not keep embeddings on disk")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate
+    from ..stats.report import format_run_table
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    kwargs = {"cache_dir_path": None} if args.no_embedding_cache else {}
+    result = evaluate(
+        args.model,
+        args.output,
+        tasks=tasks,
+        benchmark=args.benchmark,
+        local_data=args.local_data,
+        max_items=args.max_items,
+        batch_size=args.batch_size,
+        **kwargs,
+    )
+    print(format_run_table(result))
+    print(f"\nresults: {args.output} ({result['wall_seconds']} s)")
+    return 0

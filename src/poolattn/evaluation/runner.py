@@ -1,0 +1,184 @@
+"""Run tasks through ``mteb.evaluate`` and write a results directory.
+
+A results directory holds one mteb ``TaskResult`` JSON per task (``<Task>.json``, the
+layout of mteb's own cache folders) and ``run.json``: the model's design and
+fingerprint, the run settings, and for every task its family, dataset, main score and
+down-sampling. mteb's result cache is never used (``cache=None``), and task files of an
+earlier run in the same directory are removed first, so old scores never come back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .encoder import MTEBEncoder
+from .local import LocalTask, local_tasks
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+RESULTS_VERSION = 1
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main_score(task_json: dict[str, Any], splits: Sequence[str] | None = None) -> float:
+    """The task's main score: mean over its eval splits and subsets (as mteb aggregates)."""
+    values = []
+    for split, entries in task_json["scores"].items():
+        if splits and split not in splits:
+            continue
+        values.extend(float(entry["main_score"]) for entry in entries)
+    if not values:
+        raise ValueError(f"{task_json.get('task_name')}: no scores")
+    return sum(values) / len(values)
+
+
+def _online_tasks(names: Sequence[str] | None, benchmark: str | None) -> list[Any]:
+    import mteb
+
+    tasks: list[Any] = []
+    if benchmark:
+        tasks.extend(mteb.get_benchmark(benchmark).tasks)
+    if names:
+        tasks.extend(mteb.get_tasks(tasks=list(names)))
+    return tasks
+
+
+def _clear_previous(output: Path) -> None:
+    """Remove task files written by an earlier run into this directory."""
+    run_file = output / RUN_FILE
+    if not run_file.exists():
+        return
+    try:
+        previous = json.loads(run_file.read_text())
+        files = [t["file"] for t in previous.get("tasks", {}).values()]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        files = []
+    for name in files:
+        (output / name).unlink(missing_ok=True)
+    run_file.unlink()
+
+
+def run_evaluation(
+    model: Any,
+    output_dir: str | Path,
+    *,
+    tasks: Sequence[str] | None = None,
+    benchmark: str | None = None,
+    local_data: str | Path | None = None,
+    max_items: int | None = None,
+    batch_size: int = 32,
+    cache_dir: str | Path | None = None,
+    instructions: dict[str, str] | None = None,
+    model_source: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on local and/or online tasks; returns the ``run.json`` content."""
+    import mteb
+
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items: must be >= 1, got {max_items}")
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    encoder = MTEBEncoder(model, cache_dir=cache_dir, batch_size=batch_size, instructions=instructions)
+
+    planned: list[tuple[Any, LocalTask | None]] = []
+    local_names: set[str] = set()
+    if local_data is not None:
+        for item in local_tasks(local_data, max_items, list(tasks) if tasks else None):
+            planned.append((item.task, item))
+            local_names |= {item.name, item.dataset, item.dataset.split("/")[-1]}
+    remaining = [t for t in (tasks or []) if t not in local_names]
+    if remaining or benchmark:
+        if max_items is not None:
+            log.warning("--max-items applies to local data only; online tasks run in full")
+        planned.extend((t, None) for t in _online_tasks(remaining, benchmark))
+    if not planned:
+        raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
+
+    _clear_previous(output)
+    info = encoder.backend.describe()
+    run: dict[str, Any] = {
+        "poolattn_results_version": RESULTS_VERSION,
+        "model": {
+            "name": encoder.backend.name,
+            "design": info.get("design"),
+            "fingerprint": encoder.model_fingerprint,
+            "source": model_source,
+            "uses_instructions": encoder.backend.uses_instructions,
+            **{k: v for k, v in info.items() if k != "design"},
+        },
+        "settings": {
+            "max_items": max_items,
+            "batch_size": batch_size,
+            "local_data": str(local_data) if local_data is not None else None,
+            "tasks": list(tasks) if tasks else None,
+            "benchmark": benchmark,
+            "mteb_version": mteb.__version__,
+            "embedding_cache": str(cache_dir) if cache_dir is not None else None,
+        },
+        "started_at": datetime.now(UTC).isoformat(),
+        "tasks": {},
+    }
+    for task, local in planned:
+        name = str(task.metadata.name)
+        tick = time.monotonic()
+        result = mteb.evaluate(
+            encoder,
+            task,
+            cache=None,
+            overwrite_strategy="always",
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+            show_progress_bar=False,
+            co2_tracker=False,
+        )
+        if result.exceptions:
+            raise RuntimeError(f"{name}: evaluation failed: {result.exceptions}")
+        task_json = result.task_results[0].to_dict()
+        file = f"{name}.json"
+        write_json(output / file, task_json)
+        score = main_score(task_json, task.metadata.eval_splits)
+        run["tasks"][name] = {
+            "file": file,
+            "family": local.family if local else str(task.metadata.type),
+            "dataset": local.dataset if local else name,
+            "source": local.path if local else "mteb",
+            "real_mteb_task": local.real_mteb_task if local else True,
+            "main_score_name": task.metadata.main_score,
+            "main_score": score,
+            "sampling": local.sampling if local else None,
+            "seconds": round(time.monotonic() - tick, 2),
+        }
+        log.info("%s (%s): %s = %.4f", name, run["tasks"][name]["family"], task.metadata.main_score, score)
+        write_json(output / RUN_FILE, run)  # progress survives an interruption
+    run["embedding_cache_stats"] = {
+        "hits": encoder.cache.hits,
+        "misses": encoder.cache.misses,
+        "encoded": encoder.encoded_texts,
+    }
+    run["finished_at"] = datetime.now(UTC).isoformat()
+    run["wall_seconds"] = round(time.monotonic() - started, 1)
+    write_json(output / RUN_FILE, run)
+    encoder.cache.close()
+    return run

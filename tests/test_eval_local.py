@@ -1,0 +1,152 @@
+"""Acceptance 1, 2 and 4: local families end to end offline, real-task agreement, no stale scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from poolattn.evaluation import evaluate
+from poolattn.evaluation.encoder import MTEBEncoder
+from poolattn.evaluation.local import MAIN_SCORES, build_task, local_tasks
+
+# one fast dataset per family from the shared data; summarization is synthetic (the shared data has none)
+PICKS = (
+    "sts/STSBenchmark",
+    "retrieval/SciFact",
+    "classification/TREC",
+    "clustering/Banking77",
+    "pair_classification/MSRP",
+    "reranking/TRECQA",
+)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+
+
+def write_summarization(folder: Path) -> None:
+    """A tiny synthetic summarization set in SummEval's columns."""
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(4):
+        text = f"Report {i}: the council approved a new park with {i + 2} playgrounds near the river."
+        rows.append(
+            {
+                "text": text,
+                "human_summaries": [
+                    f"Council approves park with {i + 2} playgrounds.",
+                    "A new riverside park is approved.",
+                ],
+                "machine_summaries": [
+                    f"The council approved a park number {i}.",
+                    "Weather was sunny.",
+                    "Park approved.",
+                ],
+                "relevance": [4.0, 1.0, 3.5],
+            }
+        )
+    (folder / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+@pytest.fixture
+def suite(tmp_path: Path, data_dir: Path) -> Path:
+    """A user-style data folder: links to shared datasets (never copies) plus a synthetic one."""
+    root = tmp_path / "data"
+    for pick in PICKS:
+        (root / pick).parent.mkdir(parents=True, exist_ok=True)
+        (root / pick).symlink_to(data_dir / "eval" / pick)
+    write_summarization(root / "summarization" / "ToyNews")
+    return root
+
+
+def test_every_family_end_to_end(tiny_model, suite: Path, tmp_path: Path) -> None:
+    run = evaluate(tiny_model(), tmp_path / "out", local_data=suite, max_items=8, cache_dir_path=None)
+    families = {info["family"]: (name, info) for name, info in run["tasks"].items()}
+    assert set(families) == set(MAIN_SCORES)
+    for family, (name, info) in families.items():
+        assert info["main_score_name"] == MAIN_SCORES[family]
+        task_json = json.loads((tmp_path / "out" / info["file"]).read_text())
+        entry = task_json["scores"]["test"][0]
+        assert np.isfinite(entry[MAIN_SCORES[family]]), name
+        assert entry["main_score"] == pytest.approx(info["main_score"])
+        assert info["sampling"]["max_items"] == 8
+    assert families["STS"][1]["real_mteb_task"] and families["Retrieval"][1]["real_mteb_task"]
+    assert not families["Reranking"][1]["real_mteb_task"]
+    saved = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert saved["model"]["fingerprint"] and saved["settings"]["max_items"] == 8
+
+
+def test_real_sts_task_agrees_with_scipy(tiny_model, data_dir: Path) -> None:
+    import mteb
+
+    item = build_task("sts", "STSBenchmark", data_dir / "eval" / "sts" / "STSBenchmark", max_items=40)
+    assert type(item.task).__name__ == "STSBenchmarkSTS"  # the real mteb task, data injected
+    encoder = MTEBEncoder(tiny_model(), cache_dir=None)
+    result = mteb.evaluate(
+        encoder,
+        item.task,
+        cache=None,
+        overwrite_strategy="always",
+        co2_tracker=False,
+        show_progress_bar=False,
+    )
+    reported = result.task_results[0].scores["test"][0]["cosine_spearman"]
+    data = item.task.dataset["test"]
+    instruction = encoder.instruction("STSBenchmark", "STS")
+    e1 = encoder.encode_texts(data["sentence1"], query=True, instruction=instruction)
+    e2 = encoder.encode_texts(data["sentence2"], query=True, instruction=instruction)
+    cosine = (e1 * e2).sum(1) / (np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1))
+    assert reported == pytest.approx(stats.spearmanr(cosine, data["score"]).statistic, abs=1e-6)
+
+
+def test_changed_weights_give_new_scores(tiny_model, data_dir: Path, tmp_path: Path) -> None:
+    model = tiny_model()
+    kwargs = dict(
+        local_data=data_dir / "eval",
+        tasks=["STSBenchmark", "MSRP"],
+        max_items=30,
+        cache_dir_path=tmp_path / "emb",
+    )
+    first = evaluate(model, tmp_path / "out", **kwargs)
+    again = evaluate(model, tmp_path / "out", **kwargs)  # unchanged model: all from the embedding cache
+    assert again["embedding_cache_stats"]["encoded"] == 0
+    assert {k: v["main_score"] for k, v in again["tasks"].items()} == {
+        k: v["main_score"] for k, v in first["tasks"].items()
+    }
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    changed = evaluate(model, tmp_path / "out", **kwargs)
+    assert changed["model"]["fingerprint"] != first["model"]["fingerprint"]
+    assert changed["embedding_cache_stats"]["encoded"] > 0
+    for name in first["tasks"]:
+        assert changed["tasks"][name]["main_score"] != pytest.approx(first["tasks"][name]["main_score"])
+    on_disk = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert on_disk["model"]["fingerprint"] == changed["model"]["fingerprint"]
+
+
+def test_max_items_is_deterministic_and_bounded(data_dir: Path) -> None:
+    select = ["SciFact", "NFCorpus", "Banking77Classification", "TRECQA", "TwentyNewsgroupsClustering"]
+    a = local_tasks(data_dir / "eval", max_items=25, select=select)
+    b = local_tasks(data_dir / "eval", max_items=25, select=select)
+    assert [t.sampling for t in a] == [t.sampling for t in b] and len(a) == 5
+    for item in a:
+        if item.family == "Reranking":
+            assert 0 < item.sampling["candidates"] <= 50
+        elif item.family == "Clustering":
+            assert item.sampling["kept"] == 50 and item.sampling["sets"] == 2
+        elif item.family == "Retrieval":
+            split = item.task.dataset["default"]["test"]
+            corpus = set(split["corpus"]["id"])
+            assert len(corpus) <= 50 and 1 <= len(split["queries"]) <= 25
+            for docs in split["relevant_docs"].values():
+                assert docs and set(docs) <= corpus
+        else:
+            assert item.sampling["train_kept"] == max(25, item.task.samples_per_label * 77)
