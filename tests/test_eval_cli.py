@@ -53,3 +53,13 @@ def test_design_spec_parsing() -> None:
 def test_cli_eval_unknown_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "no-such-model", "--output", str(tmp_path / "x"), "--tasks", "STSBenchmark"]) == 2
     assert "design spec like 'smollm2-135m:eos+causal'" in capsys.readouterr().err
+
+
+def test_benchmark_plan_uses_local_data_where_it_exists(data_dir: Path) -> None:
+    from poolattn.evaluation.runner import plan_tasks
+
+    plan = plan_tasks(None, "MTEB(eng, v1)", data_dir / "eval", max_items=5)
+    local = {task.metadata.name for task, item in plan if item is not None}
+    assert len(plan) == 56 and {"STSBenchmark", "SciFact", "Banking77Classification"} <= local
+    assert "TRECClassification" not in local  # not part of the benchmark
+    assert all(task.data_loaded for task, item in plan if item is not None)

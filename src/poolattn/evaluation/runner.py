@@ -80,6 +80,30 @@ def _clear_previous(output: Path) -> None:
     run_file.unlink()
 
 
+def plan_tasks(
+    tasks: Sequence[str] | None, benchmark: str | None, local_data: str | Path | None, max_items: int | None
+) -> list[tuple[Any, LocalTask | None]]:
+    """The tasks to run: local datasets (all, or those named / in the benchmark), then mteb's
+    own tasks for the names local data does not cover (these download their data)."""
+    planned: list[tuple[Any, LocalTask | None]] = []
+    local_names: set[str] = set()
+    bench_tasks = _online_tasks(None, benchmark) if benchmark else []
+    wanted = list(tasks or []) + [str(t.metadata.name) for t in bench_tasks]
+    if local_data is not None:  # local data stands in for the named tasks it has
+        for item in local_tasks(local_data, max_items, wanted or None):
+            planned.append((item.task, item))
+            local_names |= {item.name, item.dataset, item.dataset.split("/")[-1]}
+    remaining = [t for t in (tasks or []) if t not in local_names]
+    online = [t for t in bench_tasks if str(t.metadata.name) not in local_names]
+    if remaining:
+        online += [t for t in _online_tasks(remaining, None) if str(t.metadata.name) not in local_names]
+    if online:
+        if max_items is not None:
+            log.warning("--max-items applies to local data only; %d online tasks run in full", len(online))
+        planned.extend((t, None) for t in online)
+    return planned
+
+
 def run_evaluation(
     model: Any,
     output_dir: str | Path,
@@ -103,17 +127,7 @@ def run_evaluation(
     started = time.monotonic()
     encoder = MTEBEncoder(model, cache_dir=cache_dir, batch_size=batch_size, instructions=instructions)
 
-    planned: list[tuple[Any, LocalTask | None]] = []
-    local_names: set[str] = set()
-    if local_data is not None:
-        for item in local_tasks(local_data, max_items, list(tasks) if tasks else None):
-            planned.append((item.task, item))
-            local_names |= {item.name, item.dataset, item.dataset.split("/")[-1]}
-    remaining = [t for t in (tasks or []) if t not in local_names]
-    if remaining or benchmark:
-        if max_items is not None:
-            log.warning("--max-items applies to local data only; online tasks run in full")
-        planned.extend((t, None) for t in _online_tasks(remaining, benchmark))
+    planned = plan_tasks(tasks, benchmark, local_data, max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
 

@@ -25,7 +25,7 @@ def family_bars(summary: dict[str, Any], path: Path) -> None:
     families = list(summary["families"])
     n_models = len(names)
     width = 0.8 / n_models
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(families) * max(1, n_models / 2)), 5.0))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(families) * max(1.0, n_models / 2) + 2.5), 5.0))
     colors = plt.get_cmap("tab10").colors
     top = 0.0
     for i, name in enumerate(names):
@@ -36,20 +36,6 @@ def family_bars(summary: dict[str, Any], path: Path) -> None:
         top = max(top, *values)
     step = max(top * 0.07, 2.0)
     for fi, family in enumerate(families):
-        info = summary["families"][family]
-        label = f"n={info['n']}"
-        if not info["tested"]:
-            label += "\nnot tested"
-        ax.text(
-            fi,
-            -0.1,
-            label,
-            transform=ax.get_xaxis_transform(),
-            ha="center",
-            va="top",
-            fontsize=8,
-            color="0.35",
-        )
         rows = [t for t in summary["tests"] if t["family"] == family]
         for k, t in enumerate(rows):
             a, b = names.index(t["model_a"]), names.index(t["model_b"])
@@ -61,8 +47,14 @@ def family_bars(summary: dict[str, Any], path: Path) -> None:
     n_tests = max((sum(1 for t in summary["tests"] if t["family"] == f) for f in families), default=0)
     ax.set_ylim(0, top + step * (2.2 + n_tests))
     ax.set_xticks(np.arange(len(families)))
-    ax.set_xticklabels(families, fontsize=10)
-    ax.tick_params(axis="x", pad=24)
+    ax.set_xticklabels(
+        [
+            f"{f}\nn={summary['families'][f]['n']}"
+            + ("" if summary["families"][f]["tested"] else ", not tested")
+            for f in families
+        ],
+        fontsize=9,
+    )
     ax.set_ylabel("mean main score (x100)")
     ax.set_title(
         f"Mean main score per task family — Wilcoxon, Holm-corrected "
