@@ -1,0 +1,37 @@
+"""``poolattn experiment CONFIG.toml``: train, evaluate and compare a grid of designs."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run a controlled comparison of pooling x attention designs (train -> eval -> compare -> report)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", help="experiment TOML ([experiment], [model], [data], [training], [lora], [evaluation])"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable), e.g. --set training.steps=10",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate the config and print the plan; run nothing"
+    )
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiment import describe_plan, load_experiment_config, run_experiment, write_report
+
+    config = load_experiment_config(args.config, args.overrides)
+    if args.dry_run:
+        print(describe_plan(config))
+        return 0
+    path = write_report(config) if args.report_only else run_experiment(config)
+    print(f"report: {path}")
+    return 0

@@ -1,0 +1,141 @@
+"""The experiment grid: designs x seeds, everything else held equal, as a list of runs."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ATTENTION_MODES, ConfigError, check_choice, from_dict, load_toml
+
+PAPER_DESIGNS = [
+    "eos+causal",
+    "latent+causal",
+    "multilayer+causal",
+    "latent+bidirectional",
+    "multilayer+bidirectional",
+]
+
+
+@dataclass
+class ExperimentSection:
+    """The ``[experiment]`` table: where results go and which designs and seeds to run."""
+
+    output_dir: str = "runs/experiment"
+    designs: list[str] = field(default_factory=lambda: list(PAPER_DESIGNS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    untrained: list[str] = field(default_factory=lambda: ["eos+causal"])
+    layer_attention_sample: int = 64
+
+
+@dataclass
+class EvaluationSection:
+    """The ``[evaluation]`` table: the tasks every run is evaluated on."""
+
+    local_data: str | None = None
+    tasks: list[str] = field(default_factory=list)
+    benchmark: str | None = None
+    max_items: int | None = None
+    batch_size: int = 32
+    min_datasets: int = 5
+
+
+@dataclass
+class Run:
+    """One cell of the grid: a design, a seed, and whether it is trained."""
+
+    design: str
+    seed: int
+    trained: bool
+    model: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        prefix = "" if self.trained else "untrained-"
+        return f"{prefix}{self.design}-seed{self.seed}"
+
+
+@dataclass
+class ExperimentConfig:
+    """A parsed experiment file: its own sections plus the shared training sections (raw)."""
+
+    experiment: ExperimentSection
+    evaluation: EvaluationSection
+    shared: dict[str, Any]
+    source: Path | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.experiment.output_dir)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The config file's folder: relative data paths resolve against it."""
+        return self.source.resolve().parent if self.source else None
+
+    def runs(self) -> list[Run]:
+        """Every run of the grid, trained designs first, in a stable order."""
+        runs: list[Run] = []
+        for trained, designs in ((True, self.experiment.designs), (False, self.experiment.untrained)):
+            seeds = self.experiment.seeds if trained else self.experiment.seeds[:1]
+            for design in designs:
+                for seed in seeds:
+                    runs.append(Run(design, seed, trained, self.model_for(design)))
+        return runs
+
+    def model_for(self, design: str) -> dict[str, Any]:
+        """The shared [model] table with this design's pooling and attention."""
+        pooling, attention = parse_design(design)
+        model = copy.deepcopy(self.shared.get("model", {}))
+        model.update(pooling=pooling, attention=attention)
+        return model
+
+    def train_data(self, run: Run) -> dict[str, Any]:
+        """Raw training config for one run: shared sections, this design, this seed, its own dir."""
+        data = copy.deepcopy({k: v for k, v in self.shared.items()})
+        data["model"] = run.model
+        training = data.setdefault("training", {})
+        training["seed"] = run.seed
+        training["output_dir"] = str(self.output_dir / run.name / "train")
+        return data
+
+
+def parse_design(design: str) -> tuple[str, str]:
+    """``"multilayer+bidirectional"`` -> ("multilayer", "bidirectional"), validated."""
+    from ..pooling import POOLERS
+
+    pooling, sep, attention = design.partition("+")
+    if not sep:
+        raise ConfigError(
+            f"experiment.designs: {design!r} must look like 'pooling+attention', e.g. 'eos+causal'"
+        )
+    check_choice(f"experiment.designs: {design!r} pooling", pooling, tuple(POOLERS))
+    check_choice(f"experiment.designs: {design!r} attention", attention, ATTENTION_MODES)
+    return pooling, attention
+
+
+def load_experiment_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read and validate an experiment TOML (``--set section.key=value`` overrides applied)."""
+    raw = load_toml(path, overrides)
+    where = str(path)
+    experiment = from_dict(ExperimentSection, raw.pop("experiment", {}), f"{where}: experiment")
+    evaluation = from_dict(EvaluationSection, raw.pop("evaluation", {}), f"{where}: evaluation")
+    config = ExperimentConfig(experiment, evaluation, raw, Path(path))
+    validate(config, where)
+    return config
+
+
+def validate(config: ExperimentConfig, where: str) -> None:
+    """Check the grid and every run's training config before anything runs."""
+    from ..training import train_config_from_dict
+
+    if not config.experiment.designs and not config.experiment.untrained:
+        raise ConfigError(f"{where}: experiment.designs: the grid is empty")
+    if not config.experiment.seeds:
+        raise ConfigError(f"{where}: experiment.seeds: give at least one seed")
+    names = [run.name for run in config.runs()]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: experiment.designs: a design is listed twice")
+    for run in config.runs():
+        train_config_from_dict(config.train_data(run), config.base_dir)

@@ -1,0 +1,169 @@
+"""Run the grid: train each design, evaluate it, compare all, write the report. Resumable.
+
+Each run keeps ``state.json`` in its own folder; a finished phase is never redone, an
+interrupted training resumes from its last checkpoint, and a failed design is recorded
+and reported without stopping the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .plan import ExperimentConfig, Run
+
+log = logging.getLogger(__name__)
+STATE_FILE = "state.json"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class Progress:
+    """Prints which run and phase is under way, with an estimate of the time left."""
+
+    def __init__(self, runs: list[Run]) -> None:
+        self.total = len(runs)
+        self.started = time.monotonic()
+        self.done_seconds: list[float] = []
+
+    def say(self, index: int, run: Run, phase: str) -> None:
+        left = ""
+        if self.done_seconds:
+            per_run = sum(self.done_seconds) / len(self.done_seconds)
+            remaining = per_run * (self.total - index)
+            left = f", about {remaining / 60:.0f} min left"
+        elapsed = (time.monotonic() - self.started) / 60
+        print(f"[{index + 1}/{self.total}] {run.name}: {phase} ({elapsed:.1f} min elapsed{left})", flush=True)
+
+
+def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) -> dict[str, Any]:
+    """Train (if needed) and evaluate one run, recording each finished phase."""
+    from ..evaluation import evaluate
+    from ..model import EmbeddingModel
+    from ..training import train, train_config_from_dict
+
+    run_dir = config.output_dir / run.name
+    state = read_state(run_dir)
+    state.update(design=run.design, seed=run.seed, trained=run.trained, status="running")
+    state.pop("error", None)
+    write_json_atomic(run_dir / STATE_FILE, state)
+    if run.trained and "model_dir" not in state:
+        progress.say(index, run, "training")
+        train_cfg = train_config_from_dict(config.train_data(run), config.base_dir)
+        start = time.monotonic()
+        model_dir = train(train_cfg, resume=True)
+        state.update(
+            model_dir=str(model_dir), train_seconds=time.monotonic() - start + state.get("train_seconds", 0)
+        )
+        write_json_atomic(run_dir / STATE_FILE, state)
+    if "eval_dir" not in state:
+        progress.say(index, run, "evaluating")
+        start = time.monotonic()
+        if run.trained:
+            model = EmbeddingModel.load(state["model_dir"])
+        else:
+            from ..config import model_config
+
+            model = EmbeddingModel.from_config(model_config(**run.model))
+        ev = config.evaluation
+        evaluate(
+            model,
+            run_dir / "eval",
+            tasks=ev.tasks or None,
+            benchmark=ev.benchmark,
+            local_data=ev.local_data,
+            max_items=ev.max_items,
+            batch_size=ev.batch_size,
+        )
+        state.update(eval_dir=str(run_dir / "eval"), eval_seconds=time.monotonic() - start)
+        state["parameters"] = model.describe()
+        if run.design.startswith("multilayer"):
+            from .layers import layer_attention
+
+            state["layer_attention"] = layer_attention(model, config)
+    state["status"] = "done"
+    write_json_atomic(run_dir / STATE_FILE, state)
+    return state
+
+
+def run_experiment(config: ExperimentConfig) -> Path:
+    """Run every design of the grid (skipping finished ones), then compare and report."""
+    from .report import write_report
+
+    runs = config.runs()
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(runs)
+    for index, run in enumerate(runs):
+        state = read_state(config.output_dir / run.name)
+        if state.get("status") == "done":
+            print(f"[{index + 1}/{len(runs)}] {run.name}: done already, skipped", flush=True)
+            continue
+        start = time.monotonic()
+        try:
+            run_one(config, run, index, progress)
+            progress.done_seconds.append(time.monotonic() - start)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one failed design must not destroy the others
+            log.error("%s failed: %s", run.name, exc)
+            print(f"[{index + 1}/{len(runs)}] {run.name}: FAILED: {exc}", flush=True)
+            state = read_state(config.output_dir / run.name)
+            state.update(
+                status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            )
+            write_json_atomic(config.output_dir / run.name / STATE_FILE, state)
+    print("comparing and writing the report", flush=True)
+    return write_report(config)
+
+
+def describe_plan(config: ExperimentConfig) -> str:
+    """The plan of a ``--dry-run``: designs, seeds, budget, data and tasks."""
+    from ..training import train_config_from_dict
+
+    lines = [f"experiment {config.source} -> {config.output_dir}"]
+    runs = config.runs()
+    first = next((r for r in runs if r.trained), runs[0])
+    tc = train_config_from_dict(config.train_data(first), config.base_dir)
+    lines.append(f"base model: {tc.model.base}  max_length: {tc.model.max_length}  dtype: {tc.model.dtype}")
+    lines.append(f"data: {', '.join(map(str, tc.data.train))}")
+    t = tc.training
+    lines.append(
+        f"training: {t.steps} steps, batch {t.batch_size} (mini-batch {t.mini_batch_size}), lr {t.learning_rate}, "
+        f"warm-up {t.warmup_steps}, temperature {t.temperature}"
+    )
+    lora = tc.lora
+    lines.append(
+        f"lora: r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout}, targets {', '.join(lora.target_modules)}"
+    )
+    ev = config.evaluation
+    what = ev.benchmark or (
+        ", ".join(ev.tasks) if ev.tasks else f"local suite ({ev.local_data or '$POOLATTN_DATA_DIR'})"
+    )
+    lines.append(
+        f"evaluation: {what}; max_items {ev.max_items}; families need > {ev.min_datasets - 1} datasets for tests"
+    )
+    lines.append(f"runs ({len(runs)}):")
+    for run in runs:
+        state = read_state(config.output_dir / run.name).get("status", "pending")
+        kind = "train + eval" if run.trained else "eval only (untrained)"
+        lines.append(f"  {run.name:<40} {kind:<22} {state}")
+    return "\n".join(lines)

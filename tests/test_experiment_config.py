@@ -1,0 +1,59 @@
+"""Experiment configs parse, validate and print their plan without running anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poolattn.cli import main
+from poolattn.config import ConfigError
+from poolattn.experiment import PAPER_DESIGNS, load_experiment_config, parse_design
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["paper-qwen2-0.5b", "paper-mistral-7b"])
+def test_paper_configs_dry_run_prints_the_plan(name, capsys):
+    assert main(["experiment", str(CONFIGS / f"{name}.toml"), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    for design in PAPER_DESIGNS:
+        assert f"{design}-seed0" in plan
+    assert "1000 steps, batch 2048" in plan and "lr 1e-05" in plan and "warm-up 100" in plan
+    assert "r 16, alpha 32, dropout 0.1" in plan and "MTEB(eng, v1)" in plan
+
+
+@pytest.mark.parametrize("name", ["tiny", "quick"])
+def test_shipped_local_configs_validate(name):
+    config = load_experiment_config(CONFIGS / f"{name}.toml")
+    assert config.runs()
+
+
+def test_grid_is_designs_times_seeds_plus_untrained(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text(
+        '[experiment]\ndesigns = ["eos+causal", "mean+bidirectional"]\nseeds = [1, 2]\nuntrained = ["eos+causal"]\n'
+        '[data]\ntrain = ["x.jsonl"]\n'
+    )
+    names = [r.name for r in load_experiment_config(path).runs()]
+    assert names == [
+        "eos+causal-seed1",
+        "eos+causal-seed2",
+        "mean+bidirectional-seed1",
+        "mean+bidirectional-seed2",
+        "untrained-eos+causal-seed1",
+    ]
+
+
+def test_bad_design_and_unknown_keys_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="choose one of"):
+        parse_design("max+causal")
+    with pytest.raises(ConfigError, match="must look like"):
+        parse_design("eos")
+    path = tmp_path / "e.toml"
+    path.write_text('[experiment]\ndesign = ["eos+causal"]\n[data]\ntrain = ["x.jsonl"]\n')
+    with pytest.raises(ConfigError, match="experiment.design: unknown key; did you mean 'designs'"):
+        load_experiment_config(path)
+    path.write_text("[experiment]\n[trainng]\nsteps = 1\n")
+    with pytest.raises(ConfigError, match=r"did you mean \[training\]"):
+        load_experiment_config(path)
