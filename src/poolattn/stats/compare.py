@@ -199,11 +199,20 @@ def compare(
     alpha: float = ALPHA,
     bootstrap: bool = True,
     plots: bool = True,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Load results directories, compare them and write report.md, scores.csv, stats.json, plots."""
+    """Load results directories, compare them and write report.md, scores.csv, stats.json, plots.
+
+    ``names`` overrides the model names (default: each directory's design) in the same order.
+    """
     from .report import write_report
 
     models = [load_results(d) for d in result_dirs]
+    if names is not None:
+        if len(names) != len(models):
+            raise ValueError(f"names: got {len(names)} names for {len(models)} results directories")
+        for model, name in zip(models, names, strict=True):
+            model.name = name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = compare_models(models, min_datasets=min_datasets, alpha=alpha, bootstrap=bootstrap)
