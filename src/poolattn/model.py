@@ -37,6 +37,7 @@ ADAPTER_DIR = "adapter"
 BACKBONE_DIR = "backbone"
 FORMAT_VERSION = 1
 DEFAULT_INSTRUCTION = "Retrieve semantically similar text"
+ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on large corpora
 
 
 def _num_layers(backbone: PreTrainedModel) -> int:
@@ -180,17 +181,29 @@ class EmbeddingModel(nn.Module):
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         was_training = self.training
         self.eval()
+        # Characters only group similar texts into chunks; each chunk is tokenized once and its
+        # batches are cut by token length, which pads far less than character order on mixed text.
         order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+        chunk_size = batch_size * max(1, ENCODE_CHUNK // batch_size)
         out = torch.zeros((len(items), self.embedding_dim), dtype=torch.float32)
         show = len(items) >= 1024 if show_progress_bar is None else show_progress_bar
-        starts = range(0, len(items), batch_size)
-        for start in tqdm(starts, desc="encode", disable=not show, unit="batch"):
-            idx = order[start : start + batch_size]
-            features = self.tokenize([items[i] for i in idx], prompt_type, instruction)
-            emb = self.forward(features)
-            if normalize:
-                emb = torch.nn.functional.normalize(emb, dim=-1)
-            out[idx] = emb.cpu()
+        bar = tqdm(total=-(-len(items) // batch_size), desc="encode", disable=not show, unit="batch")
+        for chunk_start in range(0, len(items), chunk_size):
+            chunk = order[chunk_start : chunk_start + chunk_size]
+            features = self.tokenize([items[i] for i in chunk], prompt_type, instruction)
+            lengths = features["attention_mask"].sum(dim=1)
+            by_tokens = torch.argsort(lengths, descending=True, stable=True)
+            full = features["input_ids"].shape[1]
+            for start in range(0, len(chunk), batch_size):
+                rows = by_tokens[start : start + batch_size]
+                width = int(lengths[rows].max())  # trimming shared padding = tokenizing this batch alone
+                cols = slice(0, width) if self.config.padding_side == "right" else slice(full - width, full)
+                emb = self.forward({key: value[rows, cols] for key, value in features.items()})
+                if normalize:
+                    emb = torch.nn.functional.normalize(emb, dim=-1)
+                out[[chunk[i] for i in rows.tolist()]] = emb.cpu()
+                bar.update(1)
+        bar.close()
         self.train(was_training)
         result = out[0] if single else out
         return result if convert_to == "torch" else result.numpy()
