@@ -127,11 +127,12 @@ def write_checkpoint(
     *,
     model: Any,
     trainable: dict[str, torch.Tensor],
-    optimizer_state: dict[str, Any],
+    optimizer_state: dict[str, Any] | None,
     scheduler_state: dict[str, Any],
     rng_states: list[dict[str, Any]],
     data_state: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    extra_dirs: dict[str, Path] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically (temp dir, then rename) and return its path."""
     root = Path(output_dir) / CHECKPOINT_DIR
@@ -146,7 +147,10 @@ def write_checkpoint(
             {k: v.detach().cpu().contiguous() for k, v in trainable.items()},
             str(tmp / "trainable.safetensors"),
         )
-        optimizer_to_files(optimizer_state, tmp)
+        if optimizer_state is not None:
+            optimizer_to_files(optimizer_state, tmp)
+        for name, directory in (extra_dirs or {}).items():  # e.g. DeepSpeed/FSDP sharded state
+            os.replace(directory, tmp / name)
         state = {
             "step": step,
             "scheduler": scheduler_state,
@@ -168,5 +172,5 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     state = json.loads((path / "state.json").read_text())
     state["trainable"] = load_file(str(path / "trainable.safetensors"))
-    state["optimizer"] = optimizer_from_files(path)
+    state["optimizer"] = optimizer_from_files(path) if (path / "optimizer.json").exists() else None
     return state

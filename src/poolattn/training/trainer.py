@@ -166,7 +166,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 f"{existing}: checkpoint lacks trainable weights {sorted(missing)[:3]}...; design changed?"
             )
         model.load_state_dict(state["trainable"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["data"])
         start = int(state["step"])
@@ -174,7 +175,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting from step 0", out)
 
+    if accelerator.state.deepspeed_plugin is not None:  # no dataloader is prepared: say the micro-batch
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
+            t.mini_batch_size
+        )
     wrapped, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None and (existing / "accelerate").is_dir():
+        accelerator.load_state(str(existing / "accelerate"))  # DeepSpeed / FSDP sharded optimizer state
     unwrapped: EmbeddingModel = accelerator.unwrap_model(wrapped)
     rank, world = accelerator.process_index, accelerator.num_processes
     if state is not None:
@@ -277,13 +284,20 @@ def _save(
     """Write a checkpoint from the main process (RNG states gathered from every process)."""
     rngs = gather_object([ckpt.rng_state()])
     path = out / ckpt.CHECKPOINT_DIR / ckpt.checkpoint_name(step)
+    extra_dirs: dict[str, Path] = {}
+    if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        # sharded optimizer state: accelerate's own format (every process writes its shard)
+        extra_dirs["accelerate"] = out / ckpt.CHECKPOINT_DIR / f".tmp-accelerate-{step:08d}"
+        accelerator.save_state(str(extra_dirs["accelerate"]))
+        accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         ckpt.write_checkpoint(
             out,
             step,
             model=model,
             trainable=_trainable_state(model),
-            optimizer_state=optimizer.state_dict(),
+            optimizer_state=None if extra_dirs else optimizer.state_dict(),
+            extra_dirs=extra_dirs,
             scheduler_state=scheduler.state_dict(),
             rng_states=rngs,
             data_state=sampler.state_dict(),
