@@ -90,3 +90,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(setup) -> None:
     assert kept, "the last good checkpoint must be kept"
     weights = _weights(kept[-1] / "model")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_full_finetune_gradient_checkpointing_symmetric(setup) -> None:
+    root, base, files = setup
+    training = {"steps": 2, "full_finetune": True, "gradient_checkpointing": True, "symmetric": True}
+    final = train(tiny_config(base, files, root / "ft", model={"pooling": "multilayer"}, training=training))
+    loaded = EmbeddingModel.load(final)
+    assert loaded.full_finetune and not loaded.has_adapter
+    before = EmbeddingModel.from_pretrained(str(base), pooling="multilayer", max_length=24)
+    moved = [
+        n
+        for n, p in loaded.backbone.named_parameters()
+        if not torch.equal(p, dict(before.backbone.named_parameters())[n])
+    ]
+    assert moved, "full fine-tuning must update the backbone weights"
