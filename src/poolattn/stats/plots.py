@@ -25,7 +25,7 @@ def family_bars(summary: dict[str, Any], path: Path) -> None:
     families = list(summary["families"])
     n_models = len(names)
     width = 0.8 / n_models
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(families) * max(1.0, n_models / 2) + 2.5), 5.0))
+    fig, ax = plt.subplots(figsize=(max(8.5, 1.3 * len(families) * max(1.0, n_models / 2) + 2.5), 5.0))
     colors = plt.get_cmap("tab10").colors
     top = 0.0
     for i, name in enumerate(names):
@@ -57,8 +57,9 @@ def family_bars(summary: dict[str, Any], path: Path) -> None:
     )
     ax.set_ylabel("mean main score (x100)")
     ax.set_title(
-        f"Mean main score per task family — Wilcoxon, Holm-corrected "
-        f"(* p<0.05, ** p<0.01, *** p<0.001; tested if ≥{summary['min_datasets']} datasets)",
+        "Mean main score per task family\n"
+        "paired Wilcoxon over datasets, Holm-corrected\n"
+        f"* p<0.05, ** p<0.01, *** p<0.001, n.s. not significant; tested if ≥{summary['min_datasets']} datasets",
         fontsize=9,
     )
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0))
