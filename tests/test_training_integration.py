@@ -14,12 +14,15 @@ from poolattn.model import EmbeddingModel
 from poolattn.training import build_model, train, train_config_from_dict
 
 INSTRUCTION = "Retrieve semantically similar text"
+# Sized for a 2-core CPU (~1.5 min): 8 LoRA steps of 16 SNLI triples. Measured here: loss
+# 3.05 -> 2.6, STSB dev Spearman 0.482 -> 0.576 (mean + causal, lr 1e-3).
+STEPS, BATCH, LR = 8, 16, 1e-3
 
 
 def _sts_spearman(model: EmbeddingModel, rows: list[dict]) -> float:
-    """Both sentences embedded as queries with the STS instruction (E5 convention), cosine vs gold."""
-    a = model.encode([r["sentence1"] for r in rows], prompt_type="query", instruction=INSTRUCTION, batch_size=50)
-    b = model.encode([r["sentence2"] for r in rows], prompt_type="query", instruction=INSTRUCTION, batch_size=50)
+    """STS is symmetric: both sentences embedded bare (as documents); cosine against the gold scores."""
+    a = model.encode([r["sentence1"] for r in rows], prompt_type="document", batch_size=50)
+    b = model.encode([r["sentence2"] for r in rows], prompt_type="document", batch_size=50)
     return float(spearmanr((a * b).sum(axis=1), [r["score"] for r in rows]).statistic)
 
 
@@ -29,7 +32,7 @@ def test_short_run_lowers_loss_and_improves_sts(tmp_path: Path, data_dir: Path) 
     rows = [json.loads(line) for line in dev.read_text().splitlines()[:300]]
     config = train_config_from_dict(
         {
-            "model": {"base": "smollm2-135m", "pooling": "eos", "attention": "causal", "max_length": 48},
+            "model": {"base": "smollm2-135m", "pooling": "mean", "attention": "causal", "max_length": 48},
             "data": {"train": [str(data_dir / "train" / "snli_triples.jsonl")], "instructions": {"snli_triples": INSTRUCTION}},
             "training": {
                 "steps": STEPS, "batch_size": BATCH, "mini_batch_size": 32, "learning_rate": LR, "warmup_steps": 2,
@@ -40,8 +43,12 @@ def test_short_run_lowers_loss_and_improves_sts(tmp_path: Path, data_dir: Path) 
     )  # fmt: skip
     before = _sts_spearman(build_model(config), rows)  # LoRA starts at B = 0: exactly the untrained design
     final = train(config)
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [
+        json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     after = _sts_spearman(EmbeddingModel.load(final), rows)
-    print(f"STSB dev (300 pairs) Spearman before {before:.3f} after {after:.3f}; losses {np.round(losses, 3)}")
+    print(
+        f"STSB dev (300 pairs) Spearman before {before:.3f} after {after:.3f}; losses {np.round(losses, 3)}"
+    )
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.2
-    assert after > before + 0.02
+    assert after > before + 0.03
