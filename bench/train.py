@@ -1,0 +1,222 @@
+"""Training benchmark on the real SmolLM2-135M (``make bench``), side by side in one run.
+
+1. Throughput (training examples/s, median over steps) of our trainer against a plain
+   reference loop written here the way the paper's code works: three separate forward passes
+   (queries, positives, negatives), each padded to its longest text, no GradCache; same batch,
+   design and LoRA.
+2. Peak RSS of one GradCache step at batch 512 / mini-batch 32 against a plain step at batch
+   32, and one GradCache step at the paper's batch 2048. Every memory figure is measured in
+   its own subprocess, so the peaks are independent.
+
+Figures are printed and written to BENCHMARKS.md (section "## Training").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUCTION = "Retrieve semantically similar text"
+MODEL = {"base": "smollm2-135m", "pooling": "multilayer", "attention": "bidirectional", "max_length": 32}
+LORA = {"r": 16, "alpha": 32, "dropout": 0.1}
+SECTION = "## Training"
+
+
+def make_config(out: Path, batch: int, mini: int, steps: int, gradcache: bool = True):
+    from poolattn.training import train_config_from_dict
+
+    return train_config_from_dict(
+        {
+            "model": dict(MODEL),
+            "data": {"train": ["train/snli_triples.jsonl"], "instructions": {"snli_triples": INSTRUCTION}},
+            "training": {
+                "steps": steps, "batch_size": batch, "mini_batch_size": mini, "gradcache": gradcache,
+                "learning_rate": 1e-4, "warmup_steps": 0, "output_dir": str(out), "save_every": 10**6,
+                "progress": False, "keep_checkpoints": 1,
+            },
+            "lora": dict(LORA),
+        }
+    )  # fmt: skip
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------- reference loop
+def reference_steps(batch: int, steps: int) -> list[float]:
+    """The paper-style loop: 3 forwards padded to the longest, InfoNCE, backward, AdamW. Seconds per step."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from poolattn.training import BatchSampler, build_model, load_sources
+    from poolattn.training.loss import info_nce
+    from poolattn.training.trainer import parameter_groups
+
+    cfg = make_config(Path(tempfile.gettempdir()) / "poolattn-bench-unused", batch, batch, steps)
+    model = build_model(cfg)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), lr=1e-4)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 0, steps)
+    sampler = BatchSampler(load_sources(cfg.data), batch, seed=0)
+    times = []
+    for _ in range(steps):
+        tick = time.perf_counter()
+        examples = sampler.next_batch()
+        q = model(model.tokenize([e.query for e in examples], "query", INSTRUCTION))
+        p = model(model.tokenize([e.positive for e in examples], "document"))
+        n = model(model.tokenize([e.negatives[0] for e in examples], "document"))
+        loss = info_nce(q, p, n, temperature=0.05)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - tick)
+    return times
+
+
+def trainer_steps(batch: int, mini: int, steps: int, gradcache: bool) -> list[float]:
+    """Our trainer end to end; seconds per step from its metrics.jsonl."""
+    from poolattn.training import train
+
+    out = Path(tempfile.mkdtemp()) / "run"
+    try:
+        train(make_config(out, batch, mini, steps, gradcache))
+        return [json.loads(line)["step_s"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- memory workers
+def worker(kind: str, batch: int, mini: int) -> None:
+    """Run one step in this (fresh) process and print its peak RSS as JSON."""
+    import torch
+
+    from poolattn.backbone import resolve_source
+
+    resolve_source(MODEL["base"])  # conversion cache exists; keep it out of the measurement
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    if kind == "plain":
+        seconds = reference_steps(batch, 1)[0]
+    else:
+        seconds = trainer_steps(batch, mini, 1, gradcache=True)[0]
+    print(json.dumps({"kind": kind, "batch": batch, "mini": mini, "peak_rss_mb": rss_mb(),
+                      "step_s": seconds, "wall_s": time.perf_counter() - start}))  # fmt: skip
+
+
+def measure(kind: str, batch: int, mini: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--batch", str(batch), "--mini", str(mini)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def baseline_rss() -> float:
+    """RSS of a process that only loaded the model with LoRA (what every step sits on)."""
+    cmd = [sys.executable, __file__, "--worker", "load", "--batch", "1", "--mini", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+# ----------------------------------------------------------------------------- report
+def write_section(text: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if SECTION in old:
+        head, _, rest = old.partition(SECTION)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1 :] if nxt >= 0 else ""
+        new = head + text.rstrip() + "\n" + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
+    path.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--mini", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per loop (after one warm-up)")
+    parser.add_argument("--big-batch", type=int, default=2048, help="the paper's batch; 0 skips it")
+    args = parser.parse_args()
+    if args.worker == "load":
+        from poolattn.training import build_model
+
+        build_model(make_config(Path(tempfile.gettempdir()) / "poolattn-bench-unused", 1, 1, 1))
+        print(json.dumps({"peak_rss_mb": rss_mb()}))
+        return
+    if args.worker:
+        worker(args.worker, args.batch, args.mini)
+        return
+
+    steps = args.steps + 1  # the first step warms up (allocator, oneDNN kernels): not counted
+    ref = reference_steps(args.batch, steps)[1:]
+    ours_cached = trainer_steps(args.batch, args.mini, steps, gradcache=True)[1:]
+    ours_plain = trainer_steps(args.batch, args.mini, steps, gradcache=False)[1:]
+    eps = {name: args.batch / statistics.median(t) for name, t in
+           (("reference", ref), ("gradcache", ours_cached), ("sorted", ours_plain))}  # fmt: skip
+    print(json.dumps({"examples_per_s": eps}), flush=True)
+
+    base = baseline_rss()
+    plain32 = measure("plain", 32, 32)
+    cached512 = measure("gradcache", 512, 32)
+    big = measure("gradcache", args.big_batch, 32) if args.big_batch else None
+    print(json.dumps({"baseline": base, "plain32": plain32, "cached512": cached512, "big": big}), flush=True)
+
+    ratio = cached512["peak_rss_mb"] / plain32["peak_rss_mb"]
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/train.py` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch threads {__import__('torch').get_num_threads()}; SmolLM2-135M, design "
+        f"{MODEL['pooling']}+{MODEL['attention']}, LoRA r={LORA['r']} on all 7 projections, max_length "
+        f"{MODEL['max_length']}, SNLI triples (1 hard negative), {time.strftime('%Y-%m-%d')}. "
+        "Medians over steps (first step excluded). The machine was shared with other jobs, so absolute "
+        "figures are noisy; each comparison ran back to back.",
+        "",
+        f"Throughput at batch {args.batch} (texts per forward pass {args.mini}), training examples/s:",
+        "",
+        "| loop | examples/s | vs reference |",
+        "|---|---|---|",
+        f"| reference (paper-style: 3 forwards padded to longest, no GradCache) | {eps['reference']:.2f} | 1.00x |",
+        f"| ours, GradCache on (length-sorted mini-batches of {args.mini}) | {eps['gradcache']:.2f} | "
+        f"{eps['gradcache'] / eps['reference']:.2f}x |",
+        f"| ours, GradCache off (length-sorted mini-batches, one graph) | {eps['sorted']:.2f} | "
+        f"{eps['sorted'] / eps['reference']:.2f}x |",
+        "",
+        f"Peak RSS, one step each in a fresh process (model + LoRA alone: {base:.0f} MB):",
+        "",
+        "| step | peak RSS (MB) | step time (s) |",
+        "|---|---|---|",
+        f"| plain reference, batch 32 | {plain32['peak_rss_mb']:.0f} | {plain32['step_s']:.1f} |",
+        f"| ours GradCache, batch 512, mini-batch 32 | {cached512['peak_rss_mb']:.0f} | {cached512['step_s']:.1f} |",
+    ]
+    if big:
+        lines.append(
+            f"| ours GradCache, batch {big['batch']}, mini-batch 32 | {big['peak_rss_mb']:.0f} | {big['step_s']:.1f} |"
+        )
+    lines += ["", f"Batch 512 / plain batch 32 peak-RSS ratio: {ratio:.2f}x (target <= 1.3x)."]
+    text = "\n".join(lines) + "\n"
+    write_section(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
