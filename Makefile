@@ -30,6 +30,7 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/poolattn demo
+	$(BIN)/poolattn experiment configs/quick.toml
 
 bench: setup
 	set -e; for f in bench/encode.py bench/train.py; do if [ -f $$f ]; then $(BIN)/python $$f; fi; done

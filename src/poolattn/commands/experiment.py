@@ -33,5 +33,8 @@ def run(args: argparse.Namespace) -> int:
         print(describe_plan(config))
         return 0
     path = write_report(config) if args.report_only else run_experiment(config)
+    text = path.read_text()
+    if "## Summary" in text:
+        print(text[text.index("## Summary") :].split("\n## ", 1)[0])
     print(f"report: {path}")
     return 0
