@@ -1,7 +1,12 @@
 """poolattn: decoder LLMs as embedding models, with attention and pooling as swappable designs."""
 
-from .config import ConfigError, HeadConfig, ModelConfig
-from .model import EmbeddingModel
+import warnings
+
+# peft probes a transformers attribute that transformers 5 deprecates; the warning is not ours to act on.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+from .config import ConfigError, HeadConfig, ModelConfig  # noqa: E402
+from .model import EmbeddingModel  # noqa: E402
 
 __all__ = ["ConfigError", "EmbeddingModel", "HeadConfig", "ModelConfig"]
 __version__ = "0.1.0"
