@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .backbone import load_backbone, set_attention_mode, setup_tokenizer, verify_attention
 from .config import ConfigError, ModelConfig, from_dict, model_config, to_dict
+from .io import atomic_directory
 from .pooling import Pooler, build_pooler
 from .tokenization import check_texts, tokenize
 
@@ -237,20 +235,8 @@ class EmbeddingModel(nn.Module):
     def save(self, directory: str | Path) -> Path:
         """Write design JSON, head safetensors and adapter (or full backbone) atomically."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as tmp:
             self._write(tmp)
-            if directory.exists():
-                old = directory.with_name(directory.name + ".old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return directory
 
     def _write(self, directory: Path) -> None:

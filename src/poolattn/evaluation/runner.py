@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..io import write_json_atomic
 from .encoder import MTEBEncoder
 from .local import LocalTask, local_tasks
 
@@ -26,20 +25,6 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 RESULTS_VERSION = 1
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main_score(task_json: dict[str, Any], splits: Sequence[str] | None = None) -> float:
@@ -171,7 +156,7 @@ def run_evaluation(
             raise RuntimeError(f"{name}: evaluation failed: {result.exceptions}")
         task_json = result.task_results[0].to_dict()
         file = f"{name}.json"
-        write_json(output / file, task_json)
+        write_json_atomic(output / file, task_json)
         score = main_score(task_json, task.metadata.eval_splits)
         run["tasks"][name] = {
             "file": file,
@@ -185,7 +170,7 @@ def run_evaluation(
             "seconds": round(time.monotonic() - tick, 2),
         }
         log.info("%s (%s): %s = %.4f", name, run["tasks"][name]["family"], task.metadata.main_score, score)
-        write_json(output / RUN_FILE, run)  # progress survives an interruption
+        write_json_atomic(output / RUN_FILE, run)  # progress survives an interruption
     run["embedding_cache_stats"] = {
         "hits": encoder.cache.hits,
         "misses": encoder.cache.misses,
@@ -193,6 +178,6 @@ def run_evaluation(
     }
     run["finished_at"] = datetime.now(UTC).isoformat()
     run["wall_seconds"] = round(time.monotonic() - started, 1)
-    write_json(output / RUN_FILE, run)
+    write_json_atomic(output / RUN_FILE, run)
     encoder.cache.close()
     return run

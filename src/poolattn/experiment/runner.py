@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from ..io import write_json_atomic
 from .plan import ExperimentConfig, Run
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
