@@ -109,8 +109,8 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
         rate = "-"
         if run.trained and s.get("train_seconds"):
             metrics = read_metrics(config.output_dir / run.name)
-            if metrics and "examples_per_second" in metrics[-1]:
-                rate = f"{sum(m['examples_per_second'] for m in metrics) / len(metrics):.1f}"
+            if metrics and "examples_per_s" in metrics[-1]:
+                rate = f"{sum(m['examples_per_s'] for m in metrics) / len(metrics):.1f}"
         lines.append(
             f"| {run.name} | {s.get('status', 'pending')} | {_fmt_int(p.get('backbone_parameters'))} | "
             f"{_fmt_int(p.get('adapter_parameters'))} | {_fmt_int(p.get('head_parameters'))} | "
