@@ -16,11 +16,9 @@ The pipeline is ``PoolattnModule`` (poolattn tokenization + backbone + pooler) t
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from .io import atomic_directory
 from .model import DEFAULT_INSTRUCTION, EmbeddingModel
 from .st_module import PICKLE_SUFFIXES, PoolattnModule, load_model_dir, query_prompt
 
@@ -85,9 +83,7 @@ def export_sentence_transformers(
     )
     model.train(was_training)  # ST's constructor must not change the caller's model mode
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=output_dir.name + ".tmp", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir) as tmp:
         st.save(str(tmp), create_model_card=False)
         module_dir = next(
             p.name for p in tmp.iterdir() if p.is_dir() and p.name.endswith(PoolattnModule.__name__)
@@ -105,9 +101,4 @@ def export_sentence_transformers(
         pickles = [p for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
         if pickles:
             raise RuntimeError(f"export would contain pickle files: {pickles}")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(tmp, output_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
