@@ -1,0 +1,17 @@
+"""One module per ``poolattn`` command (HELP, add_arguments, run); shared options live here."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_overrides_option(parser: argparse.ArgumentParser) -> None:
+    """``--set section.key=value`` (TOML value syntax), repeatable, collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a setting (TOML value syntax), e.g. --set training.steps=10; repeatable",
+    )

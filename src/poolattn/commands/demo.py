@@ -8,7 +8,9 @@ HELP = "embed a few sentences with the default model in two designs and print th
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", default="smollm2-135m", help="backbone: alias, local path, GGUF file or hub id")
+    parser.add_argument(
+        "--base", default="smollm2-135m", help="backbone: alias, local path, GGUF file or hub id"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

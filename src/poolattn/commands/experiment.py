@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_overrides_option
+
 HELP = "run a controlled comparison of pooling x attention designs (train -> eval -> compare -> report)"
 
 
@@ -11,14 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", help="experiment TOML ([experiment], [model], [data], [training], [lora], [evaluation])"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (repeatable), e.g. --set training.steps=10",
-    )
+    add_overrides_option(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="validate the config and print the plan; run nothing"
     )

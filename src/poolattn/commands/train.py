@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_overrides_option
+
 HELP = "train an embedding model from a TOML config (works under `accelerate launch` too)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training TOML with [model], [data], [training] and [lora] sections")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a setting (TOML value syntax), e.g. --set training.steps=10; repeatable",
-    )
+    add_overrides_option(parser)
     parser.add_argument(
         "--resume", action="store_true", help="continue from the latest checkpoint in output_dir"
     )
