@@ -42,15 +42,7 @@ def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path: Path) ->
     for name, rows in curves.items():
         if rows:
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=name, linewidth=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("InfoNCE loss")
-    ax.set_title("Training loss per design")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, "step", "InfoNCE loss", "Training loss per design", path)
 
 
 def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | None:
@@ -63,9 +55,21 @@ def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | N
     ax.axhline(
         1 / max(len(m) for m in layers.values()), color="grey", linestyle="--", linewidth=1, label="uniform"
     )
-    ax.set_xlabel("transformer layer")
-    ax.set_ylabel("mean attention of the latents")
-    ax.set_title("Multilayer pooling: attention mass per layer")
+    return _finish(
+        fig,
+        ax,
+        "transformer layer",
+        "mean attention of the latents",
+        "Multilayer pooling: attention mass per layer",
+        path,
+    )
+
+
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Label, grid and legend a line plot, save it as PNG and free the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
