@@ -29,7 +29,9 @@ from poolattn.config import model_config  # noqa: E402
 from poolattn.model import EmbeddingModel  # noqa: E402
 
 ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
-TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+TINY = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
 
 
 @pytest.fixture(scope="session")

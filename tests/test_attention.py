@@ -26,7 +26,9 @@ def first_token_shift(model: EmbeddingModel, padded: bool) -> float:
         batch = [text, LONGER] if padded else [text]
         features = model.tokenize(batch)
         if padded:
-            assert features["attention_mask"][0].sum() < features["attention_mask"].shape[1], "text 0 must be padded"
+            assert features["attention_mask"][0].sum() < features["attention_mask"].shape[1], (
+                "text 0 must be padded"
+            )
         with torch.inference_mode():
             last = model.hidden_states(features)[-1]
         first = int(features["attention_mask"][0].nonzero()[0])  # first real token, any padding side

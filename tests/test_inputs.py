@@ -15,8 +15,12 @@ def test_empty_list_gives_empty_array(tiny_model):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [("", r"texts\[1\]: empty text"), ("   ", r"texts\[1\]: empty text"), (None, r"texts\[1\]: expected a string"),
-     (3, r"texts\[1\]: expected a string")],
+    [
+        ("", r"texts\[1\]: empty text"),
+        ("   ", r"texts\[1\]: empty text"),
+        (None, r"texts\[1\]: expected a string"),
+        (3, r"texts\[1\]: expected a string"),
+    ],
 )
 def test_bad_texts_name_the_index(tiny_model, bad, message):
     with pytest.raises((TypeError, ValueError), match=message):
@@ -43,6 +47,24 @@ def test_eos_appended_once(tiny_model):
     assert ids[-1] == eos and ids.count(eos) == 1
 
 
+def test_one_instruction_per_text_matches_separate_calls(tiny_model):
+    """A mixed training batch: each row is what tokenizing it alone with its instruction gives."""
+    model = tiny_model(padding_side="left")
+    texts, instructions = (
+        ["first query here", "second", "a bare document text"],
+        ["Find it", "Other task", None],
+    )
+    mixed = model.tokenize(texts, None, instructions)
+    width = mixed["input_ids"].shape[1]
+    for row, (text, instruction) in enumerate(zip(texts, instructions, strict=True)):
+        alone = model.tokenize([text], None, instruction)
+        n = alone["input_ids"].shape[1]
+        for key in ("input_ids", "pooling_mask"):
+            assert mixed[key][row, width - n :].tolist() == alone[key][0].tolist(), key
+    with pytest.raises(ValueError, match="got 2 instructions for 3 texts"):
+        model.tokenize(texts, "query", ["a", "b"])
+
+
 def test_unknown_pooling_and_attention_list_choices():
     with pytest.raises(ConfigError, match="choose one of eos, mean, weighted_mean, latent, multilayer"):
         model_config(pooling="max")
@@ -65,7 +87,10 @@ def test_toml_errors_name_the_file(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('[model]\nbase = "x"\n')
     assert load_toml(good, ["model.max_length=64", "model.pooling=mean"])["model"] == {
-        "base": "x", "max_length": 64, "pooling": "mean"}
+        "base": "x",
+        "max_length": 64,
+        "pooling": "mean",
+    }
 
 
 def test_bad_prompt_type(tiny_model):

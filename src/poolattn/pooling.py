@@ -41,7 +41,9 @@ def gather_last(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states[torch.arange(states.shape[0], device=states.device), idx]
 
 
-def masked_mean(states: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def masked_mean(
+    states: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over the tokens where ``mask`` is 1 (optionally weighted); padding never leaks in."""
     w = mask.to(states.dtype) if weights is None else weights.to(states.dtype) * mask.to(states.dtype)
     safe = torch.where(mask.bool().unsqueeze(-1), states, torch.zeros_like(states))  # pad states may be NaN
@@ -54,7 +56,9 @@ class Pooler(nn.Module):
     name = "base"
     trainable = False
 
-    def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos") -> None:
+    def __init__(
+        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -106,7 +110,12 @@ class LatentCrossAttention(nn.Module):
         self.value = nn.Linear(hidden_size, inner, bias=False)
         self.out = nn.Linear(inner, hidden_size)
         hidden = max(1, int(hidden_size * head.mlp_ratio))
-        self.mlp = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, hidden), nn.GELU(), nn.Linear(hidden, hidden_size))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden_size),
+        )
         self.record_attention = False
         self.last_attention: torch.Tensor | None = None
 
@@ -135,7 +144,9 @@ class LatentPooler(Pooler):
 
     trainable = True
 
-    def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos") -> None:
+    def __init__(
+        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
+    ) -> None:
         super().__init__(hidden_size, num_layers, head, layer_vector)
         self.attend = LatentCrossAttention(hidden_size, head)
 
@@ -153,7 +164,9 @@ class MultiLayerPooler(Pooler):
 
     trainable = True
 
-    def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos") -> None:
+    def __init__(
+        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
+    ) -> None:
         super().__init__(hidden_size, num_layers, head, layer_vector)
         check_choice("model.layer_vector", layer_vector, ("eos", "mean"))
         self.layer_vector = layer_vector

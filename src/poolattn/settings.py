@@ -11,7 +11,10 @@ CACHE_DIR_ENV = "POOLATTN_CACHE_DIR"
 
 def cache_dir() -> Path:
     """Converted model weights and other caches: ``$POOLATTN_CACHE_DIR`` or ``~/.cache/poolattn``."""
-    root = os.environ.get(CACHE_DIR_ENV) or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "poolattn"
+    root = (
+        os.environ.get(CACHE_DIR_ENV)
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "poolattn"
+    )
     path = Path(root).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -26,5 +29,7 @@ def data_dir(explicit: str | Path | None = None) -> Path:
         )
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"data folder {path} does not exist (from {DATA_DIR_ENV} or the command line)")
+        raise FileNotFoundError(
+            f"data folder {path} does not exist (from {DATA_DIR_ENV} or the command line)"
+        )
     return path

@@ -22,7 +22,9 @@ def check_texts(texts: Sequence[object]) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}]: expected a string, got {type(text).__name__}")
         if not text.strip():
-            raise ValueError(f"texts[{i}]: empty text; poolattn does not define an embedding for empty strings")
+            raise ValueError(
+                f"texts[{i}]: empty text; poolattn does not define an embedding for empty strings"
+            )
         out.append(text)
     return out
 
@@ -36,22 +38,34 @@ def apply_prompt(text: str, template: str, instruction: str | None) -> tuple[str
     return prefix + text + suffix.format(instruction=instruction), len(prefix)
 
 
+def per_text(instruction: str | Sequence[str | None] | None, count: int) -> list[str | None]:
+    """One instruction per text: a single instruction (or None) is repeated."""
+    if instruction is None or isinstance(instruction, str):
+        return [instruction] * count
+    out = list(instruction)
+    if len(out) != count:
+        raise ValueError(f"instruction: got {len(out)} instructions for {count} texts; give one per text")
+    return out
+
+
 def tokenize(
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     *,
     max_length: int,
     template: str,
-    instruction: str | None = None,
+    instruction: str | Sequence[str | None] | None = None,
     append_eos: bool = True,
     padding_side: str = "right",
 ) -> dict[str, torch.Tensor]:
     """Tokenize and pad; returns input_ids, attention_mask, position_ids and pooling_mask.
 
+    ``instruction`` is one instruction for every text or one per text (a mixed training batch).
     ``pooling_mask`` is the attention mask with the instruction prefix tokens removed, so
     mean-type and trainable poolers can exclude them.
     """
-    prompted = [apply_prompt(t, template, instruction) for t in texts]
+    instructions = per_text(instruction, len(texts))
+    prompted = [apply_prompt(t, template, i) for t, i in zip(texts, instructions, strict=True)]
     budget = max_length - (1 if append_eos else 0)
     enc = tokenizer(
         [p for p, _ in prompted],
@@ -62,7 +76,9 @@ def tokenize(
     )
     eos = tokenizer.eos_token_id
     rows: list[tuple[list[int], list[int]]] = []
-    for (_, prefix_chars), ids, offsets in zip(prompted, enc["input_ids"], enc["offset_mapping"], strict=True):
+    for (_, prefix_chars), ids, offsets in zip(
+        prompted, enc["input_ids"], enc["offset_mapping"], strict=True
+    ):
         ids = list(ids)
         if prefix_chars:  # a token belongs to the text if it covers any text character
             keep = [1 if end > prefix_chars else 0 for _, end in offsets]
@@ -86,4 +102,9 @@ def tokenize(
         attention[r, span] = 1
         pooling[r, span] = torch.tensor(keep)
     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions, "pooling_mask": pooling}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "position_ids": positions,
+        "pooling_mask": pooling,
+    }

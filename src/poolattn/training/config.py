@@ -51,7 +51,8 @@ class DataConfig:
 class TrainingConfig:
     """The optimisation recipe. ``batch_size`` counts queries per step (all see each other's
     documents as negatives); ``mini_batch_size`` counts texts per forward pass, which bounds
-    memory when ``gradcache`` is on."""
+    memory when ``gradcache`` is on (a step whose texts fit in one mini-batch costs no extra
+    forward pass)."""
 
     steps: int = 200
     batch_size: int = 256

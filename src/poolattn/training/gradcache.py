@@ -17,7 +17,7 @@ import torch
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BackwardFn = Callable[[torch.Tensor], None]
-Tokenizer = Callable[[list[str], str, str | None], dict[str, torch.Tensor]]
+Tokenizer = Callable[[list[str], None, list[str | None]], dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -31,22 +31,46 @@ class Chunks:
         return int(self.inverse.numel())
 
 
+# Cost of one forward call beyond its padded tokens, in token-equivalents: it keeps the
+# partition from splitting into many tiny mini-batches that a CPU or GPU runs inefficiently.
+CALL_OVERHEAD_TOKENS = 64
+
+
+def partition_by_length(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Split text indices into mini-batches of at most ``size``, minimising padded tokens.
+
+    Texts are sorted by length; a dynamic programme over the sorted order chooses where to cut
+    (each cut costs ``CALL_OVERHEAD_TOKENS``), so a few long documents get a mini-batch of
+    their own instead of padding many short queries to their length. The costliest mini-batch
+    comes last: ``cached_step`` keeps its graph from the first pass.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(max(0, end - size), end):
+            cost = best[start] + (end - start) * lengths[order[start]] + CALL_OVERHEAD_TOKENS
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], n
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return sorted(groups, key=lambda g: len(g) * lengths[g[0]])
+
+
 def make_chunks(
-    tokenize: Tokenizer, texts: Sequence[str], prompt_type: str, instructions: Sequence[str | None], size: int
+    tokenize: Tokenizer, texts: Sequence[str], instructions: Sequence[str | None], size: int
 ) -> Chunks:
-    """Split texts into mini-batches of at most ``size``, grouped by instruction and sorted by
-    length so little compute goes to padding."""
-    order = sorted(range(len(texts)), key=lambda i: (instructions[i] or "", -len(texts[i])))
-    features, groups, current = [], [], []
-    for i in order:
-        if current and (len(current) == size or instructions[i] != instructions[current[0]]):
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    for group in groups:
-        features.append(tokenize([texts[i] for i in group], prompt_type, instructions[group[0]]))
+    """Tokenize a step's texts (queries with their instructions, documents with None) into
+    mini-batches of at most ``size`` texts, grouped by token length (``partition_by_length``);
+    queries and documents share mini-batches."""
+    lengths = tokenize(list(texts), None, list(instructions))["attention_mask"].sum(dim=1).tolist()
+    groups = partition_by_length(lengths, size)
+    features = [
+        tokenize([texts[i] for i in group], None, [instructions[i] for i in group]) for group in groups
+    ]
     flat = [i for g in groups for i in g]
     inverse = torch.empty(len(flat), dtype=torch.long)
     inverse[torch.tensor(flat, dtype=torch.long)] = torch.arange(len(flat))
@@ -67,32 +91,32 @@ class RandState:
             torch.cuda.set_rng_state(self.cuda, self.device)
 
 
-def _split(embeddings: torch.Tensor, q: Chunks, d: Chunks, n_pos: int):
-    queries = embeddings[: len(q)][q.inverse]
-    docs = embeddings[len(q) :][d.inverse]
-    return queries, docs[:n_pos], docs[n_pos:]
+def _split(embeddings: torch.Tensor, chunks: Chunks, n_queries: int, n_pos: int):
+    """Queries, positives, negatives back in input order."""
+    ordered = embeddings[chunks.inverse]
+    return ordered[:n_queries], ordered[n_queries : n_queries + n_pos], ordered[n_queries + n_pos :]
 
 
 def plain_step(
     model: Callable,
-    q: Chunks,
-    d: Chunks,
+    chunks: Chunks,
+    n_queries: int,
     n_pos: int,
     loss_fn: LossFn,
     backward: BackwardFn,
     scale: float = 1.0,
 ) -> float:
     """Forward every mini-batch with its graph, one loss, one backward (memory grows with the batch)."""
-    embeddings = torch.cat([model(f) for f in q.features + d.features])
-    loss = loss_fn(*_split(embeddings, q, d, n_pos))
+    embeddings = torch.cat([model(f) for f in chunks.features])
+    loss = loss_fn(*_split(embeddings, chunks, n_queries, n_pos))
     backward(loss * scale)
     return float(loss.detach())
 
 
 def cached_step(
     model: Callable,
-    q: Chunks,
-    d: Chunks,
+    chunks: Chunks,
+    n_queries: int,
     n_pos: int,
     loss_fn: LossFn,
     backward: BackwardFn,
@@ -101,22 +125,29 @@ def cached_step(
     device: torch.device | None = None,
 ) -> float:
     """GradCache step: same gradient as ``plain_step``, memory of one mini-batch."""
-    chunks = q.features + d.features
+    features_list = chunks.features
     device = device or torch.device("cpu")
+    # The last mini-batch keeps its graph from the first pass: it is back-propagated first, so
+    # only one mini-batch's activations are alive at a time, and it saves one forward pass.
     states, cached = [], []
     with torch.no_grad():
-        for features in chunks:
+        for features in features_list[:-1]:
             states.append(RandState(device))
             cached.append(model(features))
+    last = model(features_list[-1])
     after = RandState(device)
-    leaf = torch.cat(cached).detach().requires_grad_(True)
+    leaf = torch.cat([*cached, last.detach()]).requires_grad_(True)
     with torch.enable_grad():
-        loss = loss_fn(*_split(leaf, q, d, n_pos))
+        loss = loss_fn(*_split(leaf, chunks, n_queries, n_pos))
         (grad,) = torch.autograd.grad(loss * scale, leaf)
+    first_of_last = sum(e.shape[0] for e in cached)
+    with no_sync() if cached else contextlib.nullcontext():  # gradients sync on the final backward
+        backward((last * grad[first_of_last:].to(last.dtype)).sum())
+    del last
     offset = 0
-    for k, (features, state) in enumerate(zip(chunks, states, strict=True)):
+    for k, (features, state) in enumerate(zip(features_list[:-1], states, strict=True)):
         state.restore()
-        sync = contextlib.nullcontext() if k == len(chunks) - 1 else no_sync()
+        sync = contextlib.nullcontext() if k == len(features_list) - 2 else no_sync()
         with sync:
             emb = model(features)
             part = grad[offset : offset + emb.shape[0]].to(emb.dtype)

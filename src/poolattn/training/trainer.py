@@ -23,7 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from ..backbone import load_backbone
 from ..config import to_dict
-from ..model import EmbeddingModel
+from ..model import DEFAULT_INSTRUCTION, EmbeddingModel
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import BatchSampler, Source, batch_digest, load_sources, shard
@@ -97,12 +97,15 @@ def _trainable_state(model: EmbeddingModel) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _step_texts(local: list, num_negatives: int) -> tuple[list[str], list[str | None], list[str], int]:
+def _step_texts(local: list, num_negatives: int) -> tuple[list[str], list[str], list[str | None], int]:
+    """Queries, documents (positives then negatives), one instruction per text (None for
+    documents, which stay bare), and the number of positives."""
     queries = [e.query for e in local]
-    instructions = [e.instruction for e in local]
     positives = [e.positive for e in local]
     negatives = [n for e in local for n in e.negatives[:num_negatives]]
-    return queries, instructions, positives + negatives, len(positives)
+    docs = positives + negatives
+    instructions = [e.instruction or DEFAULT_INSTRUCTION for e in local] + [None] * len(docs)
+    return queries, docs, instructions, len(positives)
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
@@ -216,15 +219,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     while step < stop_at:
         tick = time.perf_counter()
         batch = sampler.next_batch()
-        queries, instructions, docs, n_pos = _step_texts(shard(batch, rank, world), config.data.num_negatives)
-        q = make_chunks(unwrapped.tokenize, queries, "query", instructions, t.mini_batch_size)
-        d = make_chunks(unwrapped.tokenize, docs, "document", [None] * len(docs), t.mini_batch_size)
+        queries, docs, instructions, n_pos = _step_texts(shard(batch, rank, world), config.data.num_negatives)
+        chunks = make_chunks(unwrapped.tokenize, queries + docs, instructions, t.mini_batch_size)
+        args = (wrapped, chunks, len(queries), n_pos, loss_fn, accelerator.backward, scale)
         if t.gradcache:
-            loss = cached_step(
-                wrapped, q, d, n_pos, loss_fn, accelerator.backward, scale, no_sync, accelerator.device
-            )
+            loss = cached_step(*args, no_sync, accelerator.device)
         else:
-            loss = plain_step(wrapped, q, d, n_pos, loss_fn, accelerator.backward, scale)
+            loss = plain_step(*args)
         grad_norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             optimizer.zero_grad(set_to_none=True)
