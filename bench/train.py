@@ -138,8 +138,12 @@ def trainer_steps(
 
 
 # ----------------------------------------------------------------------------- memory workers
-def worker(kind: str, batch: int, mini: int) -> None:
-    """Run one step in this (fresh) process and print its peak RSS as JSON."""
+def worker(kind: str, batch: int, mini: int, steps: int, scenario: str) -> None:
+    """Run ``steps`` steps of one loop in this (fresh) process; print step times and peak RSS as JSON.
+
+    Each loop gets its own process: a plain step at long max_length holds many GB of
+    activations, and the allocator does not give them back to the OS for the next loop.
+    """
     import torch
 
     from poolattn.backbone import resolve_source
@@ -148,18 +152,19 @@ def worker(kind: str, batch: int, mini: int) -> None:
     torch.manual_seed(0)
     start = time.perf_counter()
     if kind == "plain":
-        seconds = reference_steps(batch, 1)[0]
+        seconds = reference_steps(batch, steps, scenario)
     else:
-        seconds = trainer_steps(batch, mini, 1, gradcache=True)[0]
-    print(json.dumps({"kind": kind, "batch": batch, "mini": mini, "peak_rss_mb": rss_mb(),
-                      "step_s": seconds, "wall_s": time.perf_counter() - start}))  # fmt: skip
+        seconds = trainer_steps(batch, mini, steps, kind == "gradcache", scenario)
+    print(json.dumps({"kind": kind, "batch": batch, "mini": mini, "peak_rss_mb": rss_mb(), "step_s": seconds,
+                      "wall_s": time.perf_counter() - start}))  # fmt: skip
 
 
-def measure(kind: str, batch: int, mini: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--batch", str(batch), "--mini", str(mini)]
+def measure(kind: str, batch: int, mini: int, steps: int = 1, scenario: str = MEMORY_SCENARIO) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--batch", str(batch), "--mini", str(mini),
+           "--steps", str(steps), "--scenarios", scenario]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -200,23 +205,23 @@ def main() -> None:
         print(json.dumps({"peak_rss_mb": rss_mb()}))
         return
     if args.worker:
-        worker(args.worker, args.batch, args.mini)
+        worker(args.worker, args.batch, args.mini, args.steps, args.scenarios[0])
         return
 
     load_before = os.getloadavg()[0]
     steps = args.steps + 1  # the first step warms up (allocator, oneDNN kernels): not counted
     throughput = {}
     for scenario in args.scenarios:
-        ref = reference_steps(args.batch, steps, scenario)[1:]
-        cached = trainer_steps(args.batch, args.mini, steps, True, scenario)[1:]
-        plain = trainer_steps(args.batch, args.mini, steps, False, scenario)[1:]
-        throughput[scenario] = {name: args.batch / statistics.median(t) for name, t in
-                                (("reference", ref), ("gradcache", cached), ("sorted", plain))}  # fmt: skip
+        eps = {}
+        for name, kind in (("reference", "plain"), ("gradcache", "gradcache"), ("sorted", "sorted")):
+            result = measure(kind, args.batch, args.mini, steps, scenario)
+            eps[name] = args.batch / statistics.median(result["step_s"][1:])
+            eps[f"{name}_peak_gb"] = result["peak_rss_mb"] / 1024
+        throughput[scenario] = eps
         print(json.dumps({scenario: throughput[scenario]}), flush=True)
 
     base = baseline_rss()
-    plain32 = measure("plain", 32, 32)
-    cached512 = measure("gradcache", 512, 32)
+    plain32, cached512 = measure("plain", 32, 32), measure("gradcache", 512, 32)
     big = measure("gradcache", args.big_batch, 32) if args.big_batch else None
     print(json.dumps({"baseline": base, "plain32": plain32, "cached512": cached512, "big": big}), flush=True)
 
@@ -231,7 +236,7 @@ def main() -> None:
         f"{load_before:.2f}. Each comparison ran back to back in this one run.",
         "",
         f"Throughput at batch {args.batch} queries (each with its positive and, where the data has one, a hard "
-        f"negative), training examples/s. Ours cuts each step's texts into length-grouped mini-batches of at "
+        f"negative), training examples/s (peak RSS of that loop's process). Ours cuts each step's texts into length-grouped mini-batches of at "
         f"most {args.mini}.",
         "",
         "| data | max_length | reference (paper-style: 3 forwards padded to longest, no GradCache) "
@@ -242,8 +247,9 @@ def main() -> None:
         data = SCENARIOS[scenario]
         names = " + ".join(Path(t).stem for t in data["train"])
         lines.append(
-            f"| {names} | {data['max_length']} | {eps['reference']:.2f} | {eps['gradcache']:.2f} | "
-            f"{eps['sorted']:.2f} | {eps['gradcache'] / eps['reference']:.2f}x |"
+            f"| {names} | {data['max_length']} | {eps['reference']:.2f} ({eps['reference_peak_gb']:.1f} GB) | "
+            f"{eps['gradcache']:.2f} ({eps['gradcache_peak_gb']:.1f} GB) | {eps['sorted']:.2f} "
+            f"({eps['sorted_peak_gb']:.1f} GB) | {eps['gradcache'] / eps['reference']:.2f}x |"
         )
     lines += [
         "",
@@ -252,12 +258,12 @@ def main() -> None:
         "",
         "| step | peak RSS (MB) | step time (s) |",
         "|---|---:|---:|",
-        f"| plain reference, batch 32 | {plain32['peak_rss_mb']:.0f} | {plain32['step_s']:.1f} |",
-        f"| ours GradCache, batch 512, mini-batch 32 | {cached512['peak_rss_mb']:.0f} | {cached512['step_s']:.1f} |",
+        f"| plain reference, batch 32 | {plain32['peak_rss_mb']:.0f} | {plain32['step_s'][0]:.1f} |",
+        f"| ours GradCache, batch 512, mini-batch 32 | {cached512['peak_rss_mb']:.0f} | {cached512['step_s'][0]:.1f} |",
     ]
     if big:
         lines.append(
-            f"| ours GradCache, batch {big['batch']}, mini-batch 32 | {big['peak_rss_mb']:.0f} | {big['step_s']:.1f} |"
+            f"| ours GradCache, batch {big['batch']}, mini-batch 32 | {big['peak_rss_mb']:.0f} | {big['step_s'][0]:.1f} |"
         )
     lines += ["", f"Batch 512 / plain batch 32 peak-RSS ratio: {ratio:.2f}x (target <= 1.3x)."]
     text = "\n".join(lines) + "\n"
