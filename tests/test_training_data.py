@@ -203,3 +203,13 @@ def test_poolattn_encoder_adapter(tiny_model) -> None:
     q = enc.encode_queries(["a", "b"], "Find")
     d = enc.encode_documents(["a", "b"])
     assert q.shape == d.shape == (2, 32)
+
+
+def test_top_level_entry_points_are_the_training_ones() -> None:
+    import poolattn
+    import poolattn.training
+
+    assert poolattn.train is poolattn.training.train
+    assert poolattn.load_train_config is poolattn.training.load_train_config
+    with pytest.raises(AttributeError, match="no attribute 'trian'"):
+        poolattn.trian  # noqa: B018

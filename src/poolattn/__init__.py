@@ -8,5 +8,18 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 from .config import ConfigError, HeadConfig, ModelConfig  # noqa: E402
 from .model import EmbeddingModel  # noqa: E402
 
-__all__ = ["ConfigError", "EmbeddingModel", "HeadConfig", "ModelConfig"]
+__all__ = ["ConfigError", "EmbeddingModel", "HeadConfig", "ModelConfig", "load_train_config", "train"]
+
+# Training pulls in accelerate: imported on first use, so encoding stays light.
+_LAZY = {"train": "train", "load_train_config": "load_train_config"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import training
+
+        return getattr(training, _LAZY[name])
+    raise AttributeError(f"module 'poolattn' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
