@@ -31,6 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from benchmarks_md import write_section  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Encoding"
@@ -84,18 +85,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) only the "## Encoding" section of BENCHMARKS.md; other sections are kept."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", flags=re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +234,7 @@ Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {loadavg:.1f}
 """
     print(body)
     if not args.no_write:
-        write_section(Path(args.output), body)
+        write_section(Path(args.output), SECTION, body)
         print(f"wrote the {SECTION!r} section of {args.output}")
     print(f"total {time.perf_counter() - began:.0f} s")
     return 0

@@ -30,6 +30,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from benchmarks_md import write_section  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("POOLATTN_DATA_DIR", str(ROOT.parent / "shared" / "data"))  # as the Makefile
 MODEL = {"base": "smollm2-135m", "pooling": "multilayer", "attention": "bidirectional"}
@@ -168,27 +170,7 @@ def measure(kind: str, batch: int, mini: int, steps: int = 1, scenario: str = ME
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def baseline_rss() -> float:
-    """RSS of a process that only loaded the model with LoRA (what every step sits on)."""
-    cmd = [sys.executable, __file__, "--worker", "load", "--batch", "1", "--mini", "1"]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-
-
 # ----------------------------------------------------------------------------- report
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1 :] if nxt >= 0 else ""
-        new = head + text.rstrip() + "\n" + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -220,15 +202,13 @@ def main() -> None:
         throughput[scenario] = eps
         print(json.dumps({scenario: throughput[scenario]}), flush=True)
 
-    base = baseline_rss()
+    base = measure("load", 1, 1)["peak_rss_mb"]  # model + LoRA alone: what every step sits on
     plain32, cached512 = measure("plain", 32, 32), measure("gradcache", 512, 32)
     big = measure("gradcache", args.big_batch, 32) if args.big_batch else None
     print(json.dumps({"baseline": base, "plain32": plain32, "cached512": cached512, "big": big}), flush=True)
 
     ratio = cached512["peak_rss_mb"] / plain32["peak_rss_mb"]
     lines = [
-        SECTION,
-        "",
         f"`python bench/train.py` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch threads {__import__('torch').get_num_threads()}, {time.strftime('%Y-%m-%d')}; SmolLM2-135M, "
         f"design {MODEL['pooling']}+{MODEL['attention']}, LoRA r={LORA['r']} on all 7 projections. "
@@ -272,7 +252,7 @@ def main() -> None:
         )
     lines += ["", f"Batch 512 / plain batch 32 peak-RSS ratio: {ratio:.2f}x (target <= 1.3x)."]
     text = "\n".join(lines) + "\n"
-    write_section(text)
+    write_section(ROOT / "BENCHMARKS.md", SECTION, text)
     print(text)
 
 

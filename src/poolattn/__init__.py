@@ -11,14 +11,14 @@ from .model import EmbeddingModel  # noqa: E402
 __all__ = ["ConfigError", "EmbeddingModel", "HeadConfig", "ModelConfig", "load_train_config", "train"]
 
 # Training pulls in accelerate: imported on first use, so encoding stays light.
-_LAZY = {"train": "train", "load_train_config": "load_train_config"}
+_FROM_TRAINING = ("train", "load_train_config")
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
+    if name in _FROM_TRAINING:
         from . import training
 
-        return getattr(training, _LAZY[name])
+        return getattr(training, name)
     raise AttributeError(f"module 'poolattn' has no attribute {name!r}")
 
 

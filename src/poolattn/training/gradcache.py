@@ -66,15 +66,21 @@ def make_chunks(
     """Tokenize a step's texts (queries with their instructions, documents with None) into
     mini-batches of at most ``size`` texts, grouped by token length (``partition_by_length``);
     queries and documents share mini-batches."""
-    lengths = tokenize(list(texts), None, list(instructions))["attention_mask"].sum(dim=1).tolist()
-    groups = partition_by_length(lengths, size)
-    features = [
-        tokenize([texts[i] for i in group], None, [instructions[i] for i in group]) for group in groups
-    ]
+    everything = tokenize(list(texts), None, list(instructions))
+    groups = partition_by_length(everything["attention_mask"].sum(dim=1).tolist(), size)
+    features = [_rows(everything, group) for group in groups]
     flat = [i for g in groups for i in g]
     inverse = torch.empty(len(flat), dtype=torch.long)
     inverse[torch.tensor(flat, dtype=torch.long)] = torch.arange(len(flat))
     return Chunks(features, inverse)
+
+
+def _rows(features: dict[str, torch.Tensor], rows: list[int]) -> dict[str, torch.Tensor]:
+    """Some rows of a padded batch, without the padding columns none of them uses (either
+    padding side; position ids come from the mask, so they stay right)."""
+    index = torch.tensor(rows, dtype=torch.long)
+    used = features["attention_mask"][index].any(dim=0)
+    return {key: value[index][:, used] for key, value in features.items()}
 
 
 class RandState:
