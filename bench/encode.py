@@ -1,42 +1,50 @@
-"""Encoding throughput: poolattn ``EmbeddingModel.encode`` vs sentence-transformers, same work.
+"""Encoding throughput: poolattn ``encode`` (auto dtype and float32) vs sentence-transformers
+(float32 and bf16), same model, same pooling, same token ids; plus bf16-vs-float32 agreement.
 
-Both sides run the real SmolLM2-135M (the converted ``smollm2-135m`` directory), causal
-attention, last-token (EOS) pooling, fp32, the same max length and batch size, on the
-same deterministic mix of real sentences. ST gets the same token ids: its Transformer is
-pinned to plain-text input (ST 6 otherwise renders text through the model's chat
-template) and EOS is appended to each text. Runs alternate in one process; we report
-medians, the ratio, and the fraction of this CPU's fp32 matmul peak measured in the same
-run. The figures go into the "## Encoding" section of BENCHMARKS.md.
+All sides run the real SmolLM2-135M (the converted ``smollm2-135m`` directory), causal
+attention, last-token (EOS) pooling, max_length 128, batch size 32, on the same
+deterministic mix of 512 real texts. sentence-transformers gets the same token ids: its
+Transformer is pinned to plain-text input and EOS is appended to each text. Its bf16 side
+loads the weights in bf16 (``model_kwargs={"dtype": torch.bfloat16}``), as a user would.
 
-    python bench/encode.py            # full: 512 texts, 3 alternating repetitions (2 past --budget)
-    python bench/encode.py --quick    # 128 texts, 2 repetitions
+Every measurement is one fresh process (load, warm-up on one batch, one timed pass over all
+texts); the sides alternate over ``--rounds`` rounds and we report medians and their ratios,
+the fraction of this CPU's float32 / bf16 matmul peak (measured in their own processes,
+before and after), and the cosine between poolattn's bf16 and float32 embeddings of every
+pooler over the same texts. Figures go into the "## Encoding" section of BENCHMARKS.md.
+
+    python bench/encode.py            # 512 texts, 3 rounds (~6 min on a 2-core CPU)
+    python bench/encode.py --quick    # 128 texts, 1 round, a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import re
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from procs import ROOT, alternating, emit, machine, median, run_worker, versions
 
-import torch  # noqa: E402
-from benchmarks_md import write_section  # noqa: E402  (bench/ is on sys.path when run as a script)
-
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Encoding"
+SIDES = (
+    "poolattn auto",
+    "poolattn float32",
+    "sentence-transformers float32",
+    "sentence-transformers bfloat16",
+)
+# bf16-vs-float32 agreement: every pooler, under the attention(s) its designs use.
+AGREEMENT = {
+    "causal": ("eos", "weighted_mean", "latent", "multilayer"),
+    "bidirectional": ("mean", "latent", "multilayer", "nv_latent"),
+}
 
 
+# ----------------------------------------------------------------------------- inputs
 def load_texts(data_dir: Path, n: int) -> list[str]:
     """A deterministic mix of short to long real sentences (STS pairs, claims, titles, abstract openings)."""
     eval_dir = data_dir / "eval"
@@ -60,19 +68,7 @@ def load_texts(data_dir: Path, n: int) -> list[str]:
     return texts
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 6) -> float:
-    """Best observed fp32 GFLOP/s of a large square matmul on this CPU (with the current thread count)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
-def model_flops(backbone: torch.nn.Module, lengths: list[int]) -> float:
+def model_flops(backbone: Any, lengths: list[int]) -> float:
     """FLOPs of one pass over real tokens: 2 x non-embedding params x tokens + attention scores/values."""
     cfg = backbone.config
     embedding = backbone.get_input_embeddings().weight.numel()
@@ -81,61 +77,79 @@ def model_flops(backbone: torch.nn.Module, lengths: list[int]) -> float:
     return 2 * params * sum(lengths) + attention
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="128 texts, 2 repetitions (a smoke run)")
-    parser.add_argument("--n", type=int, default=512, help="number of texts")
-    parser.add_argument("--reps", type=int, default=3, help="alternating repetitions per side")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=300.0,
-        help="stop repeating (after 2) when another would pass this many seconds",
-    )
-    parser.add_argument(
-        "--data-dir", default=os.environ.get("POOLATTN_DATA_DIR", str(ROOT.parent / "shared/data"))
-    )
-    parser.add_argument(
-        "--output", default=str(ROOT / "BENCHMARKS.md"), help="file whose Encoding section to write"
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n, args.reps = 128, 2
-
+def build_st(max_length: int, dtype: str):  # noqa: ANN201 - a SentenceTransformer
+    """sentence-transformers on the same converted SmolLM2: plain text in, last-token pooling."""
+    import torch
     from sentence_transformers import SentenceTransformer, models
 
     from poolattn.backbone import resolve_source
-    from poolattn.model import EmbeddingModel
 
-    began = time.perf_counter()
-    texts = load_texts(Path(args.data_dir), args.n)
-    ours = EmbeddingModel.from_pretrained(
-        "smollm2-135m", attention="causal", pooling="eos", max_length=args.max_length
-    )
-    source = str(resolve_source("smollm2-135m"))
     plain_text = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
     transformer = models.Transformer(
-        source,
-        max_seq_length=args.max_length,
-        model_kwargs={"dtype": torch.float32, "attn_implementation": "sdpa"},
+        str(resolve_source("smollm2-135m")),
+        max_seq_length=max_length,
+        model_kwargs={"dtype": getattr(torch, dtype), "attn_implementation": "sdpa"},
         modality_config=plain_text,
         module_output_name="token_embeddings",
     )
     pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="lasttoken")
-    st = SentenceTransformer(modules=[transformer, pooling], device="cpu")
-    eos = ours.tokenizer.eos_token
-    st_texts = [t + eos for t in texts]
+    return SentenceTransformer(modules=[transformer, pooling], device="cpu")
 
-    # Same work? Same token ids per text, and the same embeddings.
+
+# ----------------------------------------------------------------------------- workers
+def worker_encode(spec: dict[str, Any]) -> dict[str, Any]:
+    """Load one side, warm up on one batch, time one pass over every text."""
+    import torch
+
+    texts = load_texts(Path(spec["data_dir"]), spec["n"])
+    side, batch, max_length = spec["side"], spec["batch_size"], spec["max_length"]
+    if side.startswith("poolattn"):
+        from poolattn.model import EmbeddingModel
+
+        dtype = "auto" if side.endswith("auto") else "float32"
+        model = EmbeddingModel.from_pretrained(
+            "smollm2-135m", attention="causal", pooling="eos", max_length=max_length, dtype=dtype
+        )
+        resolved = str(model.compute_dtype).removeprefix("torch.")
+
+        def run(items: list[str]) -> object:
+            return model.encode(items, batch_size=batch)
+    else:
+        resolved = side.rsplit(" ", 1)[-1]
+        st = build_st(max_length, resolved)
+        eos = st.tokenizer.eos_token
+        texts = [t + eos for t in texts]
+
+        def run(items: list[str]) -> object:
+            return st.encode(items, batch_size=batch, normalize_embeddings=True)
+
+    run(texts[:batch])  # warm-up: allocator, oneDNN kernels
+    start = time.perf_counter()
+    out = run(texts)
+    seconds = time.perf_counter() - start
+    assert len(out) == len(texts)
+    return {
+        "side": side,
+        "dtype": resolved,
+        "seconds": seconds,
+        "texts_per_s": len(texts) / seconds,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def worker_check(spec: dict[str, Any]) -> dict[str, Any]:
+    """Same work? Token ids and counts, padded tokens per pass, embeddings of both libraries."""
+    import numpy as np
+
+    from poolattn.model import EmbeddingModel
+
+    texts = load_texts(Path(spec["data_dir"]), spec["n"])
+    batch, max_length = spec["batch_size"], spec["max_length"]
+    ours = EmbeddingModel.from_pretrained(
+        "smollm2-135m", attention="causal", pooling="eos", max_length=max_length, dtype="float32"
+    )
+    st = build_st(max_length, "float32")
+    st_texts = [t + ours.tokenizer.eos_token for t in texts]
     our_ids = ours.tokenize(texts)
     lengths = our_ids["attention_mask"].sum(dim=1).tolist()
     st_ids = st.preprocess(st_texts)
@@ -144,106 +158,228 @@ def main(argv: list[str] | None = None) -> int:
         our_ids["input_ids"][i, : lengths[i]].tolist() == st_ids["input_ids"][i, : st_lengths[i]].tolist()
         for i in range(len(texts))
     )
-    # An over-long text differs only in its last id: poolattn keeps EOS after truncation, ST cuts it.
-    same_ids = f"{same}/{len(texts)} texts" + (
-        ""
-        if same == len(texts)
-        else " (the rest are truncated at max_length: ST cuts the appended EOS, poolattn keeps it)"
-    )
-    same_ids += "; same token count: " + ("yes" if lengths == st_lengths else "NO")
-    sample = texts[:16]
-    agree = float(
-        (ours.encode(sample) * st.encode([t + eos for t in sample], normalize_embeddings=True))
-        .sum(axis=1)
-        .min()
-    )
-
-    def run_ours() -> object:
-        return ours.encode(texts, batch_size=args.batch_size)
-
-    def run_st() -> object:
-        return st.encode(st_texts, batch_size=args.batch_size, normalize_embeddings=True)
 
     def padded_tokens(order: list[int], sizes: list[int]) -> int:
-        batches = [order[s : s + args.batch_size] for s in range(0, len(order), args.batch_size)]
+        batches = [order[s : s + batch] for s in range(0, len(order), batch)]
         return sum(len(b) * max(sizes[i] for i in b) for b in batches)
 
-    # The work each side really does: poolattn cuts batches by token length, ST by characters.
-    padded = {
-        "poolattn": padded_tokens(sorted(range(len(texts)), key=lambda i: -lengths[i]), lengths),
-        "sentence-transformers": padded_tokens(
-            sorted(range(len(texts)), key=lambda i: -len(st_texts[i])), st_lengths
-        ),
+    sample = texts[:16]
+    cosine = (ours.encode(sample) * st.encode(st_texts[:16], normalize_embeddings=True)).sum(axis=1)
+    return {
+        "same_ids": same,
+        "n": len(texts),
+        "same_token_count": lengths == st_lengths,
+        "tokens": int(sum(lengths)),
+        "min_length": int(min(lengths)),
+        "max_length_seen": int(max(lengths)),
+        "padded_poolattn": padded_tokens(sorted(range(len(texts)), key=lambda i: -lengths[i]), lengths),
+        "padded_st": padded_tokens(sorted(range(len(texts)), key=lambda i: -len(st_texts[i])), st_lengths),
+        "flops": model_flops(ours.backbone, lengths),
+        "params_m": sum(p.numel() for p in ours.backbone.parameters()) / 1e6,
+        "cosine_min": float(np.min(cosine)),
     }
-    peak_before = matmul_peak_gflops()
-    ours.encode(texts[: args.batch_size], batch_size=args.batch_size)  # warm-up both
-    st.encode(st_texts[: args.batch_size], batch_size=args.batch_size)
-    times: dict[str, list[float]] = {"poolattn": [], "sentence-transformers": []}
-    for rep in range(args.reps):
-        pair = [("poolattn", run_ours), ("sentence-transformers", run_st)]
-        for name, fn in pair if rep % 2 == 0 else pair[::-1]:
-            times[name].append(timed(fn))
-        print(
-            f"rep {rep + 1}: poolattn {len(texts) / times['poolattn'][-1]:.1f} texts/s, "
-            f"sentence-transformers {len(texts) / times['sentence-transformers'][-1]:.1f} texts/s",
-            flush=True,
-        )
-        last_pair = times["poolattn"][-1] + times["sentence-transformers"][-1]
-        if rep >= 1 and rep + 1 < args.reps and time.perf_counter() - began + last_pair > args.budget:
-            print(f"time budget ({args.budget:.0f} s) reached: stopping after {rep + 1} repetitions")
-            break
-    peak = max(peak_before, matmul_peak_gflops())
 
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    rate = {name: len(texts) / t for name, t in med.items()}
-    ratio = rate["poolattn"] / rate["sentence-transformers"]
-    # Adjacent runs share the machine's load, so their ratio is steadier on a shared CPU.
-    paired = statistics.median(
-        s / o for o, s in zip(times["poolattn"], times["sentence-transformers"], strict=True)
+
+def worker_agreement(spec: dict[str, Any]) -> dict[str, Any]:
+    """Cosine between poolattn's bf16 and float32 embeddings of every pooler over the texts.
+
+    One backbone pass per attention mode, dtype and batch; every pooler's own ``forward``
+    then pools those states (trainable heads start from the same seed in both dtypes).
+    """
+    import torch
+
+    from poolattn.backbone import load_backbone
+    from poolattn.config import model_config
+    from poolattn.model import EmbeddingModel
+
+    texts = load_texts(Path(spec["data_dir"]), spec["n"])
+    batch, max_length = spec["batch_size"], spec["max_length"]
+    out: dict[str, Any] = {}
+    for attention, poolers in AGREEMENT.items():
+        embeddings: dict[str, dict[str, torch.Tensor]] = {}
+        for dtype in ("float32", "bfloat16"):
+            backbone, tokenizer = load_backbone(model_config(base="smollm2-135m", dtype=dtype))
+            models = {
+                name: EmbeddingModel(
+                    backbone,
+                    tokenizer,
+                    model_config(
+                        base="smollm2-135m",
+                        pooling=name,
+                        attention=attention,
+                        max_length=max_length,
+                        dtype=dtype,
+                    ),
+                    verify=False,
+                ).eval()
+                for name in poolers
+            }
+            first = next(iter(models.values()))
+            features = first.tokenize(texts)
+            order = torch.argsort(features["attention_mask"].sum(dim=1), descending=True).tolist()
+            rows: dict[str, list[torch.Tensor]] = {name: [] for name in poolers}
+            with torch.inference_mode():
+                for start in range(0, len(texts), batch):
+                    index = torch.tensor(order[start : start + batch])
+                    used = features["attention_mask"][index].any(dim=0)
+                    part = {k: v[index][:, used] for k, v in features.items()}
+                    states = first.hidden_states(part)
+                    for name, model in models.items():
+                        model.hidden_states = lambda _f, s=states: s  # the real forward, shared states
+                        rows[name].append(torch.nn.functional.normalize(model(part), dim=-1))
+            inverse = torch.empty(len(order), dtype=torch.long)
+            inverse[torch.tensor(order)] = torch.arange(len(order))
+            embeddings[dtype] = {name: torch.cat(r)[inverse] for name, r in rows.items()}
+            del models, backbone
+        for name in poolers:
+            cosine = (embeddings["float32"][name] * embeddings["bfloat16"][name]).sum(dim=1)
+            out[f"{name}+{attention}"] = {"mean": float(cosine.mean()), "min": float(cosine.min())}
+    return {"agreement": out}
+
+
+def worker_peak(spec: dict[str, Any]) -> dict[str, Any]:
+    """Best observed GFLOP/s of a 2048^3 matmul in float32 and in bf16 (this process's threads)."""
+    import torch
+
+    size, out = 2048, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        torch.matmul(a, b)
+        best = float("inf")
+        for _ in range(8):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - start)
+        out[str(dtype).removeprefix("torch.")] = 2 * size**3 / best / 1e9
+    return {"peak_gflops": out}
+
+
+WORKERS = {"encode": worker_encode, "check": worker_check, "agreement": worker_agreement, "peak": worker_peak}
+
+
+# ----------------------------------------------------------------------------- report
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="128 texts, 1 round, no file written")
+    parser.add_argument("--n", type=int, default=512, help="number of texts")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds (one process per side each)"
     )
-    flops = model_flops(ours.backbone, lengths)
-    achieved = {name: flops / t / 1e9 for name, t in med.items()}
-    reps_done = len(times["poolattn"])
-    loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--data-dir", default=None, help="default: $POOLATTN_DATA_DIR")
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.worker:
+        spec = json.loads(args.worker)
+        emit(WORKERS[spec["kind"]](spec))
+        return 0
+    if args.quick:
+        args.n, args.rounds, args.no_write = 128, 1, True
+    import os
+
+    data_dir = args.data_dir or os.environ["POOLATTN_DATA_DIR"]
+    began = time.perf_counter()
+    script = Path(__file__).resolve()
+    common = {"data_dir": data_dir, "n": args.n, "batch_size": args.batch_size, "max_length": args.max_length}
+
+    def run(spec: dict[str, Any]) -> dict[str, Any]:
+        return run_worker(script, {**common, **spec})
+
+    print("checking that both libraries do the same work ...", flush=True)
+    check = run({"kind": "check"})
+    peaks = [run({"kind": "peak"})["peak_gflops"]]
+    print(f"matmul peaks: {peaks[0]}", flush=True)
+    specs = [{"kind": "encode", "side": side} for side in SIDES]
+    results = alternating(specs, args.rounds, run, label=lambda s: s["side"])
+    peaks.append(run({"kind": "peak"})["peak_gflops"])
+    print("bf16 vs float32 agreement of every pooler ...", flush=True)
+    agreement = run({"kind": "agreement"})["agreement"]
+
+    peak = {d: max(p[d] for p in peaks) for d in ("float32", "bfloat16")}
+    rate = {side: median(r["texts_per_s"] for r in rs) for side, rs in results.items()}
+    dtype_of = {side: rs[0]["dtype"] for side, rs in results.items()}
+    rss = {side: median(r["peak_rss_mb"] for r in rs) for side, rs in results.items()}
+    ours, ours32 = "poolattn auto", "poolattn float32"
+    st32, st16 = "sentence-transformers float32", "sentence-transformers bfloat16"
+
+    def ratio(a: str, b: str) -> tuple[float, float]:
+        """Ratio of medians, and the median of per-round ratios (adjacent runs share the load)."""
+        per_round = [x["texts_per_s"] / y["texts_per_s"] for x, y in zip(results[a], results[b], strict=True)]
+        return rate[a] / rate[b], median(per_round)
+
+    rows = []
+    for side in SIDES:
+        gflops = check["flops"] / (args.n / rate[side]) / 1e9
+        dt = dtype_of[side]
+        runs = ", ".join(f"{r['texts_per_s']:.1f}" for r in results[side])
+        name = f"{side} ({dt})" if side == ours else side
+        rows.append(
+            f"| {name} | {rate[side]:.1f} | {gflops:.1f} | {gflops / peak[dt]:.1%} of {dt} | "
+            f"{rss[side] / 1024:.2f} | {runs} |"
+        )
+    comparisons = [
+        (f"poolattn {dtype_of[ours]} / sentence-transformers float32", ratio(ours, st32), 1.6),
+        (f"poolattn {dtype_of[ours]} / sentence-transformers bfloat16", ratio(ours, st16), 1.15),
+        (f"poolattn {dtype_of[ours]} / poolattn float32", ratio(ours, ours32), None),
+        ("poolattn float32 / sentence-transformers float32", ratio(ours32, st32), 1.0),
+        ("sentence-transformers bfloat16 / float32", ratio(st16, st32), None),
+    ]
+    ratio_rows = [
+        f"| {name} | **{r:.2f}** | {p:.2f} | {'' if t is None else f'>= {t}'}"
+        f"{'' if t is None else (' met' if r >= t else ' **missed**')} |"
+        for name, (r, p), t in comparisons
+    ]
+    agree_rows = [
+        f"| {design} | {a['mean']:.6f} | {a['min']:.6f} | "
+        f"{'met' if a['mean'] >= 0.999 and a['min'] >= 0.99 else '**missed**'} |"
+        for design, a in agreement.items()
+    ]
     command = "python bench/encode.py" + (" --quick" if args.quick else "")
     body = f"""
-`{command}` (run by `make bench`): SmolLM2-135M-Instruct (fp32, sdpa), causal attention,
-EOS pooling, max_length {args.max_length}, batch size {args.batch_size}, {len(texts)} real texts
-(STSBenchmark sentences, SciFact claims, titles and abstract openings; {min(lengths)}-{max(lengths)}
-tokens, {sum(lengths)} in all), {reps_done} alternating repetitions in one process, medians.
-sentence-transformers {_version("sentence_transformers")}: `models.Transformer` pinned to plain text
-+ `Pooling(pooling_mode="lasttoken")`, EOS appended to each text; identical token ids for {same_ids};
-embeddings agree to cosine >= {agree:.6f}.
+`{command}` (run by `make bench`), {machine()}; {versions("torch", "transformers", "sentence-transformers")}.
+SmolLM2-135M-Instruct (sdpa), causal attention, last-token (EOS) pooling, max_length {args.max_length},
+batch size {args.batch_size}, {check["n"]} real texts (STSBenchmark sentences, SciFact claims, titles and
+abstract openings; {check["min_length"]}-{check["max_length_seen"]} tokens, {check["tokens"]} in all).
+One fresh process per measurement (load, warm-up on one batch, one timed pass), the four sides
+alternating over {args.rounds} round(s); medians. `poolattn auto` is the default `dtype = "auto"`, which
+chose {dtype_of[ours]} here (frozen weights stored in bf16, backbone under autocast, pooling in float32,
+float32 embeddings out). sentence-transformers: `models.Transformer` pinned to plain text +
+`Pooling(pooling_mode="lasttoken")`, EOS appended; identical token ids for {check["same_ids"]}/{check["n"]} texts
+(the rest are cut at max_length: ST cuts the appended EOS, poolattn keeps it), same token count:
+{"yes" if check["same_token_count"] else "no"}; float32 embeddings of both agree to cosine >= {check["cosine_min"]:.6f}.
 
-| | texts/s | GFLOP/s | fraction of fp32 matmul peak |
-|---|---|---|---|
-| poolattn `encode` | {rate["poolattn"]:.1f} | {achieved["poolattn"]:.1f} | {achieved["poolattn"] / peak:.1%} |
-| sentence-transformers | {rate["sentence-transformers"]:.1f} | {achieved["sentence-transformers"]:.1f} | {achieved["sentence-transformers"] / peak:.1%} |
+| side | texts/s | GFLOP/s | fraction of the matmul peak | peak RSS (GB) | runs (texts/s) |
+|---|---:|---:|---|---:|---|
+{chr(10).join(rows)}
 
-Ratio poolattn / sentence-transformers: **{ratio:.2f}** (target >= 1.0); median of the
-per-repetition (adjacent-run) ratios: {paired:.2f}; runs: poolattn
-{", ".join(f"{len(texts) / t:.1f}" for t in times["poolattn"])}, sentence-transformers
-{", ".join(f"{len(texts) / t:.1f}" for t in times["sentence-transformers"])} texts/s.
-Tokens through the model per pass, padding included: poolattn {padded["poolattn"]}
-(batches cut by token length), sentence-transformers {padded["sentence-transformers"]} (by characters);
-{sum(lengths)} real.
-fp32 matmul peak measured in the same run: {peak:.1f} GFLOP/s (2048^3, {torch.get_num_threads()} threads).
-Model FLOPs counted on real tokens: 2 x {sum(p.numel() for p in ours.backbone.parameters()) / 1e6:.0f}M params
-(minus the embedding table) x tokens + attention 4 x layers x hidden x length^2.
-Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {loadavg:.1f} at the end (other jobs share the CPU).
+| ratio | of medians | median per-round | target |
+|---|---:|---:|---|
+{chr(10).join(ratio_rows)}
+
+Matmul peaks (2048^3, best of 8, own process before and after the runs): float32 {peak["float32"]:.0f}
+GFLOP/s, bf16 {peak["bfloat16"]:.0f} GFLOP/s. Model FLOPs counted on real tokens: 2 x {check["params_m"]:.0f}M params
+(minus the embedding table) x tokens + attention 4 x layers x hidden x length^2. Tokens through the
+model per pass, padding included: poolattn {check["padded_poolattn"]} (batches cut by token length),
+sentence-transformers {check["padded_st"]} (by characters); {check["tokens"]} real.
+
+poolattn bf16 vs float32 embeddings of the same {check["n"]} texts, every pooler (trainable heads at their
+seeded initialisation; target: mean >= 0.999, min >= 0.99):
+
+| pooler + attention | mean cosine | min cosine | target |
+|---|---:|---:|---|
+{chr(10).join(agree_rows)}
 """
     print(body)
     if not args.no_write:
+        from benchmarks_md import write_section
+
         write_section(Path(args.output), SECTION, body)
         print(f"wrote the {SECTION!r} section of {args.output}")
     print(f"total {time.perf_counter() - began:.0f} s")
     return 0
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package.replace("_", "-"))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,11 @@ def tiny_config(arch: str, vocab_size: int):  # noqa: ANN201 - a transformers co
     if arch == "qwen2":
         return Qwen2Config(vocab_size=vocab_size, **TINY)
     if arch == "gemma3":
-        return Gemma3TextConfig(vocab_size=vocab_size, head_dim=8, sliding_window=4, **TINY)
+        # Like the real Gemma 3: sliding-window layers, then a full-attention one.
+        layer_types = ["sliding_attention", "full_attention"]
+        return Gemma3TextConfig(
+            vocab_size=vocab_size, head_dim=8, sliding_window=4, layer_types=layer_types, **TINY
+        )
     raise ValueError(arch)
 
 

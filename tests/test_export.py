@@ -34,6 +34,7 @@ DESIGNS = [  # pooling, attention, extra options
     ("weighted_mean", "causal", {"exclude_instruction": True, "query_template": SUFFIX_TEMPLATE}),
     ("latent", "bidirectional", {"exclude_instruction": True, "padding_side": "left"}),
     ("multilayer", "bidirectional", {}),
+    ("nv_latent", "bidirectional", {"exclude_instruction": True}),
 ]
 
 

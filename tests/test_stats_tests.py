@@ -1,4 +1,4 @@
-"""Acceptance 3 (part): the paired tests equal scipy's and hand-worked values."""
+"""The paired tests equal scipy's, baycomp's and hand-worked values (issue 11, acceptance 3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from poolattn.stats import bootstrap_mean_ci, holm, rank_biserial, wilcoxon_paired
+from poolattn.stats import (
+    bayesian_signed_rank,
+    bootstrap_mean_ci,
+    friedman,
+    holm,
+    holm_by,
+    nemenyi,
+    nemenyi_cd,
+    rank_biserial,
+    sign_flip_test,
+    wilcoxon_floor,
+    wilcoxon_paired,
+)
 
 A = [0.71, 0.64, 0.80, 0.55, 0.62, 0.90, 0.47, 0.68]
 B = [0.69, 0.66, 0.74, 0.50, 0.61, 0.82, 0.49, 0.60]
@@ -56,3 +68,72 @@ def test_bootstrap_ci_contains_mean_and_is_deterministic() -> None:
     assert low < diffs.mean() < high
     assert (low, high) == bootstrap_mean_ci(diffs, n_resamples=2000, seed=1)
     assert all(math.isnan(x) for x in bootstrap_mean_ci([0.1]))
+
+
+# --------------------------------------------------------------------------- issue 11, acceptance 3
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 7, 8])
+def test_wilcoxon_floor_is_the_exact_two_sided_minimum(n: int) -> None:
+    a = np.arange(1, n + 1) / 10
+    b = a - np.arange(1, n + 1) / 100  # A ahead on every dataset, distinct gaps: the extreme case
+    res = wilcoxon_paired(a, b)
+    assert res["floor"] == pytest.approx(2 / 2**n)
+    assert res["pvalue"] == pytest.approx(res["floor"])  # scipy's exact p reaches the floor, no lower
+    assert wilcoxon_floor(n) == pytest.approx(2 / 2**n)
+    assert (wilcoxon_floor(n) < 0.05) == (n >= 6)
+
+
+def test_holm_per_family_and_global_hand_worked() -> None:
+    rows = [
+        {"family": "STS", "pvalue": 0.01},
+        {"family": "STS", "pvalue": 0.04},
+        {"family": "Retrieval", "pvalue": 0.03},
+        {"family": "Retrieval", "pvalue": None},  # no test possible: left out of the correction
+    ]
+    holm_by(rows, lambda r: r["family"])
+    assert [r["pvalue_holm"] for r in rows[:3]] == pytest.approx([0.02, 0.04, 0.03])
+    assert rows[3]["pvalue_holm"] is None
+    holm_by(rows, lambda r: "all")
+    # global over 3 tests: .01*3 = .03, .03*2 = .06, .04*1 = .04 -> monotone .06
+    assert [r["pvalue_holm"] for r in rows[:3]] == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_bayesian_signed_rank_equals_baycomp_and_closed_form() -> None:
+    import baycomp
+
+    x = np.array([0.50, 0.60, 0.70, 0.55, 0.62, 0.71, 0.80, 0.40, 0.30, 0.50])
+    y = x + np.array([0.01, -0.02, 0.03, 0.005, 0.02, 0.01, -0.01, 0.02, 0.03, 0.0])
+    ours = bayesian_signed_rank(x, y, 0.01, nsamples=20000, seed=3)
+    ref = baycomp.SignedRankTest.probs(x, y, rope=0.01, nsamples=20000, random_state=3)
+    assert (ours.p_a_better, ours.p_equivalent, ours.p_b_better) == pytest.approx(ref, abs=1e-12)
+    # one dataset with B ahead by d, prior 0.5 at 0: with r < d < 2r, B wins the posterior when the
+    # Dirichlet weight w of d has w^2 > 1/2, w ~ Beta(1, 0.5): P = (1 - 1/sqrt 2)^0.5 = 0.5412;
+    # with d > 2r, when the prior's weight u has u^2 < 1/2, u ~ Beta(0.5, 1): P = 2^-0.25 = 0.8409
+    mid = bayesian_signed_rank([0.0], [0.015], 0.01, nsamples=200000, seed=1)
+    far = bayesian_signed_rank([0.0], [0.03], 0.01, nsamples=200000, seed=1)
+    assert mid.p_b_better == pytest.approx((1 - 2**-0.5) ** 0.5, abs=0.005)
+    assert far.p_b_better == pytest.approx(2**-0.25, abs=0.005)
+    same = bayesian_signed_rank(x, x, 0.01, nsamples=1000)
+    assert same.p_equivalent == 1.0
+
+
+def test_friedman_equals_scipy_and_nemenyi_cd_equals_demsar() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random((7, 4))
+    scores[0, 1] = scores[0, 2]  # a tie: scipy's tie correction must match
+    ours = friedman(scores)
+    ref = stats.friedmanchisquare(*scores.T)
+    assert ours["statistic"] == pytest.approx(ref.statistic) and ours["pvalue"] == pytest.approx(ref.pvalue)
+    # Demšar (2006), Table 5: q_0.05 = 2.569 for k = 4
+    assert nemenyi_cd(4, 7) == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 7)), abs=1e-3)
+    result = nemenyi(scores, ["a", "b", "c", "d"])
+    assert result["ranks"]["a"] == pytest.approx(stats.rankdata(-scores, axis=1)[:, 0].mean())
+    assert 0 <= result["pvalues"]["a"]["d"] <= 1
+
+
+def test_sign_flip_is_exact_and_sided() -> None:
+    rng = np.random.default_rng(1)
+    assert sign_flip_test([np.zeros(10)]) == 1.0
+    big = sign_flip_test([np.full(30, 0.1) + rng.normal(0, 0.01, 30)], n_resamples=2000, rng=rng)
+    assert big == pytest.approx(1 / 2001)  # no flip reaches an all-positive mean
+    null = [sign_flip_test([rng.normal(0, 1, 40)], n_resamples=200, rng=rng) for _ in range(300)]
+    assert 0.02 <= np.mean(np.array(null) < 0.05) <= 0.09

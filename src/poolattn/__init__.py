@@ -6,7 +6,6 @@ import warnings
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from .config import ConfigError, HeadConfig, ModelConfig  # noqa: E402
-from .model import EmbeddingModel  # noqa: E402
 
 __all__ = ["ConfigError", "EmbeddingModel", "HeadConfig", "ModelConfig", "load_train_config", "train"]
 
@@ -15,6 +14,11 @@ _FROM_TRAINING = ("train", "load_train_config")
 
 
 def __getattr__(name: str):
+    # torch loads on first use of the model, so `poolattn --help` and light tools answer at once.
+    if name == "EmbeddingModel":
+        from .model import EmbeddingModel
+
+        return EmbeddingModel
     if name in _FROM_TRAINING:
         from . import training
 

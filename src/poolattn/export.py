@@ -20,26 +20,10 @@ from pathlib import Path
 
 from .io import atomic_directory
 from .model import DEFAULT_INSTRUCTION, EmbeddingModel
+from .model_card import write_export_card
 from .st_module import PICKLE_SUFFIXES, PoolattnModule, load_model_dir, query_prompt
 
 FORMATS = ("sentence-transformers",)
-
-_README = """# {name} (poolattn export)
-
-A poolattn embedding model (design `{design}`, base `{base}`) in sentence-transformers format.
-
-```python
-from sentence_transformers import SentenceTransformer
-
-model = SentenceTransformer("{path}", trust_remote_code=True)  # needs `pip install poolattn`
-docs = model.encode_document(["A man is playing a guitar."])
-queries = model.encode_query(["who plays music?"])  # instruction: "{instruction}"
-queries = model.encode_query(["who plays music?"], instruction="Retrieve answers to the question")
-```
-
-`{module_dir}/` is a regular poolattn model directory (`EmbeddingModel.load` reads it;
-`base/` holds the base backbone when bundled). Weights are safetensors only.
-"""
 
 
 def export_sentence_transformers(
@@ -88,15 +72,13 @@ def export_sentence_transformers(
         module_dir = next(
             p.name for p in tmp.iterdir() if p.is_dir() and p.name.endswith(PoolattnModule.__name__)
         )
-        (tmp / "README.md").write_text(
-            _README.format(
-                name=output_dir.name,
-                design=model.config.name,
-                base=model.config.base,
-                path=output_dir,
-                instruction=instruction,
-                module_dir=module_dir,
-            )
+        write_export_card(  # README.md with front matter, design, recipe, scores, usage
+            tmp,
+            module_dir,
+            instruction=instruction,
+            name=output_dir.name,
+            path=str(output_dir),
+            source_dir=None if isinstance(model_or_dir, EmbeddingModel) else model_or_dir,
         )
         pickles = [p for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
         if pickles:

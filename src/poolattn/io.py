@@ -47,3 +47,28 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; when the block succeeds it replaces ``path`` in one rename.
+
+    Writers that need a file name (``np.save``, parquet) write to the yielded path; on an error
+    or a kill ``path`` keeps its old content (or stays absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a UTF-8 text file through a temp file and one rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

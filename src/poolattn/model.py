@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .backbone import load_backbone, set_attention_mode, setup_tokenizer, verify_attention
 from .config import ConfigError, ModelConfig, from_dict, model_config, to_dict
+from .dtypes import compute_autocast, floating_dtype, model_compute_dtype
 from .io import atomic_directory
 from .pooling import Pooler, build_pooler
 from .tokenization import check_texts, per_text, tokenize
@@ -62,7 +63,10 @@ class EmbeddingModel(nn.Module):
         config: ModelConfig,
         *,
         verify: bool = True,
+        head_seed: int = 0,
     ) -> None:
+        """``head_seed`` seeds the trainable head's own initialisation (the global RNG is not
+        touched, so the head never shifts another component's random start)."""
         super().__init__()
         config.validate()
         self.config = config
@@ -78,9 +82,16 @@ class EmbeddingModel(nn.Module):
             _num_layers(backbone),
             config.head,
             config.resolved_layer_vector,
+            seed=head_seed,
         )
-        self.pooler.to(device=self.device, dtype=next(backbone.parameters()).dtype)
+        # float32 whatever the backbone's dtype: bf16 weights would not move under AdamW at lr 1e-5
+        self.pooler.to(device=self.device, dtype=torch.float32)
         self.full_finetune = False
+        # The backbone runs in this dtype (autocast); frozen weights may be stored in it, while
+        # trainable weights, pooling and the returned embeddings stay float32.
+        self.compute_dtype: torch.dtype = model_compute_dtype(config.dtype, backbone)
+        if self.compute_dtype == torch.float32 and floating_dtype(backbone) != torch.float32:
+            backbone.float()  # an explicit float32 over lower-precision weights: upcast them
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -144,9 +155,10 @@ class EmbeddingModel(nn.Module):
         texts: Sequence[str],
         prompt_type: str | None = None,
         instruction: str | Sequence[str | None] | None = None,
+        allow_empty: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Model inputs for ``texts``; queries get the instruction prompt (one for all texts or
-        one per text), documents are bare."""
+        one per text), documents are bare. ``allow_empty``: as in ``encode``."""
         if prompt_type not in (None, "query", "document"):
             raise ValueError(f"prompt_type: {prompt_type!r} is not valid; choose None, 'query' or 'document'")
         instructions = per_text(instruction, len(texts))
@@ -156,23 +168,26 @@ class EmbeddingModel(nn.Module):
             instructions = [i or DEFAULT_INSTRUCTION for i in instructions]
         return tokenize(
             self.tokenizer,
-            check_texts(texts),
+            check_texts(texts, allow_empty=allow_empty),
             max_length=self.config.max_length,
             template=self.config.query_template,
             instruction=instructions,
             append_eos=self.config.append_eos,
             padding_side=self.config.padding_side,
+            max_instruction_length=self.config.max_instruction_length,
         )
 
     def hidden_states(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Every layer's states (embeddings first) for tokenized ``features``."""
-        out = self.backbone(
-            input_ids=features["input_ids"].to(self.device),
-            attention_mask=features["attention_mask"].to(self.device),
-            position_ids=features["position_ids"].to(self.device),
-            output_hidden_states=True,
-            use_cache=False,
-        )
+        """Every layer's states (embeddings first) for tokenized ``features``, computed in
+        ``compute_dtype`` (the states come out in that dtype; poolers take them to float32)."""
+        with compute_autocast(self.device, self.compute_dtype):
+            out = self.backbone(
+                input_ids=features["input_ids"].to(self.device),
+                attention_mask=features["attention_mask"].to(self.device),
+                position_ids=features["position_ids"].to(self.device),
+                output_hidden_states=True,
+                use_cache=False,
+            )
         return out.hidden_states
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -192,10 +207,16 @@ class EmbeddingModel(nn.Module):
         normalize: bool = True,
         show_progress_bar: bool | None = None,
         convert_to: Literal["numpy", "torch"] = "numpy",
+        allow_empty: bool = False,
     ) -> np.ndarray | torch.Tensor:
-        """Embed ``texts`` (float32, input order). Batches are sorted by length internally."""
+        """Embed ``texts`` (float32, input order). Batches are sorted by length internally.
+
+        An empty or blank text is an error unless ``allow_empty=True``: then it is embedded as
+        an empty input, the query prompt (if any) followed by EOS (evaluation uses this, so a
+        corpus's empty documents stay in the corpus, as MTEB keeps them).
+        """
         single = isinstance(texts, str)
-        items = check_texts([texts] if single else list(texts))
+        items = check_texts([texts] if single else list(texts), allow_empty=allow_empty)
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         was_training = self.training
@@ -209,7 +230,7 @@ class EmbeddingModel(nn.Module):
         bar = tqdm(total=-(-len(items) // batch_size), desc="encode", disable=not show, unit="batch")
         for chunk_start in range(0, len(items), chunk_size):
             chunk = order[chunk_start : chunk_start + chunk_size]
-            features = self.tokenize([items[i] for i in chunk], prompt_type, instruction)
+            features = self.tokenize([items[i] for i in chunk], prompt_type, instruction, allow_empty)
             lengths = features["attention_mask"].sum(dim=1)
             by_tokens = torch.argsort(lengths, descending=True, stable=True)
             full = features["input_ids"].shape[1]
@@ -241,6 +262,7 @@ class EmbeddingModel(nn.Module):
             "head_parameters": head,
             "embedding_dim": self.embedding_dim,
             "layers": _num_layers(self.backbone),
+            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
         }
 
     def fingerprint(self) -> str:
@@ -253,11 +275,18 @@ class EmbeddingModel(nn.Module):
         return digest.hexdigest()
 
     # ----------------------------------------------------------------- persistence
-    def save(self, directory: str | Path) -> Path:
-        """Write design JSON, head safetensors and adapter (or full backbone) atomically."""
+    def save(self, directory: str | Path, *, training: dict[str, Any] | None = None) -> Path:
+        """Write design JSON, head safetensors and adapter (or full backbone) atomically, with a
+        generated model card (``README.md``; ``training``: the recipe from
+        ``poolattn.model_card.training_recipe``)."""
+        from .model_card import write_model_card
+
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
             self._write(tmp)
+            write_model_card(
+                tmp, name=directory.name, path=str(directory), parameters=self.describe(), training=training
+            )
         return directory
 
     def _write(self, directory: Path) -> None:

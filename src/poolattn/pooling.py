@@ -3,17 +3,25 @@
 Every pooler has the same interface: ``forward(hidden_states, attention_mask, pooling_mask)``
 where ``hidden_states`` is the tuple of every layer's states (embeddings first, as
 transformers returns them). Adding a pooler is one class and one ``@register`` line.
+
+The trainable poolers share one block, :class:`CrossAttentionBlock`, the block of the paper's
+``PerceiverResampler`` (and of NV-Embed's latent attention): pre-norm cross-attention with a
+residual, then a pre-norm GEGLU feed-forward with a residual. ``EmbeddingModel`` keeps their
+parameters in float32 whatever the backbone's dtype (an AdamW step of ~1e-5 is below
+bfloat16's resolution for weights of ~0.02), and their math runs in the head's own dtype:
+autocast is off inside the head and its inputs are cast to it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .config import HeadConfig, check_choice
+from .config import LATENT_KEYS, HeadConfig, check_choice
 
 POOLERS: dict[str, type[Pooler]] = {}
 
@@ -50,6 +58,13 @@ def masked_mean(
     return (safe * w.unsqueeze(-1)).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1e-9)
 
 
+@contextlib.contextmanager
+def float32_math(device: torch.device) -> Iterator[None]:
+    """Turn autocast off for the head, so its matmuls run in float32 like its parameters."""
+    with torch.autocast(device_type=device.type, enabled=False):
+        yield
+
+
 class Pooler(nn.Module):
     """Base class: subclasses implement ``forward``; ``trainable`` says if it has parameters."""
 
@@ -74,15 +89,15 @@ class EosPooler(Pooler):
     """Last-layer state of the final real token (the appended EOS)."""
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
-        return gather_last(hidden_states[-1], attention_mask)
+        return gather_last(hidden_states[-1], attention_mask).float()
 
 
 @register("mean")
 class MeanPooler(Pooler):
-    """Masked mean of the last layer over the pooled tokens."""
+    """Masked mean of the last layer over the pooled tokens (summed in float32)."""
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
-        return masked_mean(hidden_states[-1], pooling_mask)
+        return masked_mean(hidden_states[-1].float(), pooling_mask)
 
 
 @register("weighted_mean")
@@ -91,56 +106,82 @@ class WeightedMeanPooler(Pooler):
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         weights = pooling_mask.cumsum(dim=1) * pooling_mask
-        return masked_mean(hidden_states[-1], pooling_mask, weights)
+        return masked_mean(hidden_states[-1].float(), pooling_mask, weights)
 
 
-class LatentCrossAttention(nn.Module):
-    """Learned latent queries cross-attend over a set of key vectors, then an MLP; mean over latents.
+class GEGLU(nn.Module):
+    """Half of the features gate the other half through a GELU (Shazeer, 2020)."""
 
-    Keeps the last attention probabilities (``last_attention``: B x heads x latents x keys)
-    so a report can show what the head relies on.
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        value, gate = x.chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm cross-attention and GEGLU feed-forward, each with a residual onto the queries.
+
+    The published block (``PerceiverResampler`` of Tang & Yang; ``LatentAttentionModel`` of
+    NV-Embed): LayerNorm on the queries and on the context (keys/values), q from the queries,
+    k and v from the context, output projection without bias, ``queries + attention``;
+    then ``x + FF(LayerNorm(x))`` with ``FF = Linear(d, 2*mult*d) -> GEGLU -> Linear(mult*d, d)``.
+    Normalising the context matters: per-layer states differ by an order of magnitude in norm.
+
+    ``record_attention = True`` keeps the attention probabilities of the last call in
+    ``last_attention`` (batch x heads x queries x context) for analysis (attention mass).
     """
 
-    def __init__(self, hidden_size: int, head: HeadConfig) -> None:
+    def __init__(self, dim: int, head: HeadConfig) -> None:
         super().__init__()
         inner = head.num_heads * head.head_dim
         self.num_heads, self.head_dim = head.num_heads, head.head_dim
-        self.latents = nn.Parameter(torch.randn(head.num_latents, inner) * 0.02)
-        self.key = nn.Linear(hidden_size, inner, bias=False)
-        self.value = nn.Linear(hidden_size, inner, bias=False)
-        self.out = nn.Linear(inner, hidden_size)
-        hidden = max(1, int(hidden_size * head.mlp_ratio))
-        self.mlp = nn.Sequential(
-            nn.LayerNorm(hidden_size),
-            nn.Linear(hidden_size, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, hidden_size),
+        self.norm_queries = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, 2 * head.ff_mult * dim), GEGLU(), nn.Linear(head.ff_mult * dim, dim)
         )
         self.record_attention = False
         self.last_attention: torch.Tensor | None = None
 
-    def forward(self, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        b, n, _ = keys.shape
-        h, d = self.num_heads, self.head_dim
-        q = self.latents.view(1, -1, h, d).transpose(1, 2).to(keys.dtype)  # 1 x h x L x d
-        k = self.key(keys).view(b, n, h, d).transpose(1, 2)  # b x h x n x d
-        v = self.value(keys).view(b, n, h, d).transpose(1, 2)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d)  # b x h x L x n
-        if key_mask is not None:
-            scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
-            v = torch.where(key_mask.bool()[:, None, :, None], v, torch.zeros_like(v))  # NaN-safe padding
-        probs = scores.softmax(dim=-1)
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # b x h x n x d
+
+    def attention(
+        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The attention branch alone (before the residual): B x Nq x dim."""
+        if context_mask is not None:  # zero masked context first: padded states may be NaN
+            context = torch.where(context_mask.bool()[..., None], context, torch.zeros_like(context))
+        q = self._heads(self.to_q(self.norm_queries(queries)))
+        k, v = (self._heads(t) for t in self.to_kv(self.norm_context(context)).chunk(2, dim=-1))
+        mask = None if context_mask is None else context_mask.bool()[:, None, None, :]
         if self.record_attention:
+            scores = q @ k.transpose(-1, -2) * self.head_dim**-0.5
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(dim=-1)
             self.last_attention = probs.detach()
-        attended = (probs @ v).transpose(1, 2).reshape(b, -1, h * d)  # b x L x inner
-        x = self.out(attended)
-        x = x + self.mlp(x)
-        return x.mean(dim=1)
+            out = probs @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        b, _, n, _ = out.shape
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+    def forward(
+        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Queries (B x Nq x dim) attend over the context (B x Nk x dim, ``context_mask`` B x Nk)."""
+        x = queries + self.attention(queries, context, context_mask)
+        return x + self.ff(self.norm_ff(x))
 
 
-@register("latent")
-class LatentPooler(Pooler):
-    """Last-layer trainable pooling: latents cross-attend over the token states (padding masked)."""
+class LatentArrayPooler(Pooler):
+    """Shared part of the latent and multilayer poolers: learned latents (N(0, 1), one row per
+    latent, model width) are the queries over a set of key vectors; mean over latents."""
 
     trainable = True
 
@@ -148,21 +189,48 @@ class LatentPooler(Pooler):
         self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
     ) -> None:
         super().__init__(hidden_size, num_layers, head, layer_vector)
-        self.attend = LatentCrossAttention(hidden_size, head)
+        self.latents = nn.Parameter(torch.randn(head.num_latents, hidden_size))
+        self.attend = CrossAttentionBlock(hidden_size, head)
+
+    def pool(self, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents cross-attend over ``keys`` (B x N x D, the head's dtype) -> B x D."""
+        latents = self.latents.unsqueeze(0).expand(keys.shape[0], -1, -1)
+        return self.attend(latents, keys, key_mask).mean(dim=1)
+
+
+@register("latent")
+class LatentPooler(LatentArrayPooler):
+    """Last-layer trainable pooling: latents cross-attend over the last layer's states.
+
+    ``head.latent_keys = "tokens"`` (default): every pooled token is a key, padding masked.
+    ``"last"``: only the final token's state is the key, exactly as the paper's code for its
+    design 2 (whose attention then has a single key, so every latent reads the same value).
+    """
+
+    def __init__(
+        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
+    ) -> None:
+        super().__init__(hidden_size, num_layers, head, layer_vector)
+        check_choice("model.head.latent_keys", head.latent_keys, LATENT_KEYS)
+        self.latent_keys = head.latent_keys
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
-        return self.attend(hidden_states[-1], pooling_mask)
+        states = hidden_states[-1]
+        with float32_math(states.device):
+            if self.latent_keys == "last":
+                return self.pool(gather_last(states, attention_mask).to(self.latents.dtype).unsqueeze(1))
+            return self.pool(states.to(self.latents.dtype), pooling_mask)
 
 
 @register("multilayer")
-class MultiLayerPooler(Pooler):
+class MultiLayerPooler(LatentArrayPooler):
     """The paper's multi-layers trainable pooling.
 
     One vector per transformer layer (its last-token state or its masked mean), plus a
-    learned layer-position embedding; latents cross-attend over these L vectors.
+    learned layer-position embedding (N(0, 1), one row per layer, added before the block's
+    norm); latents cross-attend over these L vectors. ``pool_vectors`` takes cached
+    per-layer vectors and an optional layer mask, so a layer ablation needs no backbone pass.
     """
-
-    trainable = True
 
     def __init__(
         self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
@@ -170,26 +238,63 @@ class MultiLayerPooler(Pooler):
         super().__init__(hidden_size, num_layers, head, layer_vector)
         check_choice("model.layer_vector", layer_vector, ("eos", "mean"))
         self.layer_vector = layer_vector
-        self.layer_position = nn.Embedding(num_layers, hidden_size)
-        nn.init.normal_(self.layer_position.weight, std=0.02)
-        self.attend = LatentCrossAttention(hidden_size, head)
+        self.layer_position = nn.Embedding(num_layers, hidden_size)  # N(0, 1) init, as published
 
     def layer_vectors(self, hidden_states, attention_mask, pooling_mask) -> torch.Tensor:
-        """B x L x D: one vector per transformer layer (the embedding output is skipped)."""
+        """B x L x D float32: one vector per transformer layer (the embedding output is skipped)."""
         layers = hidden_states[1:]
         if self.layer_vector == "eos":
             vectors = [gather_last(s, attention_mask) for s in layers]
         else:
-            vectors = [masked_mean(s, pooling_mask) for s in layers]
-        return torch.stack(vectors, dim=1)
+            vectors = [masked_mean(s.float(), pooling_mask) for s in layers]
+        return torch.stack(vectors, dim=1).float()
+
+    def pool_vectors(self, vectors: torch.Tensor, layer_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pool B x L x D per-layer vectors; ``layer_mask`` (L or B x L, 1 = keep) removes layers."""
+        with float32_math(vectors.device):
+            keys = vectors.to(self.latents.dtype) + self.layer_position.weight
+            if layer_mask is not None:
+                layer_mask = layer_mask.to(keys.device).bool().expand(keys.shape[0], -1)
+            return self.pool(keys, layer_mask)
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
-        vectors = self.layer_vectors(hidden_states, attention_mask, pooling_mask)
-        vectors = vectors + self.layer_position.weight.to(vectors.dtype)
-        return self.attend(vectors)
+        return self.pool_vectors(self.layer_vectors(hidden_states, attention_mask, pooling_mask))
 
 
-def build_pooler(name: str, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str) -> Pooler:
-    """Instantiate a registered pooler; an unknown name lists the choices."""
+@register("nv_latent")
+class NVLatentPooler(Pooler):
+    """NV-Embed's latent attention (Lee et al., 2024): the last layer's token states are the
+    queries over a learned latent key/value array (``head.num_latents`` rows; 512 in NV-Embed),
+    then the GEGLU feed-forward, then a masked mean over the pooled tokens."""
+
+    trainable = True
+
+    def __init__(
+        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
+    ) -> None:
+        super().__init__(hidden_size, num_layers, head, layer_vector)
+        self.latents = nn.Parameter(torch.randn(head.num_latents, hidden_size))
+        self.attend = CrossAttentionBlock(hidden_size, head)
+
+    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+        states = hidden_states[-1]
+        with float32_math(states.device):
+            mask = attention_mask.bool()[..., None]
+            tokens = torch.where(mask, states.to(self.latents.dtype), torch.zeros((), device=states.device))
+            latents = self.latents.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+            return masked_mean(self.attend(tokens, latents), pooling_mask)
+
+
+def build_pooler(
+    name: str, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str, seed: int = 0
+) -> Pooler:
+    """Instantiate a registered pooler; an unknown name lists the choices.
+
+    The head is initialised from its own RNG stream seeded with ``seed`` (the global RNG is left
+    untouched), so every design starts from the same LoRA weights and a head depends on the
+    seed only.
+    """
     check_choice("model.pooling", name, tuple(POOLERS))
-    return POOLERS[name](hidden_size, num_layers, head, layer_vector)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return POOLERS[name](hidden_size, num_layers, head, layer_vector)

@@ -191,6 +191,7 @@ class PoolattnModule(InputModule):
             instruction=instruction or None,
             append_eos=cfg.append_eos,
             padding_side=cfg.padding_side,
+            max_instruction_length=cfg.max_instruction_length,
         )
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:

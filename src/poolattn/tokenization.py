@@ -3,6 +3,12 @@
 Several tokenizers ignore ``add_eos_token``, so EOS is appended to the ids by hand, after
 truncation, so it survives over-long texts. Position ids are computed from the mask so a
 left-padded text gets the same positions as when it is alone.
+
+Token budget: ``max_length`` applies to the text. The prompt prefix (special tokens such as
+BOS and the instruction part of the query template) has its own budget,
+``max_instruction_length``, and is never truncated: a longer prefix is an error. The rest
+(text, any template suffix, the appended EOS) is cut to ``max_length`` tokens, EOS included,
+so a query keeps as much of its own text as a document does.
 """
 
 from __future__ import annotations
@@ -15,15 +21,23 @@ from transformers import PreTrainedTokenizerBase
 PromptType = str | None  # None | "query" | "document"
 
 
-def check_texts(texts: Sequence[object]) -> list[str]:
-    """Reject None, non-strings and empty strings with an error naming the index."""
+def check_texts(texts: Sequence[object], *, allow_empty: bool = False) -> list[str]:
+    """Reject None, non-strings and empty strings with an error naming the index.
+
+    ``allow_empty=True`` (evaluation: real corpora have empty documents) passes an empty or
+    blank text on as ``""``, which is embedded as its prompt (if any) followed by EOS.
+    """
     out: list[str] = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}]: expected a string, got {type(text).__name__}")
         if not text.strip():
+            if allow_empty:
+                out.append("")
+                continue
             raise ValueError(
-                f"texts[{i}]: empty text; poolattn does not define an embedding for empty strings"
+                f"texts[{i}]: empty text; poolattn does not define an embedding for empty strings "
+                "(encode(..., allow_empty=True) embeds it as the prompt followed by EOS)"
             )
         out.append(text)
     return out
@@ -57,10 +71,13 @@ def tokenize(
     instruction: str | Sequence[str | None] | None = None,
     append_eos: bool = True,
     padding_side: str = "right",
+    max_instruction_length: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Tokenize and pad; returns input_ids, attention_mask, position_ids and pooling_mask.
 
     ``instruction`` is one instruction for every text or one per text (a mixed training batch).
+    ``max_length`` bounds the text's tokens (EOS included); the prompt prefix comes on top and
+    is never truncated (``max_instruction_length`` bounds it; None = unbounded).
     ``pooling_mask`` is the attention mask with the instruction prefix tokens removed, so
     mean-type and trainable poolers can exclude them.
     """
@@ -70,25 +87,36 @@ def tokenize(
     enc = tokenizer(
         [p for p, _ in prompted],
         add_special_tokens=True,
-        truncation=True,
-        max_length=budget,
+        truncation=False,  # the text is cut below, after the prefix is set aside
         return_offsets_mapping=True,
+        verbose=False,
     )
     eos = tokenizer.eos_token_id
     rows: list[tuple[list[int], list[int]]] = []
-    for (_, prefix_chars), ids, offsets in zip(
-        prompted, enc["input_ids"], enc["offset_mapping"], strict=True
+    for index, ((_, prefix_chars), ids, offsets) in enumerate(
+        zip(prompted, enc["input_ids"], enc["offset_mapping"], strict=True)
     ):
-        ids = list(ids)
-        if prefix_chars:  # a token belongs to the text if it covers any text character
-            keep = [1 if end > prefix_chars else 0 for _, end in offsets]
-        else:
-            keep = [1] * len(ids)
+        ids, ends = list(ids), [end for _, end in offsets]
+        if append_eos and ids and ids[-1] == eos:
+            ids, ends = ids[:-1], ends[:-1]
+        # the prefix: leading tokens that cover no text character (special tokens, instruction)
+        head = next((i for i, end in enumerate(ends) if end > prefix_chars), len(ids))
+        if max_instruction_length is not None and prefix_chars and head > max_instruction_length:
+            raise ValueError(
+                f"texts[{index}]: the instruction prompt has {head} tokens, more than "
+                f"model.max_instruction_length = {max_instruction_length}; shorten the instruction "
+                "or raise the limit (instructions are never truncated)"
+            )
+        ids = ids[:head] + ids[head:][:budget]
+        # a token belongs to the text if it covers any text character
+        keep = [0 if prefix_chars else 1] * head + [1] * (len(ids) - head)
         if append_eos:
-            if ids and ids[-1] == eos:
-                ids, keep = ids[:-1], keep[:-1]
             ids.append(eos)
             keep.append(1)
+        if not ids:  # an empty text (allow_empty) without BOS or EOS: EOS alone, never zero tokens
+            ids, keep = [eos], [1]
+        if not any(keep):  # an empty query without EOS: pool over its prompt, never over nothing
+            keep = [1] * len(ids)
         rows.append((ids, keep))
     width = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id

@@ -1,11 +1,11 @@
-"""``poolattn compare``: per-family tables and paired significance tests between results dirs."""
+"""``poolattn compare``: verdicts per task family between results dirs, with the tests behind them."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-HELP = "compare results directories: family tables, Wilcoxon tests (Holm), report.md/CSV/JSON/plots"
+HELP = "compare results directories: verdicts per family (item-level, seed-aware tests), report.md/CSV/JSON/plots"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,24 +14,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", "-o", required=True, help="report directory")
     parser.add_argument(
+        "--names",
+        help="comma-separated run names, one per directory (default: each run's design); "
+        "names '<design>-seed<N>' are seeds of one design",
+    )
+    parser.add_argument(
+        "--designs",
+        help="comma-separated design labels, one per directory: directories with the same label are "
+        "seed replicates of one design",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
+    parser.add_argument(
+        "--rope",
+        type=float,
+        default=1.0,
+        help="region of practical equivalence, in points on the x100 scale (default ±1)",
+    )
+    parser.add_argument(
+        "--holm-scope",
+        choices=("family", "global"),
+        default="family",
+        help="Holm correction within each family over its design pairs (default, the paper's per-family "
+        "claims) or over all families at once",
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=2000, help="bootstrap / permutation resamples (default 2000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every resampling")
+    parser.add_argument(
         "--min-datasets",
         type=int,
         default=5,
-        help="test a family only with at least this many datasets (paper: 5)",
+        help="the paper's rule for its Wilcoxon test (families with at least this many datasets); "
+        "other families are still tested and marked",
     )
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
-    parser.add_argument("--no-bootstrap", action="store_true", help="skip bootstrap CIs of mean differences")
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="also say how many items per dataset, datasets or seeds a target effect needs",
+    )
+    parser.add_argument(
+        "--target-effect",
+        type=float,
+        help="the effect --plan is for, in points on the x100 scale (default: the ROPE)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--backbones",
+        action="store_true",
+        help="the two arguments are experiment folders on two backbones: per family, the design "
+        "ranking on each, Kendall's tau and which pairwise verdicts agree, flip or stay undecided "
+        "(backbones.md/.json)",
+    )
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",")] if text else None
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
     from ..stats import ResultsError, compare
+    from ..stats.items import ItemsError
 
+    if getattr(args, "backbones", False):
+        return _run_backbones(args)
     if len(args.results) < 2:
         print("poolattn compare: error: give at least two results directories", file=sys.stderr)
         return 2
+    if args.rope < 0:
+        print("poolattn compare: error: --rope must be >= 0", file=sys.stderr)
+        return 2
+    target = args.target_effect if args.target_effect is not None else args.rope
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -40,21 +95,62 @@ def run(args: argparse.Namespace) -> int:
                 args.output,
                 min_datasets=args.min_datasets,
                 alpha=args.alpha,
-                bootstrap=not args.no_bootstrap,
                 plots=not args.no_plots,
+                names=_split(args.names),
+                designs=_split(args.designs),
+                rope=args.rope / 100.0,
+                holm_scope=args.holm_scope,
+                n_resamples=args.resamples,
+                seed=args.seed,
+                plan_target=target / 100.0 if args.plan else None,
             )
-    except (ResultsError, ValueError) as exc:
+    except (ResultsError, ItemsError, ValueError) as exc:
         print(f"poolattn compare: error: {exc}", file=sys.stderr)
         return 2
     for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
         print(f"warning: {text}", file=sys.stderr)
+    print(f"Holm scope: {args.holm_scope}; ROPE ±{args.rope:g} points; alpha {args.alpha}")
     for family, info in summary["families"].items():
         means = ", ".join(f"{name} {value * 100:.2f}" for name, value in info["means"].items())
-        print(f"{family} ({info['n']} datasets{'' if info['tested'] else ', not tested'}): {means}")
-    for t in summary["tests"]:
+        print(f"{family} ({info['n']} datasets): {means}")
+        for t in summary["family_tests"]:
+            if t["family"] == family:
+                print(f"  {t['verdict']['text']}")
+    if args.plan:
+        from ..stats.report import plan_section
+
         print(
-            f"  {t['family']}: {t['model_a']} vs {t['model_b']}: p={t['pvalue']:.3g}, "
-            f"Holm p={t['pvalue_holm']:.3g}, r={t['rank_biserial']:+.2f}"
+            "\n".join(line for line in plan_section(summary, target / 100.0) if line.startswith("|") or line)
         )
     print(f"report: {args.output}/report.md")
+    return 0
+
+
+def _run_backbones(args: argparse.Namespace) -> int:
+    """``--backbones EXP_A EXP_B``: the cross-backbone comparison (``stats.backbones``)."""
+    from ..stats import ResultsError
+    from ..stats.backbones import REPORT_FILE, compare_backbones, summary_lines
+
+    if len(args.results) != 2:
+        print("poolattn compare: error: --backbones takes exactly two experiment folders", file=sys.stderr)
+        return 2
+    try:
+        result = compare_backbones(
+            args.results[0],
+            args.results[1],
+            args.output,
+            alpha=args.alpha,
+            rope=args.rope / 100.0,
+            holm_scope=args.holm_scope,
+            n_resamples=args.resamples,
+            seed=args.seed,
+            min_datasets=args.min_datasets,
+        )
+    except (ResultsError, ValueError) as exc:
+        print(f"poolattn compare: error: {exc}", file=sys.stderr)
+        return 2
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print("\n".join(summary_lines(result)))
+    print(f"report: {args.output}/{REPORT_FILE}")
     return 0

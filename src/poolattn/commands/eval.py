@@ -11,7 +11,9 @@ EPILOG = """MODEL is one of:
   a design spec BASE:POOLING+ATTENTION for an untrained design, e.g. smollm2-135m:eos+causal,
   a sentence-transformers model directory, or all-MiniLM-L6-v2 (the packaged copy).
 Local data defaults to $POOLATTN_DATA_DIR; --max-items N down-samples every dataset
-deterministically (recorded in run.json and every report)."""
+deterministically (recorded in run.json and every report).
+Under `accelerate launch -m poolattn.cli eval ...` the encoding is sharded across the
+processes and rank 0 runs the evaluators; the scores equal a single-process run."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate
+    from ..evaluation.distributed import evaluate  # sharded under `accelerate launch`
     from ..stats.report import format_run_table
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         **kwargs,
     )
+    if result is None:  # a non-zero rank of `accelerate launch`: rank 0 reports
+        return 0
     print(format_run_table(result))
     print(f"\nresults: {args.output} ({result['wall_seconds']} s)")
     return 0

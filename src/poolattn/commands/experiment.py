@@ -18,16 +18,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="validate the config and print the plan; run nothing"
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="show every run's phase, worker and elapsed time (from the shared files); run nothing",
+    )
+    parser.add_argument(
+        "--runs", metavar="NAME[,NAME]", help="take only these runs (names as --dry-run lists them)"
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="take every N-th run from the K-th (plan order); N workers with K = 1..N cover the grid",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..experiment import describe_plan, load_experiment_config, run_experiment, write_report
+    from ..experiment.status import format_status, grid_status
+    from ..experiment.workers import parse_shard, select_runs
 
     config = load_experiment_config(args.config, args.overrides)
+    names = [n.strip() for n in args.runs.split(",") if n.strip()] if args.runs else None
+    shard = parse_shard(args.shard) if args.shard else None
+    selected = select_runs(config.runs(), names, shard)  # validates --runs / --shard early
+    if args.status:
+        print(format_status(config, grid_status(config)))
+        return 0
     if args.dry_run:
         print(describe_plan(config))
+        if names or shard:
+            print(f"this worker's runs ({len(selected)}): {', '.join(r.name for r in selected) or 'none'}")
         return 0
-    path = write_report(config) if args.report_only else run_experiment(config)
+    path = write_report(config) if args.report_only else run_experiment(config, names, shard)
+    if path is None:  # other workers still at work, or another worker writes the report
+        return 0
     text = path.read_text()
     if "## Summary" in text:
         print(text[text.index("## Summary") :].split("\n## ", 1)[0])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 
 HELP = "export a saved poolattn model to another format (sentence-transformers)"
+FORMATS = ("sentence-transformers",)  # = poolattn.export.FORMATS, not imported: `--help` loads no torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..export import FORMATS
-
     parser.add_argument("model_dir", help="a saved poolattn model directory")
     parser.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="target format")
     parser.add_argument("--output", "-o", required=True, help="directory to write")

@@ -56,7 +56,11 @@ class PoolattnBackend:
         self.name = f"poolattn/{model.config.name}"
 
     def fingerprint(self) -> str:
-        return str(self.model.fingerprint())
+        """The model's fingerprint joined with its compute dtype: bf16 and float32 vectors of
+        the same weights differ, so neither may be served from the other's cache."""
+        dtype = str(getattr(self.model, "compute_dtype", torch.float32)).removeprefix("torch.")
+        payload = f"{self.model.fingerprint()}|compute_dtype={dtype}".encode()
+        return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "poolattn", **self.model.describe()}
@@ -71,6 +75,7 @@ class PoolattnBackend:
             batch_size=batch_size,
             normalize=True,
             show_progress_bar=False,
+            allow_empty=True,  # an evaluation keeps a corpus's empty documents (see local.py)
         )
         return np.asarray(out, dtype=np.float32)
 
@@ -210,6 +215,7 @@ class MTEBEncoder(AbsEncoder):
             }
         )
         self.encoded_texts = 0
+        self.empty_texts: dict[str, int] = {}  # task name -> blank texts passed in by mteb
 
     def instruction(self, task_name: str, task_type: str | None) -> str:
         """Explicit override, else the built-in table (by task name, then family)."""
@@ -228,6 +234,10 @@ class MTEBEncoder(AbsEncoder):
         texts: list[str] = []
         for batch in inputs:
             texts.extend(str(t) for t in batch["text"])
+        blank = sum(1 for t in texts if not t.strip())
+        if blank:
+            name = str(task_metadata.name)
+            self.empty_texts[name] = self.empty_texts.get(name, 0) + blank
         query = prompt_type != PromptType.document
         instruction = None
         if query and self.backend.uses_instructions:
@@ -235,7 +245,10 @@ class MTEBEncoder(AbsEncoder):
         return self.encode_texts(texts, query=query, instruction=instruction)
 
     def encode_texts(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> np.ndarray:
-        """Vectors for ``texts`` in order: cached ones read, unique missing ones encoded once."""
+        """Vectors for ``texts`` in order: cached ones read, unique missing ones encoded once.
+
+        Blank texts are embedded as ``""`` (one vector for every blank text)."""
+        texts = [t if t.strip() else "" for t in texts]
         prompt = f"query:{instruction}" if query else None
         keys = [self.cache.key(t, prompt) for t in texts]
         found = self.cache.get_many(list(dict.fromkeys(keys)))

@@ -2,15 +2,21 @@
 
 A results directory holds one mteb ``TaskResult`` JSON per task (``<Task>.json``, the
 layout of mteb's own cache folders) and ``run.json``: the model's design and
-fingerprint, the run settings, and for every task its family, dataset, main score and
-down-sampling. mteb's result cache is never used (``cache=None``), and task files of an
-earlier run in the same directory are removed first, so old scores never come back.
+fingerprint, the run settings, and for every task its family, dataset, main score,
+down-sampling and empty texts (count and treatment). A local dataset that gives no valid
+sample is listed under ``skipped`` with its reason instead. mteb's result cache is never
+used (``cache=None``), and task files of an earlier run in the same directory are removed first, so old scores never come back.
+Beside each task file, ``<Task>.items.json`` holds its per-item results (format in
+``poolattn.stats.items``; built by ``evaluation.items`` from mteb's prediction files), from
+which the main score is recomputed exactly; ``run.json`` names it under ``items``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +25,8 @@ from typing import Any
 
 from ..io import write_json_atomic
 from .encoder import MTEBEncoder
-from .local import LocalTask, local_tasks
+from .items import collect_items
+from .local import EMPTY_TEXT_TREATMENT, LocalTask, local_tasks
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,10 @@ def _clear_previous(output: Path) -> None:
         files = [t["file"] for t in previous.get("tasks", {}).values()]
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         files = []
+    try:  # item-level files (``<Task>.items.json``) listed beside the task files
+        files += [t["items"] for t in previous.get("tasks", {}).values() if t.get("items")]
+    except (KeyError, TypeError, AttributeError):
+        pass
     for name in files:
         (output / name).unlink(missing_ok=True)
     run_file.unlink()
@@ -110,13 +121,17 @@ def run_evaluation(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    encoder = MTEBEncoder(model, cache_dir=cache_dir, batch_size=batch_size, instructions=instructions)
-
+    # the data first: a malformed local file stops the run before any model work
     planned = plan_tasks(tasks, benchmark, local_data, max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
+    encoder = MTEBEncoder(model, cache_dir=cache_dir, batch_size=batch_size, instructions=instructions)
 
     _clear_previous(output)
+    # mteb writes each task's per-item predictions here; collect_items turns them into items files
+    for stale in output.glob(".predictions.*"):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
+    predictions = Path(tempfile.mkdtemp(prefix=".predictions.", dir=output))
     info = encoder.backend.describe()
     run: dict[str, Any] = {
         "poolattn_results_version": RESULTS_VERSION,
@@ -139,10 +154,29 @@ def run_evaluation(
         },
         "started_at": datetime.now(UTC).isoformat(),
         "tasks": {},
+        # datasets that could not be evaluated (no valid sample), with the reason; never in "tasks"
+        "skipped": {},
     }
     for task, local in planned:
         name = str(task.metadata.name)
+        if local is not None and local.skipped:
+            run["skipped"][name] = {
+                "skipped": True,
+                "reason": local.skip_reason,
+                "family": local.family,
+                "dataset": local.dataset,
+                "source": local.path,
+                "real_mteb_task": local.real_mteb_task,
+                "main_score_name": task.metadata.main_score,
+                "sampling": local.sampling,
+            }
+            log.warning("%s (%s): skipped: %s", name, local.family, local.skip_reason)
+            write_json_atomic(output / RUN_FILE, run)
+            continue
         tick = time.monotonic()
+        preloaded = task.data_loaded
+        if not preloaded:  # keep the data loaded after mteb's run: the items need its gold labels
+            task.load_data()
         result = mteb.evaluate(
             encoder,
             task,
@@ -151,6 +185,7 @@ def run_evaluation(
             encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
             show_progress_bar=False,
             co2_tracker=False,
+            prediction_folder=predictions,
         )
         if result.exceptions:
             raise RuntimeError(f"{name}: evaluation failed: {result.exceptions}")
@@ -158,6 +193,10 @@ def run_evaluation(
         file = f"{name}.json"
         write_json_atomic(output / file, task_json)
         score = main_score(task_json, task.metadata.eval_splits)
+        family = local.family if local else str(task.metadata.type)
+        items_file, items_problem = collect_items(task, predictions, task_json, family, output)
+        if not preloaded:
+            task.unload_data()
         run["tasks"][name] = {
             "file": file,
             "family": local.family if local else str(task.metadata.type),
@@ -167,10 +206,17 @@ def run_evaluation(
             "main_score_name": task.metadata.main_score,
             "main_score": score,
             "sampling": local.sampling if local else None,
+            "empty_texts": local.empty_text_record()
+            if local
+            else {"count": encoder.empty_texts.get(name, 0), "treatment": EMPTY_TEXT_TREATMENT},
             "seconds": round(time.monotonic() - tick, 2),
+            # per-item results (poolattn.stats.items), or why there are none
+            "items": items_file,
+            **({"items_problem": items_problem} if items_problem else {}),
         }
         log.info("%s (%s): %s = %.4f", name, run["tasks"][name]["family"], task.metadata.main_score, score)
         write_json_atomic(output / RUN_FILE, run)  # progress survives an interruption
+    shutil.rmtree(predictions, ignore_errors=True)
     run["embedding_cache_stats"] = {
         "hits": encoder.cache.hits,
         "misses": encoder.cache.misses,

@@ -1,4 +1,9 @@
-"""Which layers a multilayer pooling head relies on: attention mass per layer over sample texts."""
+"""Attention mass per layer of a multilayer pooling head over sample texts.
+
+Attention mass says where the head's latents look, not what the embedding needs: a layer can
+draw attention and still be redundant. ``poolattn.layer_ablation`` measures the latter (the
+score change when a layer is removed from the key set).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
+from ..layer_ablation import LayerVectorCache, attention_mass
 from ..settings import data_dir
 
 if TYPE_CHECKING:
@@ -27,21 +31,12 @@ def sample_texts(root: Path, count: int) -> list[str]:
     return texts
 
 
-@torch.inference_mode()
 def attention_per_layer(model: EmbeddingModel, texts: list[str], batch_size: int = 16) -> list[float]:
-    """Mean attention probability of the head's latents on each layer vector (sums to 1)."""
-    attend = model.pooler.attend
-    attend.record_attention = True
-    total = None
-    try:
-        for start in range(0, len(texts), batch_size):
-            model(model.tokenize(texts[start : start + batch_size]))
-            mass = attend.last_attention.float().mean(dim=(1, 2)).sum(dim=0)  # sum over batch of L-vectors
-            total = mass if total is None else total + mass
-    finally:
-        attend.record_attention = False
-        attend.last_attention = None
-    return (total / len(texts)).tolist()
+    """Mean attention probability of the head's latents on each layer vector (sums to 1),
+    for ``texts`` encoded bare (as documents)."""
+    cache = LayerVectorCache(model, batch_size)
+    cache.vectors(texts, query=False, instruction=None)
+    return attention_mass(cache, batch_size)
 
 
 def layer_attention(model: EmbeddingModel, config: ExperimentConfig) -> list[float]:

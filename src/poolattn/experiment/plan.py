@@ -27,6 +27,8 @@ class ExperimentSection:
     seeds: list[int] = field(default_factory=lambda: [0])
     untrained: list[str] = field(default_factory=lambda: ["eos+causal"])
     layer_attention_sample: int = 64
+    # seconds without a heartbeat after which another worker takes over a run (see claims.py)
+    claim_timeout: float = 300.0
 
 
 @dataclass
@@ -134,6 +136,8 @@ def validate(config: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: experiment.designs: the grid is empty")
     if not config.experiment.seeds:
         raise ConfigError(f"{where}: experiment.seeds: give at least one seed")
+    if config.experiment.claim_timeout <= 0:
+        raise ConfigError(f"{where}: experiment.claim_timeout: must be > 0 seconds")
     names = [run.name for run in config.runs()]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: experiment.designs: a design is listed twice")

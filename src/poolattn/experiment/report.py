@@ -1,7 +1,11 @@
-"""The experiment report: setup, the comparison (tables + statistics), curves, costs, layers.
+"""The experiment report. It leads with the answer: per task family the verdict for every
+pair of designs and the positive control (each trained design vs the untrained baseline);
+then the paper-style family table, per-dataset scores with CIs, the critical-difference
+diagrams, the seed spread, the layer analyses, training curves, and time and throughput.
 
-Everything in it is read back from the files the runs wrote, so the report can be rebuilt at
-any time (``poolattn experiment CONFIG --report-only``) and never claims more than they hold.
+Runs that differ only by seed are one design (seeds are replicates, ``stats.compare``).
+Everything is read back from the files the runs wrote, so the report can be rebuilt at any
+time (``poolattn experiment CONFIG --report-only``) and never claims more than they hold.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .plan import ExperimentConfig, Run  # noqa: E402
 from .runner import read_state  # noqa: E402
-from .summary import summarise  # noqa: E402
+from .summary import control_pairs, summarise  # noqa: E402
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -46,7 +50,7 @@ def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path: Path) ->
 
 
 def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | None:
-    """Attention mass per layer of each multilayer head (which layers the head relies on)."""
+    """Attention mass per layer of each multilayer head (where its latents look)."""
     if not layers:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -86,7 +90,7 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
     from ..training import train_config_from_dict
 
     trained = next((r for r in runs if r.trained), None)
-    lines = ["## Setup", ""]
+    lines = ["## Setup, time and throughput", ""]
     if trained is not None:
         tc = train_config_from_dict(config.train_data(trained), config.base_dir)
         t, lora = tc.training, tc.lora
@@ -126,6 +130,121 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
     return lines + [""]
 
 
+def design_of(run: Run) -> str:
+    """The design a run replicates: seeds of one design share it; untrained runs are their own."""
+    return run.design if run.trained else f"untrained-{run.design}"
+
+
+ABLATION_JSON = "layer_ablation.json"
+ABLATION_PNG = "layer_ablation.png"
+
+
+def ablation_section(config: ExperimentConfig) -> list[str]:
+    """The layer-ablation results of the multilayer runs, when they were computed.
+
+    Hook for ``poolattn.layer_ablation``: a module-level ``report_section(config)`` in
+    ``poolattn.experiment.ablation`` takes over when it exists; otherwise every
+    ``layer_ablation.json`` found in the experiment folder (or a run's folder, or its
+    ``ablation/`` folder) is summarised and its PNG shown.
+    """
+    try:
+        from . import ablation  # type: ignore[attr-defined]
+    except ImportError:
+        ablation = None
+    if ablation is not None and hasattr(ablation, "report_section"):
+        return list(ablation.report_section(config))
+    out = config.output_dir
+    found = sorted(
+        {*out.glob(ABLATION_JSON), *out.glob(f"*/{ABLATION_JSON}"), *out.glob(f"*/ablation/{ABLATION_JSON}")}
+    )
+    lines: list[str] = []
+    for path in found:
+        try:
+            result = json.loads(path.read_text())
+            rows = result["per_layer"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            lines.append(f"- `{path.relative_to(out)}`: unreadable ({exc})")
+            continue
+        top = sorted(rows, key=lambda r: -r["importance"])[:3]
+        tasks = ", ".join(t["name"] for t in result.get("tasks", []))
+        lines.append(
+            f"- **{result.get('model', {}).get('design', path.parent.name)}** (`{path.parent.relative_to(out)}`; "
+            f"{tasks}): all layers {result['all']['mean'] * 100:.2f}; removing layer "
+            + ", ".join(f"{r['layer']} costs {r['importance'] * 100:+.2f}" for r in top)
+            + " points (the three most needed)."
+        )
+        png = path.with_name(ABLATION_PNG)
+        if png.exists():
+            lines += ["", f"![layer ablation]({png.relative_to(out)})", ""]
+    return lines
+
+
+def comparison_sections(result: dict[str, Any]) -> list[str]:
+    """Everything the comparison found, verdicts first (images in ``comparison/``)."""
+    from ..stats.report import (
+        dataset_table,
+        dataset_tests_table,
+        family_table,
+        family_tests_table,
+        ranks_section,
+        seed_section,
+        settings_text,
+        verdict_table,
+    )
+
+    designs = list(result["designs"])
+    controls = control_pairs(designs)
+    control_set = {frozenset(p) for p in controls}
+    design_pairs = [
+        (t["model_a"], t["model_b"])
+        for t in result["family_tests"]
+        if frozenset((t["model_a"], t["model_b"])) not in control_set
+    ]
+    lines = ["## Verdicts per family: every pair of designs", "", settings_text(result), ""]
+    lines += (
+        verdict_table(result, list(dict.fromkeys(design_pairs))) if design_pairs else ["One design only."]
+    )
+    lines += ["", "## Positive control: each trained design vs the untrained baseline", ""]
+    lines += verdict_table(result, controls) if controls else ["No untrained baseline in the grid."]
+    lines += [
+        "",
+        "## Comparison",
+        "",
+        "### Mean main score per task family (x100, 95% CI over items and seeds)",
+        "",
+        *family_table(result),
+        "",
+        "![family means](comparison/family_means.png)",
+        "",
+        "### Per-dataset main scores (x100, 95% CI)",
+        "",
+        *dataset_table(result),
+        "",
+        "![per-dataset scores](comparison/heatmap.png)",
+        "",
+        "### All designs at once: Friedman and Nemenyi",
+        "",
+        *ranks_section(result, prefix="comparison/"),
+        "",
+        "### Seed-to-seed spread",
+        "",
+        *seed_section(result),
+        "",
+        "### Family-level tests",
+        "",
+        *family_tests_table(result),
+        "",
+        "### Per-dataset paired tests (x100)",
+        "",
+        *dataset_tests_table(result),
+        "",
+        "Full method notes, CSV and JSON: `comparison/report.md`, `comparison/scores.csv`, "
+        "`comparison/stats.json`.",
+        "",
+    ]
+    return lines
+
+
 def write_report(config: ExperimentConfig) -> Path:
     """Compare the finished runs and write ``report.md`` with its PNGs in the experiment folder."""
     from ..stats import compare
@@ -135,30 +254,37 @@ def write_report(config: ExperimentConfig) -> Path:
     states = {run.name: read_state(out / run.name) for run in runs}
     finished = [run for run in runs if states[run.name].get("status") == "done"]
     lines = [f"# Experiment report: {config.source.name if config.source else out.name}", ""]
-    lines += setup_section(config, runs, states)
+    designs = list(dict.fromkeys(design_of(r) for r in finished))
+    seeds = config.experiment.seeds
+    lines += [
+        f"{len(finished)} of {len(runs)} runs finished: {len(designs)} designs"
+        + (f", each trained design with seeds {seeds} (replicates of one design)" if len(seeds) > 1 else "")
+        + ". Setup, time and throughput at the end.",
+        "",
+    ]
     comparison_dir = out / "comparison"
-    if len(finished) >= 2:
+    if len(designs) >= 2:
         result = compare(
             [Path(states[r.name]["eval_dir"]) for r in finished],
             comparison_dir,
             min_datasets=config.evaluation.min_datasets,
             names=[r.name for r in finished],
+            designs=[design_of(r) for r in finished],
         )
-        lines += ["## Summary", ""] + summarise(result, [r.name for r in finished]) + [""]
-        body = (comparison_dir / "report.md").read_text()
-        body = body.replace("](", "](comparison/")  # images live in the comparison folder
-        lines += ["## Comparison", "", body.split("\n", 1)[1] if body.startswith("# ") else body, ""]
+        lines += ["## Summary", "", *summarise(result), ""]
+        lines += comparison_sections(result)
     else:
-        lines += ["## Comparison", "", "Fewer than two runs finished: nothing to compare yet.", ""]
-    curves = {r.name: read_metrics(out / r.name) for r in finished if r.trained}
-    if plot_training_curves(curves, out / "training_curves.png"):
-        lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
+        lines += ["## Summary", "", "Fewer than two designs finished: nothing to compare yet.", ""]
+        lines += ["## Comparison", "", "Nothing to compare yet.", ""]
+    ablation = ablation_section(config)
+    if ablation:
+        lines += ["## Layer ablation: which layers the multilayer heads need", "", *ablation, ""]
     layers = {
         r.name: states[r.name]["layer_attention"] for r in finished if states[r.name].get("layer_attention")
     }
     if plot_layer_attention(layers, out / "layer_attention.png"):
         lines += [
-            "## Which layers the multilayer heads rely on",
+            "## Which layers the multilayer heads attend to (attention mass)",
             "",
             "![layer attention](layer_attention.png)",
             "",
@@ -170,6 +296,10 @@ def write_report(config: ExperimentConfig) -> Path:
                 f"(uniform would be {1 / len(mass):.3f} each; max {max(mass):.3f})"
             )
         lines.append("")
+    curves = {r.name: read_metrics(out / r.name) for r in finished if r.trained}
+    if plot_training_curves(curves, out / "training_curves.png"):
+        lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
+    lines += setup_section(config, runs, states)
     path = out / "report.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")

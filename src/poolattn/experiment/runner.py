@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ class Progress:
 
 def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) -> dict[str, Any]:
     """Train (if needed) and evaluate one run, recording each finished phase."""
-    from ..evaluation import evaluate
+    from ..evaluation.distributed import evaluate  # sharded over ranks under `accelerate launch`
     from ..model import EmbeddingModel
     from ..training import train, train_config_from_dict
 
@@ -95,34 +94,16 @@ def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) 
     return state
 
 
-def run_experiment(config: ExperimentConfig) -> Path:
-    """Run every design of the grid (skipping finished ones), then compare and report."""
+def run_experiment(
+    config: ExperimentConfig, runs: list[str] | None = None, shard: tuple[int, int] | None = None
+) -> Path | None:
+    """Run the grid (skipping finished runs) alongside any other workers on the same output
+    directory, then compare and report. ``runs`` / ``shard`` (K, N) restrict which runs this
+    worker takes. Returns the report path, or None when another worker writes it."""
     from .report import write_report
+    from .workers import run_grid
 
-    runs = config.runs()
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    progress = Progress(runs)
-    for index, run in enumerate(runs):
-        state = read_state(config.output_dir / run.name)
-        if state.get("status") == "done":
-            print(f"[{index + 1}/{len(runs)}] {run.name}: done already, skipped", flush=True)
-            continue
-        start = time.monotonic()
-        try:
-            run_one(config, run, index, progress)
-            progress.done_seconds.append(time.monotonic() - start)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # one failed design must not destroy the others
-            log.error("%s failed: %s", run.name, exc)
-            print(f"[{index + 1}/{len(runs)}] {run.name}: FAILED: {exc}", flush=True)
-            state = read_state(config.output_dir / run.name)
-            state.update(
-                status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-            )
-            write_json_atomic(config.output_dir / run.name / STATE_FILE, state)
-    print("comparing and writing the report", flush=True)
-    return write_report(config)
+    return run_grid(config, run_one, write_report, names=runs, shard=shard)
 
 
 def describe_plan(config: ExperimentConfig) -> str:

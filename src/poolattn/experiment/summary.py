@@ -1,8 +1,9 @@
-"""A plain-language summary written from the comparison's numbers, and nothing else.
+"""A plain-language summary written from the comparison's verdicts, and nothing else.
 
-It names the best design per task family, says whether each trained design beats the
-untrained baseline, and says which differences are significant (Holm-corrected Wilcoxon)
-or that a family has too few datasets to test.
+Per family it states what was decided (a design better than another, with its test; a pair
+practically equivalent, with its probability) and, for the rest, which differences the data
+could have detected. The positive control (each trained design vs the untrained baseline)
+gets its own line: if training does not beat the untrained model, nothing else matters.
 """
 
 from __future__ import annotations
@@ -10,65 +11,77 @@ from __future__ import annotations
 from typing import Any
 
 UNTRAINED_PREFIX = "untrained-"
+SCALE = 100.0
 
 
-def _best(means: dict[str, float], names: list[str]) -> tuple[str, float]:
-    name = max(names, key=lambda n: means[n])
-    return name, means[name]
+def is_baseline(design: str) -> bool:
+    return design.startswith(UNTRAINED_PREFIX)
 
 
-def summarise(comparison: dict[str, Any], names: list[str]) -> list[str]:
+def control_pairs(designs: list[str]) -> list[tuple[str, str]]:
+    """(trained design, untrained baseline) for every trained design and baseline."""
+    baselines = [d for d in designs if is_baseline(d)]
+    return [(d, b) for d in designs if not is_baseline(d) for b in baselines]
+
+
+def _mde_range(rows: list[dict[str, Any]]) -> str:
+    mdes = [r["hierarchical"]["mde"] * SCALE for r in rows if r["hierarchical"].get("mde") is not None]
+    if not mdes:
+        return "the data cannot measure its own noise"
+    low, high = min(mdes), max(mdes)
+    return (
+        f"only differences ≥ {low:.2f} points could be detected"
+        if high - low < 0.005
+        else (f"only differences ≥ {low:.2f}–{high:.2f} points could be detected")
+    )
+
+
+def summarise(comparison: dict[str, Any]) -> list[str]:
     """Markdown bullet lines summarising ``comparison`` (the dict returned by ``stats.compare``)."""
-    families: dict[str, Any] = comparison["families"]
-    trained = [n for n in names if not n.startswith(UNTRAINED_PREFIX)]
-    baselines = [n for n in names if n.startswith(UNTRAINED_PREFIX)]
+    designs = list(comparison["designs"])
+    controls = {frozenset(p) for p in control_pairs(designs)}
     lines: list[str] = []
-    if not families:
+    if not comparison["families"]:
         return ["- The runs share no evaluated dataset; nothing can be concluded."]
-    for family, info in families.items():
-        means = info["means"]
-        pool = trained or names
-        best, score = _best(means, pool)
-        runner_up = [n for n in pool if n != best]
-        gap = ""
-        if runner_up:
-            second, second_score = _best(means, runner_up)
-            gap = f", ahead of {second} ({second_score:.4f}) by {score - second_score:.4f}"
+    for family, info in comparison["families"].items():
+        rows = [t for t in comparison["family_tests"] if t["family"] == family]
+        design_rows = [t for t in rows if frozenset((t["model_a"], t["model_b"])) not in controls]
+        control_rows = [t for t in rows if frozenset((t["model_a"], t["model_b"])) in controls]
+        best = max(info["means"], key=lambda n: info["means"][n])
         lines.append(
-            f"- **{family}** ({info['n']} dataset{'s' if info['n'] != 1 else ''}): "
-            f"best trained design {best} ({score:.4f}){gap}."
+            f"- **{family}** ({info['n']} dataset{'s' if info['n'] != 1 else ''}; highest mean {best} "
+            f"{info['means'][best] * SCALE:.2f}):"
         )
-        for base in baselines:
-            beaten = [n for n in trained if means[n] > means[base]]
+        decided = [t for t in design_rows if t["verdict"]["kind"] != "undecided"]
+        for t in decided:
+            lines.append(f"  - {t['verdict']['text']}.")
+        undecided = [t for t in design_rows if t["verdict"]["kind"] == "undecided"]
+        if undecided:
+            pairs = (
+                "all design pairs"
+                if len(undecided) == len(design_rows)
+                else f"{len(undecided)} other pair(s)"
+            )
+            lines.append(f"  - Undecided for {pairs}: {_mde_range(undecided)}.")
+        for t in control_rows:
+            trained = t["model_a"] if not is_baseline(t["model_a"]) else t["model_b"]
+            baseline = t["model_b"] if trained == t["model_a"] else t["model_a"]
+            v = t["verdict"]
+            if v["kind"] == "better":
+                word = "beats" if v["winner"] == trained else "is beaten by"
+                lines.append(f"  - Positive control: {trained} {word} {baseline} ({v['text']}).")
+            else:
+                lines.append(f"  - Positive control: {trained} vs {baseline}: {v['text']}.")
+        flagged = [t for t in rows if t.get("below_seed_spread")]
+        for t in flagged:
             lines.append(
-                f"  - {len(beaten)} of {len(trained)} trained designs beat {base} ({means[base]:.4f})"
-                + ("." if len(beaten) in (0, len(trained)) else f": {', '.join(beaten)}.")
+                f"  - {t['model_a']} vs {t['model_b']}: the difference ({t['diff'] * SCALE:+.2f}) is smaller "
+                f"than the seed-to-seed spread (SD {t['seed_sd'] * SCALE:.2f})."
             )
-        if not info["tested"]:
-            lines.append(
-                f"  - Not tested for significance: {info['n']} dataset(s), fewer than the "
-                f"{comparison['min_datasets']} the rule requires; the differences above are descriptive only."
-            )
-            continue
-        rows = [t for t in comparison["tests"] if t["family"] == family]
-        significant = [t for t in rows if t["significant"]]
-        if not significant:
-            lines.append(
-                f"  - No pairwise difference is significant after Holm correction "
-                f"(alpha {comparison['alpha']}, {len(rows)} comparisons)."
-            )
-        for t in significant:
-            winner, loser = (
-                (t["model_a"], t["model_b"]) if t["mean_diff"] > 0 else (t["model_b"], t["model_a"])
-            )
-            lines.append(
-                f"  - Significant: {winner} > {loser} (mean difference {abs(t['mean_diff']):.4f}, "
-                f"Holm p = {t['pvalue_holm']:.3g}, rank-biserial {abs(t['rank_biserial']):.2f})."
-            )
-    if any(info["n"] < comparison["min_datasets"] for info in families.values()):
+    every = comparison["family_tests"]
+    if every and all(t["verdict"]["kind"] == "undecided" for t in every):
         lines.append(
-            "- With this many datasets per family and this training budget, most differences cannot be "
-            "called significant; treat the rankings as indicative and run a larger grid (more "
-            "datasets, steps and seeds) before drawing conclusions."
+            f"- No comparison is decided: {_mde_range(every)}. More items per dataset, datasets or seeds "
+            "would resolve smaller differences (`poolattn compare ... --plan`)."
         )
     return lines

@@ -1,22 +1,45 @@
-"""Statistics across datasets: paired tests between designs, per task family.
+"""Statistics across designs: item-level paired tests, seeds as replicates, family-level tests,
+power and verdicts in words.
 
-``compare(result_dirs, output_dir, min_datasets=5)`` is the library entry point behind
-``poolattn compare``.
+``compare(result_dirs, output_dir)`` is the library entry point behind ``poolattn compare``.
 """
 
 from __future__ import annotations
 
-from .compare import ModelResults, ResultsError, compare, compare_models, load_results
-from .tests import bootstrap_mean_ci, holm, rank_biserial, wilcoxon_paired
+from .bayes import bayesian_signed_rank
+from .compare import ModelResults, ResultsError, compare, compare_models, design_groups, load_results
+from .items import DatasetItems, Entry, ItemsError, read_items
+from .ranks import friedman, nemenyi, nemenyi_cd
+from .tests import (
+    bootstrap_mean_ci,
+    holm,
+    holm_by,
+    rank_biserial,
+    sign_flip_test,
+    wilcoxon_floor,
+    wilcoxon_paired,
+)
 
 __all__ = [
+    "DatasetItems",
+    "Entry",
+    "ItemsError",
     "ModelResults",
     "ResultsError",
+    "bayesian_signed_rank",
     "bootstrap_mean_ci",
     "compare",
     "compare_models",
+    "design_groups",
+    "friedman",
     "holm",
+    "holm_by",
     "load_results",
+    "nemenyi",
+    "nemenyi_cd",
     "rank_biserial",
+    "read_items",
+    "sign_flip_test",
+    "wilcoxon_floor",
     "wilcoxon_paired",
 ]

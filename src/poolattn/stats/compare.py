@@ -1,9 +1,21 @@
-"""Compare results directories: per-family tables and paired significance tests.
+"""Compare results directories: designs, per-dataset and per-family paired tests, verdicts.
 
-Models are results directories written by ``poolattn eval``; each is named after its
-design. Datasets not evaluated by every model are dropped (with a warning naming them),
-families with fewer than ``min_datasets`` datasets are reported but not tested (the
-paper's rule: more than 4), and Holm's correction runs over every test performed.
+Each results directory (``poolattn eval``) is one *run*. Runs that differ only by seed are one
+*design* (names ``<design>-seed<N>``, or explicit ``designs=``): its score on a dataset is the
+mean over its seeds. Datasets not evaluated by every run are dropped with a warning naming
+them. For every family and pair of designs the comparison reports, side by side:
+
+- per dataset: the difference with a 95% paired-bootstrap CI over items (and seeds) and a
+  p-value (``bootstrap.paired_dataset_test``);
+- the paper's Wilcoxon signed-rank test over datasets, with the smallest p attainable at
+  that n (before and after Holm) and a flag when it cannot reject;
+- a hierarchical bootstrap of the family mean difference (datasets, items, seeds): CI, p, MDE;
+- the Bayesian signed-rank test with a ROPE (P(A better), P(equivalent), P(B better));
+- Friedman and Nemenyi over all designs (families with >= 3 datasets and >= 3 designs);
+- a verdict in words (``verdict.decide``).
+
+Holm's correction runs within each family over its design pairs (the paper's per-family
+claims) or, with ``holm_scope="global"``, over every test of a kind at once.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,12 +33,31 @@ from typing import Any
 
 import numpy as np
 
-from .tests import bootstrap_mean_ci, holm, wilcoxon_paired
+from .bayes import bayesian_signed_rank
+from .bootstrap import (
+    N_RESAMPLES,
+    DatasetReplicates,
+    build_replicates,
+    design_family_ci,
+    hierarchical_test,
+    paired_dataset_test,
+    rng_for,
+    seed_resamples,
+    varies,
+)
+from .items import DatasetItems, Entry, ItemsError, read_items
+from .power import components
+from .ranks import friedman, nemenyi
+from .tests import holm_by, wilcoxon_paired
+from .verdict import decide
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 ALPHA = 0.05
+ROPE = 0.01  # 1 point on the x100 scale
+HOLM_SCOPES = ("family", "global")
+SEED_NAME = re.compile(r"^(?P<design>.+)-seed(?P<seed>\d+)$")
 
 
 class ResultsError(ValueError):
@@ -34,7 +66,7 @@ class ResultsError(ValueError):
 
 @dataclass
 class ModelResults:
-    """One model's main scores by task, with the family and sampling of each task."""
+    """One run's main scores by task, with the family, sampling and item file of each task."""
 
     name: str
     directory: str
@@ -45,6 +77,8 @@ class ModelResults:
     metrics: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    items: dict[str, str | None] = field(default_factory=dict)
+    items_problems: dict[str, str] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> Any:
@@ -99,11 +133,14 @@ def load_results(directory: str | Path) -> ModelResults:
         result.families[task] = info["family"]
         result.metrics[task] = info.get("main_score_name", "")
         result.sampling[task] = info.get("sampling")
+        result.items[task] = str(directory / info["items"]) if info.get("items") else None
+        if info.get("items_problem"):
+            result.items_problems[task] = info["items_problem"]
     return result
 
 
 def _unique_names(models: list[ModelResults]) -> None:
-    counts = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
     for m in models:
         counts[m.name] += 1
     for m in models:
@@ -111,17 +148,116 @@ def _unique_names(models: list[ModelResults]) -> None:
             m.name = f"{m.name} ({Path(m.directory).name})"
 
 
+def design_groups(
+    models: list[ModelResults], designs: Sequence[str] | None = None
+) -> dict[str, list[ModelResults]]:
+    """Runs grouped into designs: explicit labels, else names ``<design>-seed<N>`` share a design."""
+    if designs is not None and len(designs) != len(models):
+        raise ValueError(f"designs: got {len(designs)} labels for {len(models)} results directories")
+    groups: dict[str, list[ModelResults]] = {}
+    for i, m in enumerate(models):
+        label = designs[i] if designs is not None else None
+        if label is None:
+            match = SEED_NAME.match(m.name)
+            label = match.group("design") if match else m.name
+        groups.setdefault(label, []).append(m)
+    return groups
+
+
+# --------------------------------------------------------------------------- items
+def align_items(runs: list[DatasetItems]) -> tuple[list[list[Entry]] | None, list[str]]:
+    """The entries of every run restricted to the items all runs share, in one order.
+
+    Returns (None, notes) when the runs did not score the same items (different gold labels,
+    no common entry)."""
+    notes: list[str] = []
+    keys = [{(e.split, e.hf_subset): e for e in r.entries} for r in runs]
+    common = [k for k in keys[0] if all(k in other for other in keys[1:])]
+    if not common:
+        return None, ["the runs share no (split, subset) of item-level results"]
+    aligned: list[list[Entry]] = [[] for _ in runs]
+    for key in common:
+        first = keys[0][key]
+        shared = set(first.ids).intersection(*(set(k[key].ids) for k in keys[1:]))
+        order = [i for i in first.ids if i in shared]
+        if not order:
+            return None, [f"{key[0]}/{key[1]}: the runs share no item"]
+        sizes = {k[key].n for k in keys}
+        if len(order) < max(sizes):
+            notes.append(
+                f"{key[0]}/{key[1]}: aligned on {len(order)} items shared by every run (of {max(sizes)})"
+            )
+        gold = None
+        for r, k in enumerate(keys):
+            entry = k[key]
+            pos = {item: j for j, item in enumerate(entry.ids)}
+            selected = entry.select([pos[i] for i in order]) if entry.ids != order else entry
+            g = selected.gold()
+            if gold is None:
+                gold = g
+            elif g is not None and (g.shape != gold.shape or not np.array_equal(g, gold)):
+                return None, [f"{key[0]}/{key[1]}: gold labels differ between runs (not the same items)"]
+            aligned[r].append(selected)
+    return aligned, notes
+
+
+def _dataset_entries(
+    task: str, groups: dict[str, list[ModelResults]]
+) -> tuple[dict[str, list[list[Entry]]] | None, list[str]]:
+    runs = [m for ms in groups.values() for m in ms]
+    missing = [m.name for m in runs if not m.items.get(task)]
+    if missing:
+        why = {m.items_problems.get(task) for m in runs if m.items_problems.get(task)}
+        return None, [
+            f"no item-level results for {', '.join(missing)}" + (f" ({'; '.join(why)})" if why else "")
+        ]
+    try:
+        loaded = [read_items(m.items[task]) for m in runs]
+    except ItemsError as exc:
+        return None, [str(exc)]
+    aligned, notes = align_items(loaded)
+    if aligned is None:
+        return None, notes
+    out: dict[str, list[list[Entry]]] = {}
+    i = 0
+    for design, ms in groups.items():
+        out[design] = aligned[i : i + len(ms)]
+        i += len(ms)
+    return out, notes
+
+
+# --------------------------------------------------------------------------- comparison
+def _sd(values: Sequence[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
 def compare_models(
     models: list[ModelResults],
+    *,
+    designs: Sequence[str] | None = None,
     min_datasets: int = 5,
     alpha: float = ALPHA,
-    bootstrap: bool = True,
-    n_resamples: int = 9999,
+    rope: float = ROPE,
+    holm_scope: str = "family",
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    power: float = 0.8,
+    bayes_samples: int = 50000,
 ) -> dict[str, Any]:
-    """Per-family means, per-dataset scores and pairwise tests (Holm-corrected) of ``models``."""
+    """Everything ``compare`` reports, as one JSON-ready dict (scores on the 0-1 scale)."""
     if len(models) < 2:
         raise ValueError("compare needs at least two results directories")
+    if holm_scope not in HOLM_SCOPES:
+        raise ValueError(f"holm_scope: expected one of {', '.join(HOLM_SCOPES)}, got {holm_scope!r}")
+    if n_resamples < 100:
+        raise ValueError(f"n_resamples: at least 100, got {n_resamples}")
+    if rope < 0:
+        raise ValueError(f"rope: must be >= 0, got {rope}")
     _unique_names(models)
+    groups = design_groups(models, designs)
+    if len(groups) < 2:
+        raise ValueError(f"compare needs at least two designs; all runs are seeds of {next(iter(groups))!r}")
+    names = list(groups)
     common = set(models[0].scores).intersection(*(m.scores for m in models[1:]))
     dropped = {m.name: sorted(set(m.scores) - common) for m in models if set(m.scores) - common}
     if dropped:
@@ -137,56 +273,132 @@ def compare_models(
     if mismatched:
         warnings.warn(f"down-sampling differs between models on: {', '.join(mismatched)}", stacklevel=2)
 
+    seed_idx = {
+        g: seed_resamples(len(ms), n_resamples, rng_for(seed, "seeds", g)) for g, ms in groups.items()
+    }
     family_of = {t: models[0].families[t] for t in common}
     by_family: dict[str, list[str]] = defaultdict(list)
     for task in sorted(common):
         by_family[family_of[task]].append(task)
 
-    families: dict[str, Any] = {}
-    tests: list[dict[str, Any]] = []
-    for family, tasks in sorted(by_family.items()):
-        means = {m.name: float(np.mean([m.scores[t] for t in tasks])) for m in models}
-        tested = len(tasks) >= min_datasets
-        families[family] = {"datasets": tasks, "n": len(tasks), "means": means, "tested": tested}
-        if not tested:
-            continue
-        for a, b in itertools.combinations(models, 2):
-            xa, xb = [a.scores[t] for t in tasks], [b.scores[t] for t in tasks]
-            row = {"family": family, "model_a": a.name, "model_b": b.name, **wilcoxon_paired(xa, xb)}
-            if bootstrap:
-                low, high = bootstrap_mean_ci(np.subtract(xa, xb), n_resamples=n_resamples)
-                row["ci95_mean_diff"] = [low, high]
-            tests.append(row)
-    for row, adj in zip(tests, holm([r["pvalue"] for r in tests]), strict=True):
-        row["pvalue_holm"] = adj
-        row["significant"] = bool(adj < alpha)
-
-    datasets = {
-        t: {
-            "family": family_of[t],
-            "metric": models[0].metrics[t],
-            "scores": {m.name: m.scores[t] for m in models},
-            "sampling": models[0].sampling[t],
+    replicates: dict[str, DatasetReplicates] = {}
+    datasets: dict[str, Any] = {}
+    for task in sorted(common, key=lambda t: (family_of[t], t)):
+        entries, notes = _dataset_entries(task, groups)
+        runs = {g: [m.scores[task] for m in ms] for g, ms in groups.items()}
+        rep = build_replicates(
+            task, family_of[task], runs, entries, seed_idx, seed=seed, n_resamples=n_resamples
+        )
+        rep.notes = notes + rep.notes
+        replicates[task] = rep
+        ci = {}
+        for g in names:
+            reps = rep.rep(g)
+            ci[g] = [float(x) for x in np.percentile(reps, [2.5, 97.5])] if varies(reps) else None
+        datasets[task] = {
+            "family": family_of[task],
+            "metric": models[0].metrics[task],
+            "sampling": models[0].sampling[task],
+            "scores": dict(rep.obs),
+            "ci95": ci,
+            "runs": rep.runs,
+            "seed_sd": {g: _sd(rep.runs[g]) for g in names},
+            "items": rep.has_items,
+            "n_items": rep.n_items,
+            "notes": rep.notes,
         }
-        for t in sorted(common)
-    }
+
+    families: dict[str, Any] = {}
+    dataset_tests: list[dict[str, Any]] = []
+    family_tests: list[dict[str, Any]] = []
+    for family, tasks in sorted(by_family.items()):
+        reps = [replicates[t] for t in tasks]
+        info: dict[str, Any] = {"datasets": tasks, "n": len(tasks), "means": {}, "ci95": {}, "seed_sd": {}}
+        for g in names:
+            mean, low, high = design_family_ci(reps, g)
+            info["means"][g] = mean
+            info["ci95"][g] = [low, high] if high > low else None
+            run_means = np.mean([r.runs[g] for r in reps], axis=0)
+            info["seed_sd"][g] = _sd(run_means.tolist())
+        info["item_level"] = all(r.has_items for r in reps)
+        info["tested"] = len(tasks) >= min_datasets  # the paper's rule, for the Wilcoxon column
+        scores = np.array([[r.obs[g] for g in names] for r in reps])
+        if len(tasks) >= 3 and len(names) >= 3:
+            info["friedman"] = friedman(scores)
+            info["nemenyi"] = nemenyi(scores, names)
+        families[family] = info
+        for a, b in itertools.combinations(names, 2):
+            for r in reps:
+                dataset_tests.append(paired_dataset_test(r, a, b, seed=seed, alpha=alpha, power=power))
+            h = hierarchical_test(reps, a, b, seed=seed, alpha=alpha, power=power)
+            w = wilcoxon_paired([r.obs[a] for r in reps], [r.obs[b] for r in reps])
+            w["family"] = family
+            w["paper_rule"] = len(tasks) >= min_datasets
+            bayes = bayesian_signed_rank(
+                [r.obs[a] for r in reps], [r.obs[b] for r in reps], rope, nsamples=bayes_samples, seed=seed
+            ).as_dict()
+            seed_sd = [s for s in (info["seed_sd"][a], info["seed_sd"][b]) if s is not None]
+            family_tests.append(
+                {
+                    "family": family,
+                    "model_a": a,
+                    "model_b": b,
+                    "n": len(tasks),
+                    "diff": h["diff"],
+                    "wilcoxon": w,
+                    "hierarchical": h,
+                    "bayes": bayes,
+                    "power": components(reps, a, b, h["tau2"]),
+                    "seed_sd": max(seed_sd) if seed_sd else None,
+                    "min_items": min((r.n_items for r in reps if r.has_items), default=None),
+                    "below_seed_spread": bool(seed_sd and abs(h["diff"]) < max(seed_sd)),
+                }
+            )
+
+    scope = (lambda row: row["family"]) if holm_scope == "family" else (lambda row: "all")
+    holm_by(dataset_tests, scope)
+    holm_by([t["hierarchical"] for t in family_tests], scope)
+    holm_by([t["wilcoxon"] for t in family_tests], scope)
+    sizes: dict[Any, int] = defaultdict(int)
+    for t in family_tests:
+        sizes[scope(t)] += 1
+    for t in dataset_tests:
+        t["significant"] = t["pvalue_holm"] is not None and t["pvalue_holm"] < alpha
+    for t in family_tests:
+        w = t["wilcoxon"]
+        w["m"] = sizes[scope(t)]
+        w["floor_holm"] = min(1.0, w["floor"] * w["m"])
+        w["can_reject"] = w["floor_holm"] < alpha
+        t["verdict"] = decide(t, alpha, rope)
     return {
         "models": [
             {
                 "name": m.name,
+                "design": next(g for g, ms in groups.items() if m in ms),
                 "directory": m.directory,
-                "design": m.design,
+                "model_design": m.design,
                 "fingerprint": m.fingerprint,
                 "settings": m.settings,
             }
             for m in models
         ],
+        "designs": {g: {"runs": [m.name for m in ms], "seeds": len(ms)} for g, ms in groups.items()},
+        "settings": {
+            "alpha": alpha,
+            "rope": rope,
+            "holm_scope": holm_scope,
+            "n_resamples": n_resamples,
+            "seed": seed,
+            "power": power,
+            "min_datasets": min_datasets,
+            "bayes_samples": bayes_samples,
+        },
         "min_datasets": min_datasets,
         "alpha": alpha,
-        "correction": "holm",
         "families": families,
         "datasets": datasets,
-        "tests": tests,
+        "dataset_tests": dataset_tests,
+        "family_tests": family_tests,
         "dropped": dropped,
         "sampling_mismatch": mismatched,
     }
@@ -197,13 +409,20 @@ def compare(
     output_dir: str | Path,
     min_datasets: int = 5,
     alpha: float = ALPHA,
-    bootstrap: bool = True,
     plots: bool = True,
     names: Sequence[str] | None = None,
+    designs: Sequence[str] | None = None,
+    rope: float = ROPE,
+    holm_scope: str = "family",
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    plan_target: float | None = None,
 ) -> dict[str, Any]:
     """Load results directories, compare them and write report.md, scores.csv, stats.json, plots.
 
-    ``names`` overrides the model names (default: each directory's design) in the same order.
+    ``names`` overrides the run names (default: each directory's design) in the same order;
+    ``designs`` groups runs into designs (default: ``<design>-seed<N>`` names share one);
+    ``plan_target`` (0-1 scale) adds a planning section: what detecting that effect needs.
     """
     from .report import write_report
 
@@ -215,8 +434,18 @@ def compare(
             model.name = name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = compare_models(models, min_datasets=min_datasets, alpha=alpha, bootstrap=bootstrap)
+        summary = compare_models(
+            models,
+            designs=designs,
+            min_datasets=min_datasets,
+            alpha=alpha,
+            rope=rope,
+            holm_scope=holm_scope,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
     summary["warnings"] = [str(w.message) for w in caught]
+    summary["plan_target"] = plan_target
     for w in caught:  # re-emit so callers (and the CLI) still see them
         warnings.warn(str(w.message), w.category, stacklevel=2)
     write_report(summary, Path(output_dir), plots=plots)

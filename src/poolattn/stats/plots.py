@@ -1,8 +1,15 @@
-"""Comparison plots (matplotlib, Agg): per-family bars with significance marks, and a
-per-dataset heatmap grouped by family."""
+"""Comparison plots (matplotlib, Agg), sized to be read at 100% zoom:
+
+- ``family_means.png``: one small panel per family, each design's family mean with its 95% CI
+  (items and seeds); the pairwise results live in the verdict table, not in brackets;
+- ``heatmap.png``: per-dataset scores, grouped by family;
+- ``cd_<family>.png``: the critical-difference diagram (Nemenyi) of a family.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,69 +20,70 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 SCALE = 100.0
+DPI = 110
 
 
-def _stars(p: float) -> str:
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
+def _colors(n: int) -> list[Any]:
+    palette = plt.get_cmap("tab10").colors
+    return [palette[i % len(palette)] for i in range(n)]
 
 
-def family_bars(summary: dict[str, Any], path: Path) -> None:
-    """Grouped bars of each model's family mean; brackets mark Holm-corrected test outcomes."""
-    names = [m["name"] for m in summary["models"]]
+def family_means(summary: dict[str, Any], path: Path) -> None:
+    """Small multiples: per family, each design's mean (x100) with its 95% CI as a bar."""
+    names = list(summary["designs"])
     families = list(summary["families"])
-    n_models = len(names)
-    width = 0.8 / n_models
-    fig, ax = plt.subplots(figsize=(max(8.5, 1.3 * len(families) * max(1.0, n_models / 2) + 2.5), 5.0))
-    colors = plt.get_cmap("tab10").colors
-    top = 0.0
-    for i, name in enumerate(names):
-        values = [summary["families"][f]["means"][name] * SCALE for f in families]
-        xs = np.arange(len(families)) + (i - (n_models - 1) / 2) * width
-        bars = ax.bar(xs, values, width * 0.95, label=name, color=colors[i % len(colors)])
-        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
-        top = max(top, *values)
-    step = max(top * 0.07, 2.0)
-    for fi, family in enumerate(families):
-        rows = [t for t in summary["tests"] if t["family"] == family]
-        for k, t in enumerate(rows):
-            a, b = names.index(t["model_a"]), names.index(t["model_b"])
-            xa = fi + (a - (n_models - 1) / 2) * width
-            xb = fi + (b - (n_models - 1) / 2) * width
-            y = top + step * (1.2 + k)
-            ax.plot([xa, xa, xb, xb], [y - step * 0.25, y, y, y - step * 0.25], color="black", lw=0.8)
-            ax.text((xa + xb) / 2, y, _stars(t["pvalue_holm"]), ha="center", va="bottom", fontsize=9)
-    n_tests = max((sum(1 for t in summary["tests"] if t["family"] == f) for f in families), default=0)
-    ax.set_ylim(0, top + step * (2.2 + n_tests))
-    ax.set_xticks(np.arange(len(families)))
-    ax.set_xticklabels(
-        [
-            f"{f}\nn={summary['families'][f]['n']}"
-            + ("" if summary["families"][f]["tested"] else ", not tested")
-            for f in families
-        ],
+    ncols = min(3, len(families))
+    nrows = math.ceil(len(families) / ncols)
+    height = nrows * (0.9 + 0.32 * len(names)) + 0.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols + 1.6, height), squeeze=False, sharey=True)
+    colors = _colors(len(names))
+    ys = np.arange(len(names))[::-1]
+    for ax, family in zip(axes.flat, families, strict=False):
+        info = summary["families"][family]
+        for y, name, color in zip(ys, names, colors, strict=True):
+            mean = info["means"][name] * SCALE
+            ci = info["ci95"].get(name)
+            if ci:
+                ax.errorbar(
+                    mean,
+                    y,
+                    xerr=[[mean - ci[0] * SCALE], [ci[1] * SCALE - mean]],
+                    fmt="o",
+                    color=color,
+                    capsize=3,
+                    markersize=5,
+                )
+            else:
+                ax.plot(mean, y, "o", color=color, markersize=5)
+            ax.annotate(
+                f"{mean:.1f}", (mean, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+            )
+        ax.set_title(f"{family} ({info['n']} dataset{'s' if info['n'] != 1 else ''})", fontsize=9)
+        ax.set_yticks(ys)
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_ylim(-0.7, len(names) - 0.3)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in list(axes.flat)[len(families) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        "Family mean main score (x100) with 95% CI over items and seeds; pairwise results: verdict table",
         fontsize=9,
     )
-    ax.set_ylabel("mean main score (x100)")
-    ax.set_title(
-        "Mean main score per task family\n"
-        "paired Wilcoxon over datasets, Holm-corrected\n"
-        f"* p<0.05, ** p<0.01, *** p<0.001, n.s. not significant; tested if ≥{summary['min_datasets']} datasets",
-        fontsize=9,
-    )
-    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
 def heatmap(summary: dict[str, Any], path: Path) -> None:
-    """Datasets (rows, grouped by family) x models (columns), annotated with scores."""
-    names = [m["name"] for m in summary["models"]]
+    """Datasets (rows, grouped by family) x designs (columns), annotated with scores."""
+    names = list(summary["designs"])
     tasks = sorted(summary["datasets"], key=lambda t: (summary["datasets"][t]["family"], t))
     data = np.array([[summary["datasets"][t]["scores"][n] * SCALE for n in names] for t in tasks])
     labels = [f"{summary['datasets'][t]['family']} · {t}" for t in tasks]
-    fig, ax = plt.subplots(figsize=(3.0 + 1.8 * len(names), 1.2 + 0.38 * len(tasks)))
+    fig, ax = plt.subplots(figsize=(3.4 + 1.25 * len(names), 1.0 + 0.3 * len(tasks)))
     image = ax.imshow(data, cmap="viridis", aspect="auto", vmin=0, vmax=max(100.0, float(np.nanmax(data))))
     for r in range(data.shape[0]):
         best = np.nanmax(data[r])
@@ -84,7 +92,7 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
             color = "black" if value > 60 else "white"
             weight = "bold" if value == best and len(names) > 1 else "normal"
             ax.text(
-                c, r, f"{value:.1f}", ha="center", va="center", fontsize=8, color=color, fontweight=weight
+                c, r, f"{value:.1f}", ha="center", va="center", fontsize=7, color=color, fontweight=weight
             )
     previous = None
     for r, t in enumerate(tasks):  # a line between families
@@ -93,11 +101,46 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
             ax.axhline(r - 0.5, color="white", lw=2)
         previous = family
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, fontsize=9, rotation=15, ha="right")
+    ax.set_xticklabels(names, fontsize=8, rotation=20, ha="right")
     ax.set_yticks(range(len(tasks)))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_title("Main score per dataset (x100; bold = best)", fontsize=10)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_title("Main score per dataset (x100; bold = best)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def cd_file(family: str) -> str:
+    return f"cd_{re.sub(r'[^A-Za-z0-9]+', '_', family)}.png"
+
+
+def cd_diagram(summary: dict[str, Any], family: str, path: Path) -> None:
+    """Critical-difference diagram of one family (scikit-posthocs), with the Friedman result."""
+    import pandas as pd
+    import scikit_posthocs as sp
+
+    info = summary["families"][family]
+    nem, fr = info["nemenyi"], info["friedman"]
+    names = list(nem["ranks"])
+    ranks = pd.Series(nem["ranks"])
+    sig = pd.DataFrame([[nem["pvalues"][a][b] for b in names] for a in names], index=names, columns=names)
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(8.0, 1.9 + 0.32 * k))
+    designs = list(summary["designs"])  # the same colour per design as in family_means.png
+    palette = {n: c for n, c in zip(designs, _colors(len(designs)), strict=True) if n in names}
+    sp.critical_difference_diagram(
+        ranks, sig, ax=ax, alpha=summary["alpha"], label_props={"fontsize": 8}, color_palette=palette
+    )
+    pad = 0.05 * (k - 1)
+    ax.set_xlim(1 - pad, k + pad)  # the whole rank scale, 1 = best
+    ax.set_xticks(range(1, k + 1))
+    ax.set_title(
+        f"{family}: mean rank over {info['n']} datasets (1 = best); a bar joins designs Nemenyi cannot tell apart\n"
+        f"Friedman chi2 = {fr['statistic']:.2f}, p = {fr['pvalue']:.3g}; critical difference CD = {nem['cd']:.2f}",
+        fontsize=8,
+        pad=18,
+    )
+    fig.subplots_adjust(left=0.25, right=0.75, top=0.78, bottom=0.05)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)

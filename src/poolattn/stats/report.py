@@ -1,7 +1,7 @@
-"""Write a comparison: report.md, scores.csv, stats.json and two PNG plots.
+"""Write a comparison: report.md (verdicts first), scores.csv, stats.json and PNG plots.
 
 Every table shows the down-sampling a dataset was evaluated with, so a quick run can
-never be mistaken for a full one.
+never be mistaken for a full one. Scores are shown x100, as MTEB tables do.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SCALE = 100.0  # scores shown in percent, as MTEB tables do
 
@@ -74,88 +76,285 @@ def format_run_table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pts(x: float | None, digits: int = 2) -> str:
+    """A score or difference on the x100 scale."""
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * SCALE:.{digits}f}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return f"[{_pts(ci[0])}, {_pts(ci[1])}]" if ci and not any(math.isnan(c) for c in ci) else "–"
+
+
+def _bold_kind(kind: str) -> str:
+    return {"better": "**better**", "equivalent": "**equivalent**", "undecided": "undecided"}[kind]
+
+
 def scores_csv(summary: dict[str, Any]) -> str:
-    names = [m["name"] for m in summary["models"]]
+    """Per dataset and design: score, 95% CI and seed SD (0-1 scale)."""
+    names = list(summary["designs"])
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["family", "task", "metric", "max_items", "data_used", *names])
+    header = ["family", "task", "metric", "max_items", "data_used", "items"]
+    for n in names:
+        header += [n, f"{n} ci_low", f"{n} ci_high", f"{n} seed_sd"]
+    writer.writerow(header)
     for task, info in summary["datasets"].items():
         sampling = info.get("sampling") or {}
-        writer.writerow(
-            [info["family"], task, info["metric"], sampling.get("max_items"), sampling_text(sampling)]
-            + [f"{info['scores'][n]:.6f}" for n in names]
-        )
+        row = [
+            info["family"],
+            task,
+            info["metric"],
+            sampling.get("max_items"),
+            sampling_text(sampling),
+            info["n_items"],
+        ]
+        for n in names:
+            ci = info["ci95"].get(n) or [None, None]
+            sd = info["seed_sd"].get(n)
+            row += [
+                f"{info['scores'][n]:.6f}",
+                "" if ci[0] is None else f"{ci[0]:.6f}",
+                "" if ci[1] is None else f"{ci[1]:.6f}",
+                "" if sd is None else f"{sd:.6f}",
+            ]
+        writer.writerow(row)
     return out.getvalue()
 
 
-def report_markdown(summary: dict[str, Any], plots: bool) -> str:
-    names = [m["name"] for m in summary["models"]]
-    lines = ["# Comparison of embedding designs", ""]
-    for m in summary["models"]:
-        max_items = (m.get("settings") or {}).get("max_items")
+# --------------------------------------------------------------------------- sections
+def settings_text(summary: dict[str, Any]) -> str:
+    s = summary["settings"]
+    return (
+        f"alpha {s['alpha']}; ROPE ±{s['rope'] * SCALE:g} points; Holm correction {s['holm_scope']}-wide "
+        f"({'within each family over its design pairs' if s['holm_scope'] == 'family' else 'over all families at once'}); "
+        f"{s['n_resamples']} bootstrap resamples, seed {s['seed']}; MDE at {s['power']:.0%} power."
+    )
+
+
+def verdict_table(summary: dict[str, Any], pairs: list[tuple[str, str]] | None = None) -> list[str]:
+    """Per family and pair: the verdict in words (``pairs`` restricts and orders the pairs)."""
+    rows = summary["family_tests"]
+    if pairs is not None:
+        wanted = {frozenset(p) for p in pairs}
+        rows = [t for t in rows if frozenset((t["model_a"], t["model_b"])) in wanted]
+    if not rows:
+        return ["No comparison."]
+    lines = ["| family | datasets | pair | verdict | |", "|---|---:|---|---|---|"]
+    for t in rows:
+        v = t["verdict"]
+        flags = []
+        if t.get("below_seed_spread"):
+            flags.append(f"difference smaller than the seed-to-seed spread (SD {_pts(t['seed_sd'])})")
         lines.append(
-            f"- **{m['name']}**: `{m['directory']}`, fingerprint `{(m['fingerprint'] or '')[:12]}`, "
+            f"| {t['family']} | {t['n']} | {t['model_a']} vs {t['model_b']} | {_bold_kind(v['kind'])} | "
+            f"{v['text']}{'; ' + '; '.join(flags) if flags else ''} |"
+        )
+    return lines
+
+
+def family_table(summary: dict[str, Any]) -> list[str]:
+    """The paper-style table: family means (x100) with 95% CI, best in bold, seed SD if any."""
+    names = list(summary["designs"])
+    seeds = any(d["seeds"] > 1 for d in summary["designs"].values())
+    lines = ["| family | datasets | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for family, info in summary["families"].items():
+        best = max(info["means"].values())
+        cells = []
+        for n in names:
+            value = _pts(info["means"][n])
+            value = f"**{value}**" if info["means"][n] == best else value
+            cell = f"{value} {_ci(info['ci95'].get(n))}" if info["ci95"].get(n) else value
+            if seeds and info["seed_sd"].get(n) is not None:
+                cell += f" (seed SD {_pts(info['seed_sd'][n])})"
+            cells.append(cell)
+        lines.append(f"| {family} | {info['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def family_tests_table(summary: dict[str, Any]) -> list[str]:
+    """All family-level tests side by side."""
+    lines = [
+        "| family | A | B | n | A−B | hierarchical 95% CI | p (Holm) | MDE | Wilcoxon p (Holm) | "
+        "Wilcoxon floor (after Holm) | P(A>B) / P(≈) / P(B>A) |",
+        "|---|---|---|---:|---:|---|---|---:|---|---|---|",
+    ]
+    for t in summary["family_tests"]:
+        h, w, b = t["hierarchical"], t["wilcoxon"], t["bayes"]
+        floor = f"{_p(w['floor'])} ({_p(w['floor_holm'])})"
+        if not w["can_reject"]:
+            n = w["n_nonzero"]
+            floor += f": **cannot reject with {n} dataset{'s' if n != 1 else ''}**"
+        if not w.get("paper_rule", True):
+            floor += " (paper: not tested)"
+        lines.append(
+            f"| {t['family']} | {t['model_a']} | {t['model_b']} | {t['n']} | {_pts(h['diff'])} | {_ci(h['ci95'])} | "
+            f"{_p(h['pvalue'])} ({_p(h['pvalue_holm'])}) | {_pts(h['mde'])} | "
+            f"{_p(w['pvalue'])} ({_p(w['pvalue_holm'])}) | {floor} | "
+            f"{b['p_a_better']:.2f} / {b['p_equivalent']:.2f} / {b['p_b_better']:.2f} |"
+        )
+    return lines
+
+
+def ranks_section(summary: dict[str, Any], prefix: str = "", plots: bool = True) -> list[str]:
+    """Friedman + Nemenyi per family with >= 3 datasets and >= 3 designs, with CD diagrams."""
+    from .plots import cd_file
+
+    lines: list[str] = []
+    for family, info in summary["families"].items():
+        if "friedman" not in info:
+            continue
+        fr, nem = info["friedman"], info["nemenyi"]
+        ranks = ", ".join(f"{n} {r:.2f}" for n, r in sorted(nem["ranks"].items(), key=lambda kv: kv[1]))
+        lines.append(
+            f"- **{family}** ({info['n']} datasets): Friedman χ² = {fr['statistic']:.2f}, p = {_p(fr['pvalue'])} "
+            f"(Iman–Davenport F = {fr['iman_davenport_f']:.2f}, p = {_p(fr['pvalue_f'])}); mean ranks {ranks}; "
+            f"Nemenyi critical difference {nem['cd']:.2f}."
+        )
+        if plots:
+            lines += ["", f"![critical difference diagram, {family}]({prefix}{cd_file(family)})", ""]
+    return lines or ["No family has at least 3 datasets and 3 designs (Friedman needs both)."]
+
+
+def dataset_table(summary: dict[str, Any]) -> list[str]:
+    names = list(summary["designs"])
+    lines = [
+        "| family | task | metric | data used | items | " + " | ".join(names) + " |",
+        "|---|---|---|---|---:|" + "---:|" * len(names),
+    ]
+    for task, info in summary["datasets"].items():
+        cells = [f"{_pts(info['scores'][n])} {_ci(info['ci95'].get(n))}" for n in names]
+        items = str(info["n_items"]) if info["items"] else "–"
+        lines.append(
+            f"| {info['family']} | {task} | {info['metric']} | {sampling_text(info.get('sampling'))} | {items} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    notes = [
+        f"- {task}: {note}" for task, info in summary["datasets"].items() for note in info.get("notes", [])
+    ]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    return lines
+
+
+def dataset_tests_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        "| family | task | A | B | A−B | 95% CI | p | p (Holm) | MDE | test |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---|",
+    ]
+    for t in sorted(summary["dataset_tests"], key=lambda t: (t["family"], t["task"])):
+        mark = " *" if t["significant"] else ""
+        lines.append(
+            f"| {t['family']} | {t['task']} | {t['model_a']} | {t['model_b']} | {_pts(t['diff'])} | {_ci(t['ci95'])} | "
+            f"{_p(t['pvalue'])} | {_p(t['pvalue_holm'])}{mark} | {_pts(t['mde'])} | {t['method']} |"
+        )
+    return lines
+
+
+def seed_section(summary: dict[str, Any]) -> list[str]:
+    """Seed-to-seed SD per design: of the family means and the median over datasets."""
+    multi = [g for g, d in summary["designs"].items() if d["seeds"] > 1]
+    if not multi:
+        return ["Every design has one seed: the seed-to-seed spread is not measured (run ≥ 2 seeds)."]
+    lines = [
+        "| design | seeds | runs | " + " | ".join(summary["families"]) + " |",
+        "|---|---:|---|" + "---:|" * len(summary["families"]),
+    ]
+    for g in multi:
+        cells = []
+        for info in summary["families"].values():
+            per_dataset = [summary["datasets"][t]["seed_sd"][g] for t in info["datasets"]]
+            cells.append(
+                f"{_pts(info['seed_sd'][g])} (datasets: median {_pts(float(np.median(per_dataset)))})"
+            )
+        d = summary["designs"][g]
+        lines.append(f"| {g} | {d['seeds']} | {', '.join(d['runs'])} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "SD of the family mean over seeds (x100); in brackets the median over the family's datasets of "
+        "each dataset's seed SD. Verdicts flag a design difference smaller than this spread.",
+    ]
+    return lines
+
+
+def plan_section(summary: dict[str, Any], target: float) -> list[str]:
+    """For each family and pair: the current MDE and what detecting ``target`` needs."""
+    from .power import plan
+
+    s = summary["settings"]
+    lines = [
+        f"Target effect {_pts(target)} points at {s['power']:.0%} power, alpha {s['alpha']} (each knob changed alone; "
+        "'–' = that knob alone cannot reach the target).",
+        "",
+        "| family | pair | datasets | items/dataset | MDE now | items/dataset needed | datasets needed | seeds/design needed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in summary["family_tests"]:
+        c = t["power"]
+        p = plan(c, target, s["alpha"], s["power"])
+        seeds = (
+            str(p["seeds"])
+            if p["seeds"] is not None
+            else ("unknown (one seed)" if p.get("seeds_note") else "–")
+        )
+        items_now = "–" if c["items"] is None else f"{c['items']:.0f}"
+        items = "–" if p["items"] is None else str(p["items"])
+        datasets = "–" if p["datasets"] is None else str(p["datasets"])
+        lines.append(
+            f"| {t['family']} | {t['model_a']} vs {t['model_b']} | {c['datasets']} | {items_now} | "
+            f"{_pts(p['mde_now'])} | {items} | {datasets} | {seeds} |"
+        )
+    return lines
+
+
+METHOD_NOTES = [
+    "- **Per dataset**: difference of main scores with a 95% paired bootstrap CI over items (the statistic — "
+    "correlation, max-AP, accuracy, mean nDCG — recomputed on every resample; seeds resampled too); p from a "
+    "paired sign-flip permutation test when the score is a mean over items and each design has one run, "
+    "otherwise from the bootstrap.",
+    "- **Hierarchical bootstrap** (the verdicts' test): resamples datasets, then items within each, and seeds; "
+    "dataset effects are shrunken to the between-dataset variance (DerSimonian–Laird) so item noise is not "
+    "counted twice. MDE = (z₀.₉₇₅ + z₀.₈) × its standard error: differences below it cannot be told apart "
+    "with this data.",
+    "- **Wilcoxon** (the paper's test) over datasets: with n datasets the exact two-sided test cannot go below "
+    "p = 2/2ⁿ (0.0625 at n = 5), and Holm multiplies that floor by the number of pairs; such a family is "
+    "marked *cannot reject*, and its failure to reject says nothing about the designs.",
+    "- **Bayesian signed-rank** (Benavoli et al., JMLR 2017) over datasets, prior 0.5 at 0: probabilities that "
+    "A is better, that they are within the ROPE, that B is better.",
+    "- **Verdicts**: *better* = hierarchical bootstrap significant after Holm; *practically equivalent* = "
+    "P(equivalent) ≥ 0.95 and the hierarchical 90% CI inside the ROPE; otherwise *undecided* with the MDE. "
+    "A test that fails to reject gives *undecided*, with what the data could have detected.",
+]
+
+
+def report_markdown(summary: dict[str, Any], plots: bool) -> str:
+    lines = ["# Comparison of embedding designs", "", settings_text(summary), ""]
+    for g, d in summary["designs"].items():
+        runs = [m for m in summary["models"] if m["design"] == g]
+        first = runs[0]
+        max_items = (first.get("settings") or {}).get("max_items")
+        where = ", ".join(f"`{m['directory']}` ({(m['fingerprint'] or '')[:12]})" for m in runs)
+        lines.append(
+            f"- **{g}**: {d['seeds']} run{'s' if d['seeds'] != 1 else ''} ({where}), "
             f"max_items {max_items if max_items is not None else 'none (full data)'}"
         )
     for text in summary.get("warnings", []):
         lines.append(f"\n> **Warning:** {text}")
-    lines += ["", "## Mean main score per task family (x100)", ""]
-    lines.append("| family | datasets | " + " | ".join(names) + " |")
-    lines.append("|---|---:|" + "---:|" * len(names))
-    for family, info in summary["families"].items():
-        best = max(info["means"].values())
-        cells = [
-            f"**{_fmt(info['means'][n] * SCALE)}**"
-            if info["means"][n] == best
-            else _fmt(info["means"][n] * SCALE)
-            for n in names
-        ]
-        lines.append(f"| {family} | {info['n']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Per-dataset main scores (x100)", ""]
-    lines.append("| family | task | metric | data used | " + " | ".join(names) + " |")
-    lines.append("|---|---|---|---|" + "---:|" * len(names))
-    for task, info in summary["datasets"].items():
-        cells = [_fmt(info["scores"][n] * SCALE) for n in names]
-        lines.append(
-            f"| {info['family']} | {task} | {info['metric']} | {sampling_text(info.get('sampling'))} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    lines += [
-        "",
-        "## Paired Wilcoxon signed-rank tests over datasets",
-        "",
-        f"Two-sided, per family and pair of models; Holm–Bonferroni over all {len(summary['tests'])} tests; "
-        f"alpha {summary['alpha']}; families with fewer than {summary['min_datasets']} datasets are not tested. "
-        "Effect size: matched-pairs rank-biserial correlation (+1: A better on every dataset). "
-        "CI: 95% percentile bootstrap of the mean difference A−B over datasets (x100).",
-        "",
-    ]
-    untested = [f"{f} ({i['n']})" for f, i in summary["families"].items() if not i["tested"]]
-    if summary["tests"]:
-        lines.append("| family | A | B | n | mean A−B | W | p | p (Holm) | r (rank-biserial) | 95% CI | |")
-        lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---|---|")
-        for t in summary["tests"]:
-            ci = t.get("ci95_mean_diff")
-            ci_text = f"[{_fmt(ci[0] * SCALE)}, {_fmt(ci[1] * SCALE)}]" if ci else "–"
-            lines.append(
-                f"| {t['family']} | {t['model_a']} | {t['model_b']} | {t['n']} | {_fmt(t['mean_diff'] * SCALE)} | "
-                f"{_fmt(t['statistic'], 1)} | {_p(t['pvalue'])} | {_p(t['pvalue_holm'])} | "
-                f"{_fmt(t['rank_biserial'])} | {ci_text} | {'significant' if t['significant'] else 'n.s.'} |"
-            )
-    else:
-        lines.append("No family has enough datasets for a test.")
-    if untested:
-        lines += ["", f"Not tested (too few datasets): {', '.join(untested)}."]
+    lines += ["", "## Verdicts", ""] + verdict_table(summary)
+    lines += ["", "## Mean main score per task family (x100, 95% CI over items and seeds)", ""]
+    lines += family_table(summary)
     if plots:
-        lines += [
-            "",
-            "## Plots",
-            "",
-            "![per-family means](family_bars.png)",
-            "",
-            "![per-dataset scores](heatmap.png)",
-        ]
+        lines += ["", "![family means with 95% CIs](family_means.png)"]
+    lines += ["", "## Family-level tests", "", *family_tests_table(summary)]
+    lines += ["", "## All designs at once: Friedman and Nemenyi", "", *ranks_section(summary, plots=plots)]
+    lines += ["", "## Seed-to-seed spread", "", *seed_section(summary)]
+    lines += ["", "## Per-dataset main scores (x100, 95% CI)", "", *dataset_table(summary)]
+    if plots:
+        lines += ["", "![per-dataset scores](heatmap.png)"]
+    lines += ["", "## Per-dataset paired tests (x100)", "", *dataset_tests_table(summary)]
+    if summary.get("plan_target") is not None:
+        lines += ["", "## Planning", "", *plan_section(summary, summary["plan_target"])]
+    lines += ["", "## Methods", "", *METHOD_NOTES]
     return "\n".join(lines) + "\n"
 
 
@@ -166,7 +365,10 @@ def write_report(summary: dict[str, Any], output: Path, plots: bool = True) -> N
     _atomic_write(output / "scores.csv", scores_csv(summary))
     _atomic_write(output / "report.md", report_markdown(summary, plots))
     if plots:
-        from .plots import family_bars, heatmap
+        from .plots import cd_diagram, cd_file, family_means, heatmap
 
-        family_bars(summary, output / "family_bars.png")
+        family_means(summary, output / "family_means.png")
         heatmap(summary, output / "heatmap.png")
+        for family, info in summary["families"].items():
+            if "friedman" in info:
+                cd_diagram(summary, family, output / cd_file(family))

@@ -10,8 +10,10 @@ activations live at a time.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -36,13 +38,15 @@ class Chunks:
 CALL_OVERHEAD_TOKENS = 64
 
 
-def partition_by_length(lengths: Sequence[int], size: int) -> list[list[int]]:
-    """Split text indices into mini-batches of at most ``size``, minimising padded tokens.
+def partition_by_length(lengths: Sequence[int], size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Split text indices into mini-batches of at most ``size`` texts and (when given) at most
+    ``max_tokens`` padded tokens, minimising padded tokens.
 
     Texts are sorted by length; a dynamic programme over the sorted order chooses where to cut
     (each cut costs ``CALL_OVERHEAD_TOKENS``), so a few long documents get a mini-batch of
-    their own instead of padding many short queries to their length. The costliest mini-batch
-    comes last: ``cached_step`` keeps its graph from the first pass.
+    their own instead of padding many short queries to their length. A text longer than
+    ``max_tokens`` gets a mini-batch of its own. The costliest mini-batch comes last:
+    ``cached_step`` keeps its graph from the first pass.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     n = len(order)
@@ -50,7 +54,10 @@ def partition_by_length(lengths: Sequence[int], size: int) -> list[list[int]]:
     cut = [0] * (n + 1)
     for end in range(1, n + 1):
         for start in range(max(0, end - size), end):
-            cost = best[start] + (end - start) * lengths[order[start]] + CALL_OVERHEAD_TOKENS
+            padded = (end - start) * lengths[order[start]]
+            if max_tokens is not None and padded > max_tokens and end - start > 1:
+                continue
+            cost = best[start] + padded + CALL_OVERHEAD_TOKENS
             if cost < best[end]:
                 best[end], cut[end] = cost, start
     groups, end = [], n
@@ -60,14 +67,33 @@ def partition_by_length(lengths: Sequence[int], size: int) -> list[list[int]]:
     return sorted(groups, key=lambda g: len(g) * lengths[g[0]])
 
 
+def mean_length_budget(lengths: Sequence[int], size: int) -> int:
+    """Padded tokens of ``size`` texts of the step's mean length.
+
+    Activation memory grows with the tokens of a mini-batch, not with its number of texts. A
+    large batch holds enough of its longest texts to fill whole mini-batches with them (SNLI at
+    max_length 32: 532 padded tokens at most at batch 32, 1395 at batch 512), so a cap on texts
+    alone lets memory grow with the batch. The mean length barely depends on the batch size, so
+    this budget keeps the largest mini-batch, hence the peak memory, flat.
+    """
+    return max(1, math.ceil(size * sum(lengths) / max(1, len(lengths))))
+
+
 def make_chunks(
-    tokenize: Tokenizer, texts: Sequence[str], instructions: Sequence[str | None], size: int
+    tokenize: Tokenizer,
+    texts: Sequence[str],
+    instructions: Sequence[str | None],
+    size: int,
+    max_tokens: int | Literal["mean"] | None = None,
 ) -> Chunks:
     """Tokenize a step's texts (queries with their instructions, documents with None) into
     mini-batches of at most ``size`` texts, grouped by token length (``partition_by_length``);
-    queries and documents share mini-batches."""
+    queries and documents share mini-batches. ``max_tokens`` caps a mini-batch's padded tokens
+    (``"mean"``: ``mean_length_budget``, what the trainer uses; ``None``: no cap)."""
     everything = tokenize(list(texts), None, list(instructions))
-    groups = partition_by_length(everything["attention_mask"].sum(dim=1).tolist(), size)
+    lengths = everything["attention_mask"].sum(dim=1).tolist()
+    budget = mean_length_budget(lengths, size) if max_tokens == "mean" else max_tokens
+    groups = partition_by_length(lengths, size, budget)
     features = [_rows(everything, group) for group in groups]
     flat = [i for g in groups for i in g]
     inverse = torch.empty(len(flat), dtype=torch.long)

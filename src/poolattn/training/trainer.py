@@ -24,6 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 from ..backbone import load_backbone
 from ..config import to_dict
 from ..model import DEFAULT_INSTRUCTION, EmbeddingModel
+from ..model_card import training_recipe
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import BatchSampler, Source, batch_digest, load_sources, shard
@@ -46,13 +47,23 @@ class OutputExistsError(FileExistsError):
 
 
 def build_model(config: TrainConfig) -> EmbeddingModel:
-    """The design from [model], seeded, with LoRA (or full fine-tuning) and a trainable head."""
-    torch.manual_seed(config.training.seed)
+    """The design from [model], seeded, with LoRA (or full fine-tuning) and a trainable head.
+
+    Every design starts from the same point for a seed: the head is initialised from its own
+    RNG stream (``head_seed``), and the global RNG is re-seeded right before LoRA is added, so
+    the adapter's initial weights (and the dropout stream after them) do not depend on the
+    design.
+    """
+    seed = config.training.seed
+    torch.manual_seed(seed)
     backbone, tokenizer = load_backbone(config.model)
-    model = EmbeddingModel(backbone, tokenizer, config.model)
+    model = EmbeddingModel(backbone, tokenizer, config.model, head_seed=seed)
+    torch.manual_seed(seed)  # whatever building the design consumed, LoRA starts identical
     if config.training.full_finetune:
         model.full_finetune = True
-        model.backbone.requires_grad_(True)
+        # Trained weights live in float32 (a bf16 weight does not move under a ~1e-5 AdamW step);
+        # the forward still runs in model.compute_dtype under autocast.
+        model.backbone.float().requires_grad_(True)
     else:
         lora = config.lora
         model.add_lora(r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=lora.target_modules)
@@ -220,7 +231,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         tick = time.perf_counter()
         batch = sampler.next_batch()
         queries, docs, instructions, n_pos = _step_texts(shard(batch, rank, world), config.data.num_negatives)
-        chunks = make_chunks(unwrapped.tokenize, queries + docs, instructions, t.mini_batch_size)
+        # at most mini_batch_size texts and as many padded tokens as that many texts of mean length:
+        # the largest mini-batch, hence peak memory, stays flat as the batch grows
+        chunks = make_chunks(unwrapped.tokenize, queries + docs, instructions, t.mini_batch_size, "mean")
         args = (wrapped, chunks, len(queries), n_pos, loss_fn, accelerator.backward, scale)
         if t.gradcache:
             loss = cached_step(*args, no_sync, accelerator.device)
@@ -267,7 +280,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         return Path(last_saved) / "model"
     final = out / FINAL_DIR
     if main:
-        unwrapped.save(final)
+        recipe = training_recipe(config, _data_summary(sources), processes=world)
+        unwrapped.save(final, training=recipe)  # the model card records the recipe
     accelerator.wait_for_everyone()
     return final
 

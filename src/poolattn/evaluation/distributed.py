@@ -1,0 +1,264 @@
+"""Evaluation spread over processes (``accelerate launch`` / ``torchrun``): encoding sharded.
+
+Rank 0 runs the mteb evaluators exactly as a single process would, with its embedding cache.
+Each text it must encode (a cache miss) goes into one request that is cut into units and
+shared out: every rank, rank 0 included, encodes its units, and rank 0 gathers the vectors,
+stores them in the fingerprint-keyed cache (the only writer, so the cache needs no locking)
+and hands them to the evaluator. Non-zero ranks just serve requests until rank 0 says stop;
+they need the model, not the task data.
+
+A unit is exactly one chunk of ``EmbeddingModel.encode`` (texts sorted by length, cut every
+``batch_size * (ENCODE_CHUNK // batch_size)`` texts), so every batch is the batch a single
+process would have built and the vectors, hence the scores, are bit-identical to a
+single-process evaluation. Units go to the least-loaded rank, so a large corpus spreads
+evenly; a request smaller than one unit is encoded by one rank.
+
+The requests travel on a separate gloo group with a long timeout: the other ranks may wait
+for a long time while rank 0 runs an evaluator (retrieval search, classifier fitting).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+GROUP_TIMEOUT = timedelta(hours=24)
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place among the launched processes, and the collectives the protocol uses."""
+
+    rank: int = 0
+    world: int = 1
+    device: Any = "cpu"
+    group: Any = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def scatter(self, values: list[Any] | None) -> Any:
+        """``values[r]`` (given on rank 0) arrives on rank ``r``."""
+        if self.world == 1:
+            return values[0] if values else None
+        import torch.distributed as dist
+
+        box: list[Any] = [None]
+        dist.scatter_object_list(box, values if self.main else None, src=0, group=self.group)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value`` as a list on rank 0 (None elsewhere)."""
+        if self.world == 1:
+            return [value]
+        import torch.distributed as dist
+
+        out: list[Any] | None = [None] * self.world if self.main else None
+        dist.gather_object(value, out, dst=0, group=self.group)
+        return out
+
+    def all_gather(self, value: Any) -> list[Any]:
+        if self.world == 1:
+            return [value]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value, group=self.group)
+        return out
+
+
+_GROUP: ProcessGroup | None = None
+
+
+def process_group() -> ProcessGroup:
+    """The launched processes (via accelerate's ``PartialState``), or a single one.
+
+    Several processes are recognised by ``WORLD_SIZE`` (set by ``accelerate launch`` and
+    ``torchrun``); the process group is created once and reused.
+    """
+    global _GROUP
+    if _GROUP is not None:
+        return _GROUP
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        _GROUP = ProcessGroup()
+        return _GROUP
+    import torch.distributed as dist
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as the Accelerator reads it
+    group = dist.new_group(backend="gloo", timeout=GROUP_TIMEOUT) if state.num_processes > 1 else None
+    _GROUP = ProcessGroup(state.process_index, state.num_processes, state.device, group)
+    return _GROUP
+
+
+def encode_units(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in the chunks ``EmbeddingModel.encode`` would form (longest first)."""
+    from ..model import ENCODE_CHUNK
+
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    size = batch_size * max(1, ENCODE_CHUNK // batch_size)
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
+class EncodeServer:
+    """Encodes the units a request gives this rank; counts what it encoded."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.encoded = 0
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            vectors = [
+                self.backend.encode(
+                    unit,
+                    query=request["query"],
+                    instruction=request["instruction"],
+                    batch_size=request["batch_size"],
+                )
+                for unit in request["units"]
+            ]
+        except Exception as exc:  # sent to rank 0, which raises it
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        self.encoded += sum(len(unit) for unit in request["units"])
+        return {"vectors": vectors}
+
+    def serve(self, group: ProcessGroup) -> int:
+        """Non-zero ranks: answer rank 0's requests until it says stop; returns texts encoded."""
+        while True:
+            request = group.scatter(None)
+            if request["op"] == "stop":
+                group.gather({"encoded": self.encoded})
+                return self.encoded
+            group.gather(self.handle(request))
+
+
+class ShardedBackend:
+    """Rank 0's backend: the wrapped model's identity, with ``encode`` spread over all ranks."""
+
+    def __init__(self, backend: Any, group: ProcessGroup, fingerprint: str) -> None:
+        self.backend = backend
+        self.group = group
+        self.name = backend.name
+        self.uses_instructions = backend.uses_instructions
+        self._fingerprint = fingerprint
+        self.server = EncodeServer(backend)
+        self.assigned = [0] * group.world
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return self.backend.describe()
+
+    def encode(
+        self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
+    ) -> np.ndarray:
+        shares: list[list[list[int]]] = [[] for _ in range(self.group.world)]
+        for unit in encode_units(texts, batch_size):
+            rank = min(range(self.group.world), key=lambda r: (self.assigned[r], r))
+            shares[rank].append(unit)
+            self.assigned[rank] += len(unit)
+        requests = [
+            {
+                "op": "encode",
+                "units": [[texts[i] for i in unit] for unit in share],
+                "query": query,
+                "instruction": instruction,
+                "batch_size": batch_size,
+            }
+            for share in shares
+        ]
+        replies = self.group.gather(self.server.handle(self.group.scatter(requests)))
+        out: np.ndarray | None = None
+        for rank, (share, reply) in enumerate(zip(shares, replies or [], strict=True)):
+            if "error" in reply:
+                raise RuntimeError(f"encoding on rank {rank} failed: {reply['error']}")
+            for unit, vectors in zip(share, reply["vectors"], strict=True):
+                if out is None:
+                    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+                out[unit] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def stop(self) -> list[int]:
+        """Release the other ranks; returns the texts each rank encoded (rank 0 first)."""
+        self.group.scatter([{"op": "stop"}] * self.group.world)
+        replies = self.group.gather({"encoded": self.server.encoded}) or []
+        return [int(r["encoded"]) for r in replies]
+
+
+def _to_device(backend: Any, device: Any) -> None:
+    """Put the model on this rank's device (its own GPU under ``accelerate launch``)."""
+    model = getattr(backend, "model", None)
+    if model is not None and hasattr(model, "to"):
+        model.to(device)
+
+
+def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any] | None:
+    """``poolattn.evaluation.evaluate`` on one process, or sharded over the launched processes.
+
+    Takes the same arguments; the model goes to this process's GPU when there is one. Under
+    ``accelerate launch`` every rank calls it with the same model; rank 0 returns the
+    ``run.json`` content (with a ``distributed`` entry: processes and texts encoded per rank),
+    the other ranks return None once rank 0 is done.
+    """
+    import torch
+
+    from ..io import write_json_atomic
+    from . import RUN_FILE, load_model
+    from . import evaluate as evaluate_one
+    from .encoder import as_backend
+
+    group = process_group()
+    if group.world == 1 and not torch.cuda.is_available():
+        return evaluate_one(model, output_dir, **kwargs)
+    source = model if isinstance(model, str) else None
+    backend = as_backend(load_model(model) if isinstance(model, str) else model)
+    _to_device(backend, group.device if group.world > 1 else "cuda")  # this rank's GPU
+    if group.world == 1:
+        result = evaluate_one(backend, output_dir, **kwargs)
+        if source is not None:
+            result["model"]["source"] = source
+            write_json_atomic(Path(output_dir) / RUN_FILE, result)
+        return result
+    fingerprints = group.all_gather(backend.fingerprint())
+    if len(set(fingerprints)) > 1:
+        raise RuntimeError(
+            f"the {group.world} processes loaded different models (fingerprints {sorted(set(fingerprints))}); "
+            "every rank must evaluate the same weights"
+        )
+    if not group.main:
+        EncodeServer(backend).serve(group)
+        return None
+    sharded = ShardedBackend(backend, group, fingerprints[0])
+    try:
+        result = evaluate_one(sharded, output_dir, **kwargs)
+    finally:
+        per_rank = sharded.stop()
+    if source is not None:
+        result["model"]["source"] = source
+    result["distributed"] = {"processes": group.world, "encoded_per_rank": per_rank}
+    write_json_atomic(Path(output_dir) / RUN_FILE, result)
+    log.info("evaluation over %d processes: texts encoded per rank %s", group.world, per_rank)
+    return result

@@ -1,0 +1,256 @@
+"""Reading local evaluation files (the formats of ../shared/data/README.md), record by record.
+
+Every record is checked as it is read, so a malformed user file stops with a
+``LocalDataError`` naming the file, the line and the field (``path:line: field 'score': ...``)
+instead of failing later inside mteb. Blank texts are allowed (real corpora have empty
+documents); evaluation embeds them as an empty input (see ``poolattn.evaluation.local``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+
+
+class LocalDataError(ConfigError):
+    """A local evaluation file is missing or malformed; the message names file, line and field."""
+
+
+# --------------------------------------------------------------------------- records
+def iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``path:line``, object) for every non-blank line; a line that is not a JSON object is an error."""
+    if not path.is_file():
+        raise LocalDataError(f"{path}: missing (see the formats in ../shared/data/README.md)")
+    found = False
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LocalDataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(record, dict):
+                raise LocalDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            found = True
+            yield where, record
+    if not found:
+        raise LocalDataError(f"{path}: no records")
+
+
+def _field(record: dict[str, Any], name: str, where: str) -> Any:
+    if name not in record:
+        raise LocalDataError(f"{where}: field {name!r} is missing (found {sorted(record)})")
+    return record[name]
+
+
+def text_field(record: dict[str, Any], name: str, where: str, *, optional: bool = False) -> str:
+    """A string field; blank is allowed. ``optional`` fields may be absent or null (read as "")."""
+    if optional and record.get(name) is None:
+        return ""
+    value = _field(record, name, where)
+    if not isinstance(value, str):
+        raise LocalDataError(f"{where}: field {name!r} must be a string, got {_show(value)}")
+    return value
+
+
+def number_field(record: dict[str, Any], name: str, where: str) -> float:
+    """A finite number (a numeric string such as ``"3.5"`` is accepted)."""
+    value = _field(record, name, where)
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise LocalDataError(f"{where}: field {name!r} must be a number, got {_show(value)}")
+    return number
+
+
+def binary_field(record: dict[str, Any], name: str, where: str) -> int:
+    """A 0/1 label (``true``/``false`` and ``"0"``/``"1"`` accepted)."""
+    value = _field(record, name, where)
+    if isinstance(value, bool):
+        return int(value)
+    if value in (0, 1, "0", "1"):
+        return int(value)
+    raise LocalDataError(f"{where}: field {name!r} must be 0 or 1, got {_show(value)}")
+
+
+def label_field(value: Any, name: str, where: str) -> str:
+    """A class or cluster label: a string or an integer, read as a string."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise LocalDataError(
+            f"{where}: field {name!r} must be a string or an integer label, got {_show(value)}"
+        )
+    return str(value)
+
+
+def text_list_field(record: dict[str, Any], name: str, where: str) -> list[str]:
+    value = _field(record, name, where)
+    if not isinstance(value, list):
+        raise LocalDataError(f"{where}: field {name!r} must be a list of strings, got {_show(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise LocalDataError(f"{where}: field '{name}[{i}]' must be a string, got {_show(item)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return f"{type(value).__name__} {text[:60]}"
+
+
+def is_blank(text: str) -> bool:
+    return not text.strip()
+
+
+# --------------------------------------------------------------------------- formats
+@dataclass(frozen=True)
+class ScoredPair:
+    sentence1: str
+    sentence2: str
+    score: float
+
+
+def read_sts(path: Path) -> list[ScoredPair]:
+    """``{sentence1, sentence2, score}`` lines."""
+    return [
+        ScoredPair(text_field(r, "sentence1", w), text_field(r, "sentence2", w), number_field(r, "score", w))
+        for w, r in iter_jsonl(path)
+    ]
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, int]]:
+    """``{sentence1, sentence2, label}`` lines, label 0 or 1."""
+    return [
+        (text_field(r, "sentence1", w), text_field(r, "sentence2", w), binary_field(r, "label", w))
+        for w, r in iter_jsonl(path)
+    ]
+
+
+def read_classification(path: Path) -> list[tuple[str, str]]:
+    """``{text, label}`` lines; labels read as strings."""
+    return [
+        (text_field(r, "text", w), label_field(_field(r, "label", w), "label", w))
+        for w, r in iter_jsonl(path)
+    ]
+
+
+def read_clustering(path: Path) -> list[tuple[list[str], list[str]]]:
+    """One clustering set per line: ``{sentences: [...], labels: [...]}`` of equal length."""
+    sets = []
+    for where, record in iter_jsonl(path):
+        sentences = text_list_field(record, "sentences", where)
+        raw = _field(record, "labels", where)
+        if not isinstance(raw, list):
+            raise LocalDataError(f"{where}: field 'labels' must be a list, got {_show(raw)}")
+        if len(raw) != len(sentences):
+            raise LocalDataError(
+                f"{where}: field 'labels' has {len(raw)} labels for {len(sentences)} sentences"
+            )
+        sets.append((sentences, [label_field(v, f"labels[{i}]", where) for i, v in enumerate(raw)]))
+    return sets
+
+
+def read_reranking(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """``{query, positive: [...], negative: [...]}`` lines."""
+    return [
+        (text_field(r, "query", w), text_list_field(r, "positive", w), text_list_field(r, "negative", w))
+        for w, r in iter_jsonl(path)
+    ]
+
+
+def read_summarization(path: Path) -> list[dict[str, Any]]:
+    """SummEval's columns: ``{text, human_summaries, machine_summaries, relevance}``."""
+    rows = []
+    for where, record in iter_jsonl(path):
+        machine = text_list_field(record, "machine_summaries", where)
+        relevance = _field(record, "relevance", where)
+        if not isinstance(relevance, list) or len(relevance) != len(machine):
+            raise LocalDataError(
+                f"{where}: field 'relevance' must be a list with one number per machine summary"
+            )
+        scores = [number_field({"relevance": v}, "relevance", where) for v in relevance]
+        rows.append(
+            {
+                "text": text_field(record, "text", where),
+                "human_summaries": text_list_field(record, "human_summaries", where),
+                "machine_summaries": machine,
+                "relevance": scores,
+            }
+        )
+    return rows
+
+
+def _read_ids(path: Path, read: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for where, record in iter_jsonl(path):
+        raw = _field(record, "_id", where)
+        if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
+            raise LocalDataError(
+                f"{where}: field '_id' must be a non-empty string or integer, got {_show(raw)}"
+            )
+        key = str(raw)
+        if key in out:
+            raise LocalDataError(f"{where}: field '_id': {key!r} appears twice in {path.name}")
+        out[key] = read(record, where)
+    return out
+
+
+def read_corpus(path: Path) -> dict[str, tuple[str, str]]:
+    """BEIR ``corpus.jsonl``: ``{_id, title?, text}`` -> id: (title, text)."""
+    return _read_ids(path, lambda r, w: (text_field(r, "title", w, optional=True), text_field(r, "text", w)))
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """BEIR ``queries.jsonl``: ``{_id, text}`` -> id: text."""
+    return _read_ids(path, lambda r, w: text_field(r, "text", w))
+
+
+def read_qrels(path: Path, queries: dict[str, Any], corpus: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """BEIR ``qrels/test.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional header line).
+
+    Every id must exist in ``queries.jsonl`` / ``corpus.jsonl``; the score is an integer grade.
+    """
+    if not path.is_file():
+        raise LocalDataError(f"{path}: missing (BEIR layout: qrels/test.tsv)")
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) < 3:
+                raise LocalDataError(f"{where}: expected query-id, corpus-id, score separated by tabs")
+            qid, did, raw = parts[0].strip(), parts[1].strip(), parts[2].strip()
+            if number == 1 and not _is_number(raw):
+                continue  # the header line
+            if not _is_number(raw) or float(raw) != int(float(raw)):
+                raise LocalDataError(f"{where}: field 'score' must be an integer grade, got {raw!r}")
+            if qid not in queries:
+                raise LocalDataError(f"{where}: field 'query-id': {qid!r} is not an _id of queries.jsonl")
+            if did not in corpus:
+                raise LocalDataError(f"{where}: field 'corpus-id': {did!r} is not an _id of corpus.jsonl")
+            qrels.setdefault(qid, {})[did] = int(float(raw))
+    if not qrels:
+        raise LocalDataError(f"{path}: no judgements")
+    return qrels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

@@ -1,0 +1,428 @@
+"""Layer ablation of a multilayer pooling head: which layers does it really need?
+
+The seed study's proposed follow-up ("systematically disable individual layers"). For a
+trained ``multilayer`` model, the main score of a few small tasks is measured with the full
+key set, with each layer removed from the pooler's keys, with each contiguous block of
+layers (quarters by default) removed, and with only one layer kept. Removing a layer masks
+its key in the head's cross-attention (``MultiLayerPooler.pool_vectors``); nothing is
+retrained, so the score change says how much the trained head depends on that layer.
+
+Cost: the backbone runs once per distinct (prompt, text); its per-layer vectors are cached
+(``LayerVectorCache``), so every condition of the grid costs pooler passes and the task's
+evaluator only.
+
+Tasks (``DEFAULT_TASKS``): STSBenchmark on its dev split (so the analysis does not touch the
+test pairs), TREC question classification and SciFact retrieval on their test splits; all
+are local datasets read and down-sampled exactly as ``poolattn eval --max-items`` does, and
+scored by the real mteb evaluators through ``poolattn.evaluation``. The score of a condition
+is the mean of the tasks' main scores; a layer's *ablation importance* is the full-set score
+minus the score without it (positive = the head needs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .io import write_json_atomic
+
+if TYPE_CHECKING:
+    from .evaluation import LocalTask
+    from .model import EmbeddingModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TASKS = ("STSBenchmark", "TREC", "SciFact")
+DEFAULT_MAX_ITEMS = 100
+DEFAULT_BLOCKS = 4
+DEV_SPLITS = {"STSBenchmark": "dev.jsonl"}  # local datasets with a dev split the ablation uses
+JSON_FILE = "layer_ablation.json"
+PNG_FILE = "layer_ablation.png"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One cell of the grid: which layers (1-based) stay in the head's key set."""
+
+    name: str
+    kind: str  # "all" | "removed" | "block_removed" | "only"
+    kept: tuple[int, ...]
+
+
+def contiguous_blocks(num_layers: int, blocks: int) -> list[tuple[int, ...]]:
+    """``blocks`` contiguous groups of 1-based layers, sizes differing by at most one."""
+    count = max(1, min(blocks, num_layers))
+    return [tuple(int(i) + 1 for i in part) for part in np.array_split(np.arange(num_layers), count)]
+
+
+def conditions(num_layers: int, blocks: int = DEFAULT_BLOCKS) -> list[Condition]:
+    """The grid: all layers, each layer removed, each block removed, each layer alone."""
+    layers = tuple(range(1, num_layers + 1))
+    grid = [Condition("all", "all", layers)]
+    grid += [Condition(f"without {i}", "removed", tuple(j for j in layers if j != i)) for i in layers]
+    for block in contiguous_blocks(num_layers, blocks):
+        # a one-layer block is a single removal already; removing every layer leaves no keys
+        if 1 < len(block) < num_layers:
+            kept = tuple(j for j in layers if j not in block)
+            grid.append(Condition(f"without {block[0]}-{block[-1]}", "block_removed", kept))
+    grid += [Condition(f"only {i}", "only", (i,)) for i in layers]
+    return grid
+
+
+def layer_mask(kept: Sequence[int], num_layers: int) -> torch.Tensor:
+    """A boolean key mask over the L layer vectors (True = kept); an empty or bad set is an error."""
+    if not kept:
+        raise ValueError("layer ablation: keep at least one layer (an empty key set has no attention)")
+    bad = [i for i in kept if not 1 <= i <= num_layers]
+    if bad:
+        raise ValueError(f"layer ablation: layers {bad} are outside 1..{num_layers}")
+    mask = torch.zeros(num_layers, dtype=torch.bool)
+    mask[[i - 1 for i in kept]] = True
+    return mask
+
+
+class LayerVectorCache:
+    """Per-layer vectors (L x D, float32) of every text a task encodes, from one backbone pass.
+
+    Keyed by (query or document, instruction, text), the same prompt rule as evaluation:
+    queries get their task's instruction, documents stay bare. ``backbone_texts`` counts the
+    texts that went through the backbone.
+    """
+
+    def __init__(self, model: EmbeddingModel, batch_size: int = 32) -> None:
+        from .pooling import MultiLayerPooler
+
+        if not isinstance(model.pooler, MultiLayerPooler):
+            raise ValueError(
+                f"layer ablation needs a multilayer pooling head; this model pools with "
+                f"{model.config.pooling!r} ({model.config.name})"
+            )
+        self.model = model
+        self.batch_size = batch_size
+        self.vectors_by_key: dict[tuple[bool, str | None, str], torch.Tensor] = {}
+        self.backbone_texts = 0
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.pooler.num_layers)
+
+    @torch.inference_mode()
+    def vectors(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> torch.Tensor:
+        """N x L x D for ``texts`` in order; texts not seen before run through the backbone once."""
+        keys = [(query, instruction if query else None, t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.vectors_by_key))
+        if missing:
+            self._encode(missing, query=query, instruction=instruction)
+        if not keys:
+            return torch.zeros((0, self.num_layers, self.model.embedding_dim))
+        return torch.stack([self.vectors_by_key[k] for k in keys])
+
+    def _encode(
+        self, keys: list[tuple[bool, str | None, str]], *, query: bool, instruction: str | None
+    ) -> None:
+        model = self.model
+        was_training = model.training
+        model.eval()
+        order = sorted(keys, key=lambda k: -len(k[2]))  # similar lengths share a batch
+        try:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                features = model.tokenize(  # empty corpus documents are kept, as in evaluation
+                    [k[2] for k in batch],
+                    "query" if query else "document",
+                    instruction if query else None,
+                    allow_empty=True,
+                )
+                states = model.hidden_states(features)
+                attention = features["attention_mask"].to(model.device)
+                pooling = (
+                    features["pooling_mask"].to(model.device)
+                    if model.config.exclude_instruction
+                    else attention
+                )
+                vectors = model.pooler.layer_vectors(states, attention, pooling).float().cpu()
+                self.vectors_by_key.update(zip(batch, vectors, strict=True))
+                self.backbone_texts += len(batch)
+        finally:
+            model.train(was_training)
+
+    @torch.inference_mode()
+    def pool(self, vectors: torch.Tensor, kept: Sequence[int], batch_size: int = 256) -> torch.Tensor:
+        """Head outputs (N x D, float32) of cached vectors with only the ``kept`` layers as keys."""
+        pooler = self.model.pooler
+        mask = layer_mask(kept, self.num_layers).to(self.model.device)
+        out = [
+            pooler.pool_vectors(vectors[i : i + batch_size].to(self.model.device), mask).float().cpu()
+            for i in range(0, len(vectors), batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros((0, self.model.embedding_dim))
+
+
+class LayerSubsetBackend:
+    """An evaluation backend (``poolattn.evaluation.encoder.Backend``) for one condition: the
+    model's head restricted to ``kept`` layers, fed from the cache."""
+
+    uses_instructions = True
+
+    def __init__(self, cache: LayerVectorCache, kept: Sequence[int], fingerprint: str) -> None:
+        self.cache = cache
+        self.kept = tuple(kept)
+        self.name = f"poolattn/{cache.model.config.name}/layers"
+        self._fingerprint = hashlib.blake2b(
+            json.dumps([fingerprint, self.kept]).encode(), digest_size=16
+        ).hexdigest()
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "poolattn-layer-ablation",
+            "design": self.cache.model.config.name,
+            "embedding_dim": self.cache.model.embedding_dim,
+            "layers_kept": list(self.kept),
+        }
+
+    def encode(
+        self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
+    ) -> np.ndarray:
+        vectors = self.cache.vectors(texts, query=query, instruction=instruction)
+        out = torch.nn.functional.normalize(self.cache.pool(vectors, self.kept), dim=-1)
+        return out.numpy().astype(np.float32, copy=False)
+
+
+def ablation_tasks(
+    local_data: str | Path | None = None,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    max_items: int | None = DEFAULT_MAX_ITEMS,
+) -> list[tuple[LocalTask, str]]:
+    """The local tasks (down-sampled as in evaluation) and the split each one reads.
+
+    A dataset listed in ``DEV_SPLITS`` is read from its dev file, through the same loader (a
+    staging folder presents the dev file under the loader's file name).
+    """
+    from .evaluation.local import FOLDERS, build_task, discover, local_tasks
+    from .settings import data_dir
+
+    root = data_dir(local_data)
+    found = {name: (folder, path) for folder, name, path in discover(root)}
+    out: list[tuple[LocalTask, str]] = []
+    for name in tasks:
+        dev = DEV_SPLITS.get(name)
+        if name in found and dev and (found[name][1] / dev).exists():
+            folder, path = found[name]
+            with tempfile.TemporaryDirectory(prefix="poolattn-dev-") as staging:
+                staged = Path(staging) / name
+                staged.mkdir()
+                (staged / "test.jsonl").symlink_to((path / dev).resolve())
+                item = build_task(folder, name, staged, max_items)  # reads the data now
+            item.path = str(path / dev)
+            out.append((item, "dev"))
+            continue
+        items = local_tasks(root, max_items, [name])
+        if not items:
+            families = ", ".join(FOLDERS)
+            raise FileNotFoundError(f"layer ablation: no local dataset {name!r} under {root} ({families})")
+        out.extend((item, "test") for item in items)
+    return out
+
+
+def _main_score(encoder: Any, task: Any, batch_size: int) -> float:
+    """One task's main score with the real mteb evaluator (no result cache)."""
+    import mteb
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    from .evaluation.runner import main_score
+
+    with warnings.catch_warnings():  # an ablated head may never predict some class: not worth 65 warnings
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        result = mteb.evaluate(
+            encoder,
+            task,
+            cache=None,
+            overwrite_strategy="always",
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+            show_progress_bar=False,
+            co2_tracker=False,
+        )
+    if result.exceptions:
+        raise RuntimeError(f"{task.metadata.name}: evaluation failed: {result.exceptions}")
+    return main_score(result.task_results[0].to_dict(), task.metadata.eval_splits)
+
+
+def score_condition(
+    cache: LayerVectorCache,
+    kept: Sequence[int],
+    tasks: Sequence[LocalTask],
+    fingerprint: str,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Main score per task (and their ``mean``) with only the ``kept`` layers as keys."""
+    from .evaluation.encoder import MTEBEncoder
+
+    encoder = MTEBEncoder(LayerSubsetBackend(cache, kept, fingerprint), cache_dir=None, batch_size=batch_size)
+    try:
+        scores = {item.name: _main_score(encoder, item.task, batch_size) for item in tasks}
+    finally:
+        encoder.cache.close()
+    scores["mean"] = float(np.mean([scores[item.name] for item in tasks]))
+    return scores
+
+
+@torch.inference_mode()
+def attention_mass(cache: LayerVectorCache, batch_size: int = 256) -> list[float]:
+    """Mean attention probability of the head's latents on each layer over every cached text
+    (heads and latents averaged; sums to 1 over layers)."""
+    attend = cache.model.pooler.attend
+    vectors = torch.stack(list(cache.vectors_by_key.values()))
+    total = torch.zeros(cache.num_layers)
+    attend.record_attention = True
+    try:
+        for start in range(0, len(vectors), batch_size):
+            cache.pool(vectors[start : start + batch_size], range(1, cache.num_layers + 1), batch_size)
+            total += attend.last_attention.float().mean(dim=(1, 2)).sum(dim=0).cpu()
+    finally:
+        attend.record_attention = False
+        attend.last_attention = None
+    return (total / len(vectors)).tolist()
+
+
+def layer_ablation(
+    model: EmbeddingModel,
+    output_dir: str | Path | None = None,
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    local_data: str | Path | None = None,
+    max_items: int | None = DEFAULT_MAX_ITEMS,
+    blocks: int = DEFAULT_BLOCKS,
+    batch_size: int = 32,
+    cache: LayerVectorCache | None = None,
+) -> dict[str, Any]:
+    """Run the ablation grid on a multilayer model; write ``layer_ablation.json`` and
+    ``layer_ablation.png`` into ``output_dir`` (when given) and return the JSON content.
+
+    ``cache`` may be passed to reuse vectors across calls (the backbone then runs only for
+    texts it has not seen).
+    """
+    started = time.monotonic()
+    cache = cache or LayerVectorCache(model, batch_size)
+    planned = ablation_tasks(local_data, tasks, max_items)
+    items = [item for item, _ in planned]
+    fingerprint = model.fingerprint()
+    grid = conditions(cache.num_layers, blocks)
+    scores: dict[str, dict[str, float]] = {}
+    by_kept: dict[tuple[int, ...], dict[str, float]] = {}  # e.g. with 2 layers "without 1" is "only 2"
+    for index, condition in enumerate(grid):
+        if condition.kept not in by_kept:
+            by_kept[condition.kept] = score_condition(cache, condition.kept, items, fingerprint, batch_size)
+        scores[condition.name] = by_kept[condition.kept]
+        log.info(
+            "layer ablation %d/%d %s: %.4f",
+            index + 1,
+            len(grid),
+            condition.name,
+            scores[condition.name]["mean"],
+        )
+    full = scores["all"]["mean"]
+    mass = attention_mass(cache)
+    per_layer = [
+        {
+            "layer": i,
+            "attention_mass": mass[i - 1],
+            "removed": scores[f"without {i}"],
+            "only": scores[f"only {i}"],
+            "importance": full - scores[f"without {i}"]["mean"],
+        }
+        for i in range(1, cache.num_layers + 1)
+    ]
+    block_rows = [
+        {
+            "layers": [j for j in range(1, cache.num_layers + 1) if j not in c.kept],
+            "removed": scores[c.name],
+            "importance": full - scores[c.name]["mean"],
+        }
+        for c in grid
+        if c.kind == "block_removed"
+    ]
+    result: dict[str, Any] = {
+        "model": {"design": model.config.name, "base": model.config.base, "fingerprint": fingerprint},
+        "layers": cache.num_layers,
+        "layer_vector": model.config.resolved_layer_vector,
+        "tasks": [
+            {
+                "name": item.name,
+                "dataset": item.dataset,
+                "split": split,
+                "source": item.path,
+                "family": item.family,
+                "main_score_name": str(item.task.metadata.main_score),
+                "sampling": item.sampling,
+            }
+            for item, split in planned
+        ],
+        "score": "mean over tasks of each task's main score",
+        "all": scores["all"],
+        "per_layer": per_layer,
+        "blocks": block_rows,
+        "conditions": [
+            {"name": c.name, "kind": c.kind, "kept": list(c.kept), "scores": scores[c.name]} for c in grid
+        ],
+        "backbone_texts": cache.backbone_texts,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    if output_dir is not None:
+        out = Path(output_dir)
+        write_json_atomic(out / JSON_FILE, result)
+        plot_layer_ablation(result, out / PNG_FILE)
+    return result
+
+
+def plot_layer_ablation(result: dict[str, Any], path: str | Path) -> Path:
+    """Ablation importance (score drop when a layer is removed) and the score with that layer
+    alone, beside the head's attention mass per layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, whatever the caller's backend
+    import matplotlib.pyplot as plt
+
+    rows = result["per_layer"]
+    layers = [r["layer"] for r in rows]
+    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(14, 4.2))
+    left.bar(layers, [r["importance"] for r in rows], color="tab:red")
+    left.axhline(0, color="grey", linewidth=0.8)
+    left.set_title("Ablation importance\n(full score - score without the layer)")
+    mid.plot(layers, [r["only"]["mean"] for r in rows], marker="o", markersize=3, label="only this layer")
+    mid.axhline(result["all"]["mean"], color="grey", linestyle="--", linewidth=1, label="all layers")
+    mid.set_title("Score with one layer alone")
+    mid.legend(fontsize=8)
+    right.bar(layers, [r["attention_mass"] for r in rows], color="tab:blue")
+    right.axhline(1 / len(rows), color="grey", linestyle="--", linewidth=1, label="uniform")
+    right.set_title("Attention mass of the latents")
+    right.legend(fontsize=8)
+    for ax, ylabel in ((left, "mean main score drop"), (mid, "mean main score"), (right, "attention mass")):
+        ax.set_xlabel("transformer layer")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"Layer ablation: {result['model']['design']} ({', '.join(t['name'] for t in result['tasks'])})"
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)  # a kill never leaves half a PNG
+    return path

@@ -1,0 +1,351 @@
+"""Item-level results: what each dataset's main score is computed from, and the score itself.
+
+A results directory holds, beside each mteb ``<Task>.json``, a ``<Task>.items.json`` written by
+``poolattn.evaluation.items``. It lists one *entry* per (split, subset) that mteb scored; an
+entry is one of four kinds, each enough to recompute mteb's main score on any subset or
+resample of its items:
+
+- ``correlation`` (STS): per pair the gold score and the model's similarity; Spearman or
+  Pearson correlation.
+- ``ap`` (pair classification): per pair the gold label and one score column per similarity
+  function (higher = more similar); average precision, the max over columns for ``max_ap``.
+- ``classification``: per test item the gold label and each classifier experiment's
+  prediction; the metric (accuracy, macro F1, ...) averaged over experiments.
+- ``mean`` (retrieval, reranking, clustering, summarization): one value per item (query,
+  clustering set, summarised text); their mean, rounded as mteb rounds (5 decimals for
+  retrieval metrics).
+
+``Entry.score(idx)`` takes a 2-D array of item positions (one resample per row) and returns one
+score per row, vectorised, so a paired bootstrap with thousands of resamples stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+ITEMS_VERSION = 1
+ITEMS_SUFFIX = ".items.json"
+KINDS = ("correlation", "ap", "classification", "mean")
+
+
+class ItemsError(ValueError):
+    """An items file is missing, corrupt or inconsistent; the message names the file and field."""
+
+
+def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``x`` with the same row of ``y`` (nan if constant)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    num = (xc * yc).sum(axis=1)
+    den = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[den == 0] = np.nan
+    return np.clip(out, -1.0, 1.0)
+
+
+def _classification_metric(metric: str, gold: np.ndarray, pred: np.ndarray) -> float:
+    """One sklearn classification metric, as mteb's ``_calculate_scores`` computes it."""
+    from sklearn import metrics as skm
+
+    if metric == "accuracy":
+        return float(np.mean(gold == pred))
+    average = "weighted" if metric.endswith("_weighted") else "macro"
+    base = metric.removesuffix("_weighted")
+    if base == "f1":
+        return float(skm.f1_score(gold, pred, average=average))
+    if base == "precision":
+        return float(skm.precision_score(gold, pred, average=average))
+    if base == "recall":
+        return float(skm.recall_score(gold, pred, average=average))
+    if base == "ap":
+        return float(skm.average_precision_score(gold, pred, average=average))
+    raise ItemsError(f"classification metric {metric!r} has no item-level implementation")
+
+
+def multiplicities(idx: np.ndarray, n: int) -> np.ndarray:
+    """(rows, n) counts: how often each item appears in each resample row of positions ``idx``."""
+    rows = idx.shape[0]
+    flat = (idx + np.arange(rows)[:, None] * n).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n)
+
+
+class _SortedColumn:
+    """One score column sorted once (descending, tie groups marked), so the average precision
+    of any resample is a weighted pass in O(n) instead of a sort per resample."""
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        self.order = np.argsort(-scores, kind="mergesort")
+        s = scores[self.order]
+        self.labels = labels[self.order]
+        self.last = np.ones(s.size, dtype=bool)
+        self.last[:-1] = s[1:] != s[:-1]
+
+    def average_precision(self, weights: np.ndarray) -> np.ndarray:
+        """AP per row of item multiplicities; equals sklearn on the expanded resample."""
+        w = weights[:, self.order].astype(float)
+        tp = np.cumsum(w * self.labels, axis=1)
+        count = np.cumsum(w, axis=1)
+        tp_end = np.where(self.last, tp, 0.0)
+        prev = np.zeros_like(tp)
+        prev[:, 1:] = np.maximum.accumulate(tp_end, axis=1)[:, :-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(count > 0, tp / count, 0.0)
+            ap = np.where(self.last, (tp - prev) * precision, 0.0).sum(axis=1) / tp[:, -1]
+        ap[tp[:, -1] == 0] = np.nan
+        return ap
+
+
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "f1",
+    "f1_weighted",
+    "precision",
+    "precision_weighted",
+    "recall",
+    "recall_weighted",
+    "ap",
+    "ap_weighted",
+)
+
+
+@dataclass
+class Entry:
+    """The items of one (split, subset) of a dataset and how its score is computed."""
+
+    kind: str
+    ids: list[str]
+    data: dict[str, Any]
+    split: str = "test"
+    hf_subset: str = "default"
+    method: str | None = None  # correlation: spearman|pearson; classification: the metric
+    round_digits: int | None = None
+    main_score: float | None = None  # mteb's value for this entry, when known
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ItemsError(f"entry kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        self._arrays: dict[str, np.ndarray] = {}
+        n = len(self.ids)
+        if self.kind == "correlation":
+            self._arrays = {
+                "gold": np.asarray(self.data["gold"], float),
+                "pred": np.asarray(self.data["pred"], float),
+            }
+            if self.method not in ("spearman", "pearson"):
+                raise ItemsError(
+                    f"correlation entry: method must be spearman or pearson, got {self.method!r}"
+                )
+        elif self.kind == "ap":
+            self._arrays = {"labels": np.asarray(self.data["labels"], float)}
+            columns = self.data["scores"]
+            if not columns:
+                raise ItemsError("ap entry: no score columns")
+            self._arrays["scores"] = np.stack([np.asarray(v, float) for v in columns.values()])
+        elif self.kind == "classification":
+            self._arrays = {
+                "gold": np.asarray(self.data["gold"]),
+                "predictions": np.asarray(self.data["predictions"]),
+            }
+            if self.method not in CLASSIFICATION_METRICS:
+                raise ItemsError(f"classification entry: unknown metric {self.method!r}")
+            if self._arrays["predictions"].ndim != 2:
+                raise ItemsError("classification entry: predictions must be experiments x items")
+        else:
+            self._arrays = {"values": np.asarray(self.data["values"], float)}
+        for key, array in self._arrays.items():
+            if array.shape[-1] != n:
+                raise ItemsError(f"{self.kind} entry: {key} has {array.shape[-1]} items, ids {n}")
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def is_mean(self) -> bool:
+        """True when the score is a mean of per-item values (a sign-flip test applies)."""
+        return self.kind == "mean" or (self.kind == "classification" and self.method == "accuracy")
+
+    def item_values(self) -> np.ndarray:
+        """Per-item values whose mean is the score (mean-type entries only)."""
+        if self.kind == "mean":
+            return self._arrays["values"]
+        if self.kind == "classification" and self.method == "accuracy":
+            return (self._arrays["predictions"] == self._arrays["gold"][None, :]).mean(axis=0)
+        raise ItemsError(f"{self.kind} entry ({self.method}) is not a mean over items")
+
+    def gold(self) -> np.ndarray | None:
+        """The gold labels/scores (to check that two models saw the same items)."""
+        if self.kind in ("correlation", "classification"):
+            return self._arrays["gold"]
+        if self.kind == "ap":
+            return self._arrays["labels"]
+        return None
+
+    def score(self, idx: np.ndarray | None = None) -> np.ndarray | float:
+        """The entry's score on all items (float) or on each row of item positions ``idx``."""
+        if idx is None:
+            return float(self.score(np.arange(self.n)[None, :])[0])
+        idx = np.atleast_2d(idx)
+        if self.kind == "mean":
+            return self._arrays["values"][idx].mean(axis=1)
+        if self.kind == "correlation":
+            gold, pred = self._arrays["gold"][idx], self._arrays["pred"][idx]
+            if self.method == "spearman":
+                gold, pred = sps.rankdata(gold, axis=1), sps.rankdata(pred, axis=1)
+            return _rowwise_pearson(gold, pred)
+        if self.kind == "ap":
+            if not hasattr(self, "_sorted"):
+                labels = self._arrays["labels"]
+                self._sorted = [_SortedColumn(col, labels) for col in self._arrays["scores"]]
+            weights = multiplicities(idx, self.n)
+            return np.max(np.stack([c.average_precision(weights) for c in self._sorted]), axis=0)
+        gold, preds = self._arrays["gold"], self._arrays["predictions"]
+        if self.method == "accuracy":
+            return self.item_values()[idx].mean(axis=1)
+        out = np.empty(idx.shape[0])
+        for r, row in enumerate(idx):
+            out[r] = np.mean([_classification_metric(self.method, gold[row], p[row]) for p in preds])
+        return out
+
+    def reported(self) -> float:
+        """The score as mteb reports it: rounded as mteb rounds this metric."""
+        value = float(self.score())
+        if self.round_digits is not None and not math.isnan(value):
+            value = round(value, self.round_digits)
+        return value
+
+    def select(self, positions: Sequence[int]) -> Entry:
+        """The same entry restricted to ``positions`` (used to align two models' items)."""
+        pos = np.asarray(positions, dtype=int)
+        data: dict[str, Any] = {}
+        if self.kind == "correlation":
+            data = {k: self._arrays[k][pos].tolist() for k in ("gold", "pred")}
+        elif self.kind == "ap":
+            data = {
+                "labels": self._arrays["labels"][pos].tolist(),
+                "scores": {k: np.asarray(v)[pos].tolist() for k, v in self.data["scores"].items()},
+            }
+        elif self.kind == "classification":
+            data = {
+                "gold": self._arrays["gold"][pos].tolist(),
+                "predictions": self._arrays["predictions"][:, pos].tolist(),
+            }
+        else:
+            data = {"values": self._arrays["values"][pos].tolist()}
+        return Entry(
+            self.kind,
+            [self.ids[i] for i in pos],
+            data,
+            self.split,
+            self.hf_subset,
+            self.method,
+            self.round_digits,
+            None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "split": self.split,
+            "hf_subset": self.hf_subset,
+            "kind": self.kind,
+            "method": self.method,
+            "round": self.round_digits,
+            "main_score": self.main_score,
+            "n_items": self.n,
+            "ids": self.ids,
+            "data": self.data,
+        }
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Entry:
+        return cls(
+            kind=raw["kind"],
+            ids=[str(i) for i in raw["ids"]],
+            data=raw["data"],
+            split=raw.get("split", "test"),
+            hf_subset=raw.get("hf_subset", "default"),
+            method=raw.get("method"),
+            round_digits=raw.get("round"),
+            main_score=raw.get("main_score"),
+            extra=raw.get("extra") or {},
+        )
+
+
+@dataclass
+class DatasetItems:
+    """All entries of one dataset (task) of one model, and the main score they reproduce."""
+
+    task_name: str
+    family: str
+    main_score_name: str
+    entries: list[Entry]
+    main_score: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def recomputed_main_score(self) -> float:
+        """mteb's main score recomputed from the items: per entry (rounded as mteb), then the mean."""
+        return float(np.mean([e.reported() for e in self.entries]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "poolattn_items_version": ITEMS_VERSION,
+            "task_name": self.task_name,
+            "family": self.family,
+            "main_score_name": self.main_score_name,
+            "main_score": self.main_score,
+            "recomputed_main_score": self.recomputed_main_score(),
+            "notes": self.notes,
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "items") -> DatasetItems:
+        try:
+            version = raw["poolattn_items_version"]
+            if version != ITEMS_VERSION:
+                raise ItemsError(f"{where}: items version {version}, this poolattn reads {ITEMS_VERSION}")
+            entries = [Entry.from_dict(e) for e in raw["entries"]]
+        except ItemsError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ItemsError(f"{where}: not a poolattn items file ({type(exc).__name__}: {exc})") from exc
+        if not entries:
+            raise ItemsError(f"{where}: no entries")
+        return cls(
+            task_name=str(raw.get("task_name")),
+            family=str(raw.get("family")),
+            main_score_name=str(raw.get("main_score_name")),
+            entries=entries,
+            main_score=raw.get("main_score"),
+            notes=list(raw.get("notes") or []),
+        )
+
+
+def items_path(directory: str | Path, task_name: str) -> Path:
+    """Where a task's items live in a results directory."""
+    return Path(directory) / f"{task_name}{ITEMS_SUFFIX}"
+
+
+def read_items(path: str | Path) -> DatasetItems:
+    """Load one ``<Task>.items.json``; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ItemsError(f"{path}: missing")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ItemsError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
+    return DatasetItems.from_dict(raw, str(path))

@@ -1,0 +1,73 @@
+"""All designs of a family at once: Friedman test, Nemenyi post-hoc and critical difference
+(Demšar, JMLR 2006). Ranks are per dataset, 1 = best (highest score), ties averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+def average_ranks(scores: np.ndarray) -> np.ndarray:
+    """Mean rank of each design (columns) over datasets (rows); 1 = best."""
+    scores = np.asarray(scores, dtype=float)
+    return stats.rankdata(-scores, axis=1).mean(axis=0)
+
+
+def friedman(scores: np.ndarray) -> dict[str, float]:
+    """Friedman chi-square over datasets (rows) x designs (columns), with the tie correction
+    scipy applies, and the Iman-Davenport F variant Demšar recommends.
+
+    Returns statistic, p-value, Iman-Davenport F and its p-value, n datasets and k designs.
+    """
+    scores = np.asarray(scores, dtype=float)
+    n, k = scores.shape
+    if n < 2 or k < 3:
+        raise ValueError(f"Friedman needs >= 2 datasets and >= 3 designs, got {n} x {k}")
+    ranks = stats.rankdata(scores, axis=1)
+    rank_sums = ranks.sum(axis=0)
+    chi2 = 12.0 / (n * k * (k + 1)) * np.sum(rank_sums**2) - 3.0 * n * (k + 1)
+    ties = 0.0
+    for row in ranks:
+        _, counts = np.unique(row, return_counts=True)
+        ties += np.sum(counts**3 - counts)
+    correction = 1.0 - ties / (n * (k**3 - k))
+    chi2 = chi2 / correction if correction > 0 else math.nan
+    p = float(stats.chi2.sf(chi2, k - 1)) if not math.isnan(chi2) else math.nan
+    denom = n * (k - 1) - chi2
+    f = (n - 1) * chi2 / denom if denom > 0 else math.inf
+    p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else 0.0
+    return {
+        "statistic": float(chi2),
+        "pvalue": p,
+        "iman_davenport_f": float(f),
+        "pvalue_f": p_f,
+        "n": n,
+        "k": k,
+    }
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
+    """Critical difference of mean ranks for the Nemenyi test: q_alpha * sqrt(k(k+1)/(6n)),
+    q_alpha the studentized range quantile / sqrt(2) (Demšar 2006, Table 5)."""
+    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(k * (k + 1) / (6.0 * n)))
+
+
+def nemenyi(scores: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Nemenyi p-values between every pair (scikit-posthocs), mean ranks and the CD."""
+    import scikit_posthocs as sp
+
+    scores = np.asarray(scores, dtype=float)
+    pvalues = sp.posthoc_nemenyi_friedman(scores)
+    pvalues.index = pvalues.columns = list(names)
+    ranks = average_ranks(scores)
+    return {
+        "ranks": {name: float(r) for name, r in zip(names, ranks, strict=True)},
+        "pvalues": {a: {b: float(pvalues.loc[a, b]) for b in names} for a in names},
+        "cd": nemenyi_cd(len(names), scores.shape[0]),
+    }

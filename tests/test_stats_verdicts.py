@@ -1,0 +1,152 @@
+"""Verdicts in words, seeds as replicates, Holm scope, planning (issue 11; issue 13 acceptance 5)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stats_helpers import noisy, write_item_results
+
+from poolattn.cli import main
+from poolattn.stats import compare
+from poolattn.stats.power import plan
+
+FAMILIES = {"STS": 3, "Retrieval": 2}
+FORBIDDEN = ("no difference", "not significant", "no pairwise difference")
+
+
+def verdicts(summary: dict) -> dict[tuple[str, str, str], dict]:
+    return {(t["family"], t["model_a"], t["model_b"]): t["verdict"] for t in summary["family_tests"]}
+
+
+def test_every_family_undecided_says_what_could_be_detected(tmp_path: Path) -> None:
+    a = write_item_results(tmp_path / "a", "eos+causal", FAMILIES, noisy(20, noise=0.3), seed=1)
+    b = write_item_results(tmp_path / "b", "latent+causal", FAMILIES, noisy(20, noise=0.3), seed=2)
+    summary = compare([a, b], tmp_path / "r", plots=False)
+    found = verdicts(summary)
+    assert set(found) == {(f, "eos+causal", "latent+causal") for f in FAMILIES}
+    for (family, _, _), v in found.items():
+        row = next(t for t in summary["family_tests"] if t["family"] == family)
+        mde = row["hierarchical"]["mde"] * 100
+        assert v["kind"] == "undecided"
+        assert v["text"].startswith(f"undecided: only differences ≥ {mde:.2f} points could be detected")
+        assert mde > 1.0  # 20 noisy items per dataset cannot resolve a one-point difference
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| STS | 3 | eos+causal vs latent+causal | undecided | undecided: only differences ≥" in report
+    for phrase in FORBIDDEN:
+        assert phrase not in report.lower()
+
+
+def test_one_pair_clearly_better(tmp_path: Path) -> None:
+    a = write_item_results(
+        tmp_path / "a", "multilayer+bidirectional", FAMILIES, noisy(100, shift=0.1, noise=0.1), seed=1
+    )
+    b = write_item_results(tmp_path / "b", "eos+causal", FAMILIES, noisy(100, noise=0.1), seed=2)
+    c = write_item_results(tmp_path / "c", "latent+causal", FAMILIES, noisy(100, noise=0.1), seed=3)
+    summary = compare([a, b, c], tmp_path / "r", plots=False)
+    found = verdicts(summary)
+    for family in FAMILIES:
+        for loser in ("eos+causal", "latent+causal"):
+            v = found[(family, "multilayer+bidirectional", loser)]
+            assert v["kind"] == "better" and v["winner"] == "multilayer+bidirectional"
+            assert v["text"].startswith(f"multilayer+bidirectional better than {loser} by ")
+            assert "hierarchical bootstrap over datasets, items" in v["text"] and "Holm p = " in v["text"]
+        assert found[(family, "eos+causal", "latent+causal")]["kind"] != "better"
+    # the Wilcoxon column shows why the paper's test could not have said it
+    wilcoxon = next(t for t in summary["family_tests"] if t["family"] == "STS")["wilcoxon"]
+    assert wilcoxon["floor"] == pytest.approx(2 / 2**3) and not wilcoxon["can_reject"]
+    assert "cannot reject with 3 datasets" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_model_compared_with_itself_is_practically_equivalent(tmp_path: Path) -> None:
+    a = write_item_results(tmp_path / "a", "eos+causal", FAMILIES, noisy(40), seed=1)
+    shutil.copytree(a, tmp_path / "copy")
+    summary = compare([a, tmp_path / "copy"], tmp_path / "r", plots=False)
+    for row in summary["family_tests"]:
+        h = row["hierarchical"]
+        assert h["diff"] == 0 and h["ci95"] == [0.0, 0.0] and h["pvalue"] == 1.0
+        assert row["bayes"]["p_equivalent"] == 1.0
+        assert row["verdict"]["kind"] == "equivalent"
+        assert "practically equivalent within ±1.00 points" in row["verdict"]["text"]
+    for row in summary["dataset_tests"]:
+        assert row["diff"] == 0 and row["ci95"] == [0.0, 0.0] and row["pvalue"] == 1.0
+
+
+def test_seeds_are_one_design_with_their_spread(tmp_path: Path) -> None:
+    dirs = [
+        write_item_results(tmp_path / f"x{s}", "eos+causal", FAMILIES, noisy(30, shift=0.02 * s), seed=s)
+        for s in range(3)
+    ]
+    dirs.append(write_item_results(tmp_path / "y", "latent+causal", FAMILIES, noisy(30, shift=0.02), seed=9))
+    names = ["eos+causal-seed0", "eos+causal-seed1", "eos+causal-seed2", "latent+causal-seed0"]
+    summary = compare(dirs, tmp_path / "r", plots=False, names=names)
+    assert summary["designs"]["eos+causal"] == {"runs": names[:3], "seeds": 3}
+    assert list(summary["designs"]) == ["eos+causal", "latent+causal"]
+    task = "STS0"
+    runs = summary["datasets"][task]["runs"]["eos+causal"]
+    assert len(runs) == 3 and summary["datasets"][task]["scores"]["eos+causal"] == pytest.approx(
+        np.mean(runs)
+    )
+    assert summary["datasets"][task]["seed_sd"]["eos+causal"] == pytest.approx(np.std(runs, ddof=1))
+    assert summary["datasets"][task]["seed_sd"]["latent+causal"] is None
+    sts = summary["families"]["STS"]
+    assert sts["seed_sd"]["eos+causal"] > 0.005  # seeds shifted by 2 points each
+    row = next(t for t in summary["family_tests"] if t["family"] == "STS")
+    assert "seeds" in row["hierarchical"]["levels"]
+    assert row["below_seed_spread"] == (abs(row["diff"]) < sts["seed_sd"]["eos+causal"])
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert (
+        "## Seed-to-seed spread" in report
+        and "eos+causal-seed0, eos+causal-seed1, eos+causal-seed2" in report
+    )
+
+
+def test_holm_scope_and_plan_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_item_results(tmp_path / "a", "eos+causal", FAMILIES, noisy(30), seed=1)
+    b = write_item_results(tmp_path / "b", "latent+causal", FAMILIES, noisy(30, shift=0.01), seed=2)
+    args = ["compare", str(a), str(b), "--output", str(tmp_path / "r"), "--no-plots"]
+    assert main([*args, "--holm-scope", "global", "--plan", "--target-effect", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Holm scope: global" in out and "items/dataset needed" in out
+    stats = json.loads((tmp_path / "r" / "stats.json").read_text())
+    assert stats["settings"]["holm_scope"] == "global"
+    assert "Holm correction global-wide" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(SystemExit):  # argparse rejects an unknown scope
+        main([*args, "--holm-scope", "nope"])
+
+
+def test_plan_inverts_the_mde() -> None:
+    c = {
+        "datasets": 6,
+        "items": 100.0,
+        "tau2": 0.0,
+        "per_item_var": 0.02,
+        "seed_var": {"a": None, "b": None},
+        "seeds": {"a": 1, "b": 1},
+    }
+    now = plan(c, 1.0)["mde_now"]
+    at_now = plan(c, now)
+    assert at_now["items"] == pytest.approx(100, abs=1) and at_now["datasets"] == pytest.approx(6, abs=1)
+    half = plan(c, now / 2)
+    assert half["items"] == pytest.approx(400, abs=2) and half["datasets"] == pytest.approx(24, abs=1)
+    assert half["seeds"] is None and "seed variance unknown" in half["seeds_note"]
+    c_tau = {**c, "tau2": 0.001, "seed_var": {"a": 1e-9, "b": 1e-9}, "seeds": {"a": 2, "b": 2}}
+    tight = plan(c_tau, 0.004)
+    assert tight["items"] is None and tight["seeds"] is None  # neither items nor seeds beat tau^2 / K
+    assert tight["datasets"] > 6  # only more datasets average the heterogeneity away
+    noisy_seeds = {**c, "seed_var": {"a": 1e-4, "b": 1e-4}, "seeds": {"a": 2, "b": 2}}
+    assert plan(noisy_seeds, 0.001)["datasets"] is None  # seed noise shared by all datasets
+
+
+def test_identical_scores_on_a_handful_of_items_are_not_called_equivalent(tmp_path: Path) -> None:
+    a = write_item_results(tmp_path / "a", "eos+causal", FAMILIES, noisy(8), seed=1)
+    shutil.copytree(a, tmp_path / "copy")
+    summary = compare([a, tmp_path / "copy"], tmp_path / "r", plots=False)
+    for row in summary["family_tests"]:
+        assert row["verdict"]["kind"] == "undecided"
+        assert row["verdict"]["text"].startswith(
+            "undecided: 8 items in a dataset are too few to claim equivalence"
+        )
