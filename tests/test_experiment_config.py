@@ -57,3 +57,18 @@ def test_bad_design_and_unknown_keys_are_named(tmp_path):
     path.write_text("[experiment]\n[trainng]\nsteps = 1\n")
     with pytest.raises(ConfigError, match=r"did you mean \[training\]"):
         load_experiment_config(path)
+
+
+def test_design_seeds_replicate_only_the_named_designs():
+    config = load_experiment_config(CONFIGS / "quick.toml")
+    names = [run.name for run in config.runs()]
+    assert names.count("eos+causal-seed1") == 1 and "multilayer+bidirectional-seed1" in names
+    assert "latent+causal-seed1" not in names and "untrained-eos+causal-seed1" not in names
+    assert len(names) == len(PAPER_DESIGNS) + 2 + 1  # five designs, two replicates, the baseline
+
+
+def test_design_seeds_must_name_a_design():
+    with pytest.raises(ConfigError, match="design_seeds"):
+        load_experiment_config(
+            CONFIGS / "tiny.toml", ["experiment.design_seeds={'mean+causal' = [0, 1]}"]
+        )

@@ -61,6 +61,9 @@ def trained_like(
 ) -> EmbeddingModel:
     """A design with a LoRA adapter and head weights moved away from their initialisation."""
     torch.manual_seed(1)
+    # Exactness is a float32 property: under bf16 compute, ST's batches differ from encode()'s
+    # length-sorted ones, and bf16 rounding then differs by ~1e-3 (see test_round_trip_bf16).
+    opts.setdefault("dtype", "float32")
     model = EmbeddingModel.from_pretrained(str(backbone_dir), attention=attention, pooling=pooling, **opts)
     if lora:
         model.add_lora(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
@@ -156,3 +159,17 @@ def test_instruction_from_prompt() -> None:
     assert instruction_from_prompt(SUFFIX_TEMPLATE, query_prompt(SUFFIX_TEMPLATE, "X")) == "X"
     assert instruction_from_prompt(template, "query: ") is None
     assert instruction_from_prompt("{text} <- {instruction}", "anything") is None
+
+
+def test_round_trip_bf16(tmp_path: Path, backbone_dir: Path) -> None:
+    """Under bf16 compute the export keeps the design and dtype: ST's vectors agree with encode()'s
+    to bf16 precision (cosine >= 0.999; batching differs, so bit-equality is not expected)."""
+    model = trained_like(backbone_dir, "latent", "bidirectional", dtype="bfloat16", exclude_instruction=True)
+    model.save(tmp_path / "model")
+    st = SentenceTransformer(
+        str(export_sentence_transformers(tmp_path / "model", tmp_path / "st")), trust_remote_code=True
+    )
+    ours, theirs = model.encode(TEXTS), st.encode(TEXTS)
+    assert ours.dtype == np.float32
+    cosine = (ours * theirs).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    assert cosine.min() >= 0.999, cosine

@@ -166,6 +166,23 @@ def test_float16_is_refused_on_gemma3() -> None:
     check_dtype(model, "float32")
 
 
+def test_quick_gemma3_config_is_the_demo_but_for_the_backbone() -> None:
+    """configs/quick-gemma3.toml = configs/quick.toml except model.base and output_dir, so the
+    two experiments differ in the backbone only (and the plan validates)."""
+    import tomllib
+
+    from poolattn.experiment.plan import load_experiment_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    demo, gemma = (
+        tomllib.loads((configs / name).read_text()) for name in ("quick.toml", "quick-gemma3.toml")
+    )
+    assert gemma["model"].pop("base") == ALIAS and demo["model"].pop("base") == "smollm2-135m"
+    assert gemma["experiment"].pop("output_dir") != demo["experiment"].pop("output_dir")
+    assert gemma == demo
+    assert load_experiment_config(configs / "quick-gemma3.toml").runs()
+
+
 def test_alias_needs_its_package_until_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the package the error gives the exact install command (with the chunk
     dependencies, so no --no-deps); once converted, the cache alone is enough."""

@@ -25,8 +25,15 @@ class ExperimentSection:
     output_dir: str = "runs/experiment"
     designs: list[str] = field(default_factory=lambda: list(PAPER_DESIGNS))
     seeds: list[int] = field(default_factory=lambda: [0])
+    # per-design seed lists that replace ``seeds`` for those designs: seeds are replicates
+    # that measure training noise, so a budget can buy them for the designs that matter most
+    design_seeds: dict[str, list[int]] = field(default_factory=dict)
     untrained: list[str] = field(default_factory=lambda: ["eos+causal"])
     layer_attention_sample: int = 64
+    # items per dev task for the layer ablation of each multilayer run (0 = no ablation);
+    # the backbone runs once per text, so its cost is pooler passes and mteb scoring
+    layer_ablation_items: int = 0
+    layer_ablation_tasks: list[str] = field(default_factory=lambda: ["STSBenchmark", "SciFact"])
     # seconds without a heartbeat after which another worker takes over a run (see claims.py)
     claim_timeout: float = 300.0
 
@@ -80,9 +87,9 @@ class ExperimentConfig:
         """Every run of the grid, trained designs first, in a stable order."""
         runs: list[Run] = []
         for trained, designs in ((True, self.experiment.designs), (False, self.experiment.untrained)):
-            seeds = self.experiment.seeds if trained else self.experiment.seeds[:1]
             for design in designs:
-                for seed in seeds:
+                seeds = self.experiment.design_seeds.get(design, self.experiment.seeds)
+                for seed in seeds if trained else seeds[:1]:
                     runs.append(Run(design, seed, trained, self.model_for(design)))
         return runs
 
@@ -136,6 +143,15 @@ def validate(config: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: experiment.designs: the grid is empty")
     if not config.experiment.seeds:
         raise ConfigError(f"{where}: experiment.seeds: give at least one seed")
+    for design, seeds in config.experiment.design_seeds.items():
+        if design not in config.experiment.designs:
+            raise ConfigError(
+                f"{where}: experiment.design_seeds: {design!r} is not one of experiment.designs"
+            )
+        if not seeds:
+            raise ConfigError(f"{where}: experiment.design_seeds.{design}: give at least one seed")
+    if config.experiment.layer_ablation_items < 0:
+        raise ConfigError(f"{where}: experiment.layer_ablation_items: must be >= 0 (0 = off)")
     if config.experiment.claim_timeout <= 0:
         raise ConfigError(f"{where}: experiment.claim_timeout: must be > 0 seconds")
     names = [run.name for run in config.runs()]

@@ -84,11 +84,31 @@ def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) 
             batch_size=ev.batch_size,
         )
         state.update(eval_dir=str(run_dir / "eval"), eval_seconds=time.monotonic() - start)
+        if run.trained:
+            from ..model_card import update_model_card
+
+            update_model_card(state["model_dir"], results=run_dir / "eval")
         state["parameters"] = model.describe()
         if run.design.startswith("multilayer"):
             from .layers import layer_attention
 
             state["layer_attention"] = layer_attention(model, config)
+    if run.trained and run.design.startswith("multilayer") and "ablation_dir" not in state:
+        if config.experiment.layer_ablation_items > 0:
+            from ..layer_ablation import layer_ablation
+
+            progress.say(index, run, "layer ablation")
+            start = time.monotonic()
+            model = EmbeddingModel.load(state["model_dir"])
+            layer_ablation(
+                model,
+                run_dir / "ablation",
+                tasks=config.experiment.layer_ablation_tasks,
+                local_data=config.evaluation.local_data,
+                max_items=config.experiment.layer_ablation_items,
+                batch_size=config.evaluation.batch_size,
+            )
+            state.update(ablation_dir=str(run_dir / "ablation"), ablation_seconds=time.monotonic() - start)
     state["status"] = "done"
     write_json_atomic(run_dir / STATE_FILE, state)
     return state
