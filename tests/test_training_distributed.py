@@ -22,6 +22,9 @@ base = "{base}"
 pooling = "multilayer"
 attention = "bidirectional"
 max_length = 24
+# Equality of one and two processes is an fp32 property: bf16 rounding differs with the
+# reduction order of a gradient all-reduce.
+dtype = "float32"
 [data]
 train = ["{triples}", "{pairs}"]
 [training]
