@@ -76,3 +76,17 @@ def test_missing_local_path_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="not a model directory"):
         EmbeddingModel.from_pretrained(str(tmp_path / "nope.gguf"))
+
+
+def test_unknown_design_format_version_is_a_clear_error(tmp_path, tiny_model):
+    import json
+
+    from poolattn.config import ConfigError
+    from poolattn.model import DESIGN_FILE, EmbeddingModel
+
+    tiny_model("eos", "causal").save(tmp_path / "m")
+    design = json.loads((tmp_path / "m" / DESIGN_FILE).read_text())
+    design["format_version"] = 1
+    (tmp_path / "m" / DESIGN_FILE).write_text(json.dumps(design))
+    with pytest.raises(ConfigError, match="format_version 1"):
+        EmbeddingModel.load(tmp_path / "m")

@@ -34,7 +34,9 @@ DESIGN_FILE = "poolattn.json"
 HEAD_FILE = "pooler.safetensors"
 ADAPTER_DIR = "adapter"
 BACKBONE_DIR = "backbone"
-FORMAT_VERSION = 1
+# 2: pre-norm cross-attention heads with a GEGLU feed-forward (`head.ff_mult`), the
+# instruction's own token budget; heads of format 1 have other weights and cannot be loaded.
+FORMAT_VERSION = 2
 DEFAULT_INSTRUCTION = "Retrieve semantically similar text"
 ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on large corpora
 
@@ -312,6 +314,16 @@ class EmbeddingModel(nn.Module):
             raise FileNotFoundError(f"{directory}: not a poolattn model directory (no {DESIGN_FILE})")
         try:
             design = json.loads(design_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{design_path}: corrupt design file ({exc})") from exc
+        version = design.get("format_version") if isinstance(design, dict) else None
+        if version != FORMAT_VERSION:
+            raise ConfigError(
+                f"{design_path}: format_version {version!r} is not supported by this poolattn "
+                f"(it reads format {FORMAT_VERSION}; format 1 heads predate the pre-norm poolers: "
+                "retrain the design)"
+            )
+        try:
             cfg = from_dict(ModelConfig, design["model"], f"{design_path}: model")
         except (json.JSONDecodeError, KeyError) as exc:
             raise ConfigError(f"{design_path}: corrupt design file ({exc})") from exc
