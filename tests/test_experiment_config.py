@@ -69,6 +69,4 @@ def test_design_seeds_replicate_only_the_named_designs():
 
 def test_design_seeds_must_name_a_design():
     with pytest.raises(ConfigError, match="design_seeds"):
-        load_experiment_config(
-            CONFIGS / "tiny.toml", ["experiment.design_seeds={'mean+causal' = [0, 1]}"]
-        )
+        load_experiment_config(CONFIGS / "tiny.toml", ["experiment.design_seeds={'mean+causal' = [0, 1]}"])
