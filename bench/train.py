@@ -419,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-batches", type=int, nargs="*", default=[32, 512, 2048])
     parser.add_argument("--agree-steps", type=int, default=30)
     parser.add_argument("--agree-pairs", type=int, default=1500, help="STSBenchmark dev pairs scored")
+    parser.add_argument(
+        "--agree-designs",
+        nargs="+",
+        default=["eos+causal", "multilayer+bidirectional"],
+        help="pooling+attention",
+    )
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "memory", "agreement"])
     parser.add_argument("--data-dir", default=None, help="default: $POOLATTN_DATA_DIR")
@@ -577,7 +583,7 @@ def memory(args: argparse.Namespace, script: Path) -> str:
 def agreement(args: argparse.Namespace, script: Path, data_dir: str) -> str:
     """30 steps of the quick recipe from the same seed in bf16 and float32."""
     print("bf16 vs float32 training ...", flush=True)
-    designs = [("eos", "causal"), ("multilayer", "bidirectional")]
+    designs = [tuple(d.split("+")) for d in args.agree_designs]
     lines = [
         f"### bf16 against float32 training\n\n{args.agree_steps} steps of the configs/quick.toml recipe (its data mix "
         f"and instructions, batch 16, mini-batch 48, max_length 64, LoRA and head lr 1e-3, 5 warm-up steps) "
