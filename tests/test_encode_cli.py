@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoModel, LlamaConfig, PreTrainedTokenizerBase
+from test_training_support import save_tiny_backbone
+from transformers import PreTrainedTokenizerBase
 
 from poolattn.cli import main
 from poolattn.encode_file import encode_file, parts_dir, scan_input
@@ -39,18 +39,7 @@ INSTRUCTION = "Retrieve passages that answer the question"
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerBase) -> Path:
     """A saved poolattn model (latent pooling, bidirectional) on a tiny random local backbone."""
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    backbone = tmp_path_factory.mktemp("tiny-backbone")
-    AutoModel.from_config(cfg).save_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
+    backbone = save_tiny_backbone(tmp_path_factory.mktemp("tiny-backbone"), tokenizer)
     model = EmbeddingModel.from_pretrained(
         str(backbone), attention="bidirectional", pooling="latent", dtype="float32", max_length=32
     )

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModel, LlamaConfig, PreTrainedTokenizerBase
+from test_training_support import save_tiny_backbone
+from transformers import PreTrainedTokenizerBase
 
 from poolattn.cli import main as cli_main
 from poolattn.export import export_sentence_transformers
@@ -41,19 +42,7 @@ DESIGNS = [  # pooling, attention, extra options
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerBase) -> Path:
     """A tiny random Llama saved with the real tokenizer: a loadable local ``base``."""
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    path = tmp_path_factory.mktemp("tiny-backbone")
-    AutoModel.from_config(cfg).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-backbone"), tokenizer)
 
 
 def trained_like(

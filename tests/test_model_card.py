@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from test_training_support import save_tiny_backbone, tiny_config, write_pairs
+from test_training_support import TINY, save_tiny_backbone, tiny_config, write_pairs
 from transformers import AutoModel, LlamaConfig, PreTrainedTokenizerBase
 
 from poolattn.config import model_config
@@ -29,15 +29,7 @@ def read_card(directory: Path) -> tuple[dict[str, Any], str]:
 
 def tiny_backbone(tokenizer: PreTrainedTokenizerBase):  # noqa: ANN201 - a transformers model
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return AutoModel.from_config(cfg)
+    return AutoModel.from_config(LlamaConfig(vocab_size=len(tokenizer), **TINY))
 
 
 @pytest.mark.parametrize(
@@ -70,9 +62,7 @@ def test_saved_model_has_a_card_with_front_matter(
 
 
 def test_loading_ignores_the_card(tokenizer: PreTrainedTokenizerBase, tmp_path: Path) -> None:
-    backbone_dir = tmp_path / "tiny"
-    tiny_backbone(tokenizer).save_pretrained(backbone_dir)
-    tokenizer.save_pretrained(backbone_dir)
+    backbone_dir = save_tiny_backbone(tmp_path / "tiny", tokenizer)
     model = EmbeddingModel.from_pretrained(
         str(backbone_dir), pooling="latent", attention="causal", dtype="float32"
     )
@@ -146,9 +136,7 @@ def test_trained_model_card_has_recipe_and_evaluation(
 def test_export_directory_has_a_card(tokenizer: PreTrainedTokenizerBase, tmp_path: Path) -> None:
     from poolattn.export import export_sentence_transformers
 
-    backbone_dir = tmp_path / "tiny"
-    tiny_backbone(tokenizer).save_pretrained(backbone_dir)
-    tokenizer.save_pretrained(backbone_dir)
+    backbone_dir = save_tiny_backbone(tmp_path / "tiny", tokenizer)
     model = EmbeddingModel.from_pretrained(
         str(backbone_dir), pooling="eos", attention="causal", dtype="float32"
     )

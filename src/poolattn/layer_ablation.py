@@ -241,25 +241,14 @@ def ablation_tasks(
 
 def _main_score(encoder: Any, task: Any, batch_size: int) -> float:
     """One task's main score with the real mteb evaluator (no result cache)."""
-    import mteb
     from sklearn.exceptions import UndefinedMetricWarning
 
-    from .evaluation.runner import main_score
+    from .evaluation.runner import main_score, run_mteb_task
 
     with warnings.catch_warnings():  # an ablated head may never predict some class: not worth 65 warnings
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        result = mteb.evaluate(
-            encoder,
-            task,
-            cache=None,
-            overwrite_strategy="always",
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-            show_progress_bar=False,
-            co2_tracker=False,
-        )
-    if result.exceptions:
-        raise RuntimeError(f"{task.metadata.name}: evaluation failed: {result.exceptions}")
-    return main_score(result.task_results[0].to_dict(), task.metadata.eval_splits)
+        task_json = run_mteb_task(encoder, task, batch_size)
+    return main_score(task_json, task.metadata.eval_splits)
 
 
 def score_condition(

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional MODEL: everything ``evaluation.models.load_model`` resolves."""
+    parser.add_argument(
+        "model", metavar="MODEL", help="model dir, BASE:POOLING+ATTENTION, s-t dir or all-MiniLM-L6-v2"
+    )
+
+
 def add_overrides_option(parser: argparse.ArgumentParser) -> None:
     """``--set section.key=value`` (TOML value syntax), repeatable, collected in ``args.overrides``."""
     parser.add_argument(

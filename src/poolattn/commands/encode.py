@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..config import DTYPES
+from . import add_model_argument
 
 HELP = "embed a file of texts (.txt, .jsonl, .csv, .tsv) into vectors (.npy, .jsonl, .parquet)"
 
@@ -28,9 +29,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "model", metavar="MODEL", help="model dir, BASE:POOLING+ATTENTION, s-t dir or all-MiniLM-L6-v2"
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--input", "-i", required=True, help="texts: .txt (one per line), .jsonl, .csv or .tsv"
     )

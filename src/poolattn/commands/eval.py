@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_model_argument
+
 HELP = "evaluate a model (MTEB evaluators, local data or mteb tasks) into a results directory"
 
 EPILOG = """MODEL is one of:
@@ -19,9 +21,7 @@ processes and rank 0 runs the evaluators; the scores equal a single-process run.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "model", metavar="MODEL", help="model dir, BASE:POOLING+ATTENTION, s-t dir or all-MiniLM-L6-v2"
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--output", "-o", required=True, help="results directory (run.json + one JSON per task)"
     )

@@ -34,6 +34,30 @@ RUN_FILE = "run.json"
 RESULTS_VERSION = 1
 
 
+def run_mteb_task(
+    encoder: Any, task: Any, batch_size: int, prediction_folder: Path | None = None
+) -> dict[str, Any]:
+    """One task through the real mteb evaluator, never its result cache; the TaskResult as a dict.
+
+    ``prediction_folder`` makes mteb write its per-item predictions (the item-level results)."""
+    import mteb
+
+    extra = {} if prediction_folder is None else {"prediction_folder": prediction_folder}
+    result = mteb.evaluate(
+        encoder,
+        task,
+        cache=None,
+        overwrite_strategy="always",
+        encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+        show_progress_bar=False,
+        co2_tracker=False,
+        **extra,
+    )
+    if result.exceptions:
+        raise RuntimeError(f"{task.metadata.name}: evaluation failed: {result.exceptions}")
+    return result.task_results[0].to_dict()
+
+
 def main_score(task_json: dict[str, Any], splits: Sequence[str] | None = None) -> float:
     """The task's main score: mean over its eval splits and subsets (as mteb aggregates)."""
     values = []
@@ -177,19 +201,7 @@ def run_evaluation(
         preloaded = task.data_loaded
         if not preloaded:  # keep the data loaded after mteb's run: the items need its gold labels
             task.load_data()
-        result = mteb.evaluate(
-            encoder,
-            task,
-            cache=None,
-            overwrite_strategy="always",
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-            show_progress_bar=False,
-            co2_tracker=False,
-            prediction_folder=predictions,
-        )
-        if result.exceptions:
-            raise RuntimeError(f"{name}: evaluation failed: {result.exceptions}")
-        task_json = result.task_results[0].to_dict()
+        task_json = run_mteb_task(encoder, task, batch_size, prediction_folder=predictions)
         file = f"{name}.json"
         write_json_atomic(output / file, task_json)
         score = main_score(task_json, task.metadata.eval_splits)

@@ -135,24 +135,13 @@ def design_of(run: Run) -> str:
     return run.design if run.trained else f"untrained-{run.design}"
 
 
-ABLATION_JSON = "layer_ablation.json"
-ABLATION_PNG = "layer_ablation.png"
-
-
 def ablation_section(config: ExperimentConfig) -> list[str]:
-    """The layer-ablation results of the multilayer runs, when they were computed.
+    """The layer-ablation results of the multilayer runs, when they were computed: every
+    ``layer_ablation.json`` in the experiment folder, a run's folder or its ``ablation/``
+    folder (where the runner writes it) is summarised and its PNG shown."""
+    from ..layer_ablation import JSON_FILE as ABLATION_JSON
+    from ..layer_ablation import PNG_FILE as ABLATION_PNG
 
-    Hook for ``poolattn.layer_ablation``: a module-level ``report_section(config)`` in
-    ``poolattn.experiment.ablation`` takes over when it exists; otherwise every
-    ``layer_ablation.json`` found in the experiment folder (or a run's folder, or its
-    ``ablation/`` folder) is summarised and its PNG shown.
-    """
-    try:
-        from . import ablation  # type: ignore[attr-defined]
-    except ImportError:
-        ablation = None
-    if ablation is not None and hasattr(ablation, "report_section"):
-        return list(ablation.report_section(config))
     out = config.output_dir
     found = sorted(
         {*out.glob(ABLATION_JSON), *out.glob(f"*/{ABLATION_JSON}"), *out.glob(f"*/ablation/{ABLATION_JSON}")}
