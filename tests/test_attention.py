@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ARCHITECTURES
+from helpers import ARCHITECTURES
 
 from poolattn.backbone import AttentionModeError, set_attention_mode, verify_attention
 from poolattn.model import EmbeddingModel
@@ -48,6 +48,7 @@ def test_attention_modes_on_tiny_models(tiny_model, arch, impl, padded, side):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_model
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_attention_modes_on_real_smollm2(impl):
     model = EmbeddingModel.from_pretrained("smollm2-135m", attention="causal", attn_implementation=impl)

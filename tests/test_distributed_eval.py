@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_training_support import save_tiny_backbone
+from helpers import save_tiny_backbone
 
 from poolattn.evaluation import PoolattnBackend, evaluate
 from poolattn.evaluation.distributed import EncodeServer, ProcessGroup, ShardedBackend, encode_units
@@ -76,6 +76,7 @@ def test_an_error_on_another_rank_is_raised_on_rank_0(tiny_model) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data
 def test_two_process_evaluation_equals_single_process(
     tmp_path: Path, tokenizer, tiny_model, data_dir
 ) -> None:
@@ -111,6 +112,7 @@ def test_two_process_evaluation_equals_single_process(
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data
 def test_experiment_under_accelerate_launch_claims_once_and_shards_evaluation(
     tmp_path: Path, tokenizer, data_dir
 ) -> None:

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
-from transformers import AutoModel
+from helpers import save_tiny_backbone
 
 from poolattn import dtypes
 from poolattn.backbone import load_backbone
-from poolattn.config import ConfigError, model_config
-from poolattn.evaluation.encoder import PoolattnBackend
+from poolattn.config import ConfigError
+from poolattn.design import model_config
+from poolattn.encoding.backends import PoolattnBackend
 from poolattn.model import EmbeddingModel
 from poolattn.pooling import POOLERS
 from poolattn.training import train_config_from_dict
-from poolattn.training.gradcache import cached_step, make_chunks, plain_step
+from poolattn.training.gradcache import ContrastiveBatch, cached_step, make_chunks, plain_step
 from poolattn.training.loss import info_nce
 from poolattn.training.trainer import build_model, parameter_groups
 
@@ -45,10 +45,7 @@ def cpu_features(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def tiny_dir(tmp_path: Path, tokenizer) -> Path:
     """A tiny random llama saved as a local model directory (what load_backbone reads)."""
-    torch.manual_seed(0)
-    AutoModel.from_config(tiny_config("llama", len(tokenizer))).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    return tmp_path / "tiny"
+    return save_tiny_backbone(tmp_path / "tiny", tokenizer)
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -233,7 +230,7 @@ def _lora_grads(tiny_model, pooling: str, dtype: str, cached: bool) -> tuple[flo
 
     step = cached_step if cached else plain_step
     torch.manual_seed(123)
-    loss = step(model, chunks, len(QUERIES), len(DOCS), loss_fn, lambda t: t.backward())
+    loss = step(model, ContrastiveBatch(chunks, len(QUERIES), len(DOCS)), loss_fn)
     return loss, _grads(model)
 
 
@@ -257,6 +254,8 @@ def test_bf16_gradients_really_differ_from_float32(tiny_model) -> None:
 
 # ----------------------------------------------------------------------------- real model
 @pytest.mark.slow
+@pytest.mark.needs_model
+@pytest.mark.needs_data
 def test_bf16_embeddings_agree_with_float32_on_smollm2_for_every_pooler(data_dir: Path) -> None:
     """Issue 12 target: cosine >= 0.999 on average and >= 0.99 for every text (here 48 real
     STS sentences as instructed queries), for every pooler, on SmolLM2's own causal attention.

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training_support import save_tiny_backbone
+from helpers import save_tiny_backbone
 from transformers import PreTrainedTokenizerBase
 
 from poolattn.cli import main
 from poolattn.encode_file import encode_file, parts_dir, scan_input
-from poolattn.evaluation.encoder import PoolattnBackend
+from poolattn.encoding.backends import PoolattnBackend
 from poolattn.model import EmbeddingModel
 
 TEXTS = [
@@ -304,8 +304,9 @@ def test_library_options_leave_a_callers_model_as_it_was(model: EmbeddingModel, 
         encode_file(model, source, tmp_path / "w.npy", dtype="bfloat16", progress=False)
 
 
+@pytest.mark.needs_model("all-MiniLM-L6-v2")
 def test_packaged_minilm_matches_sentence_transformers(tmp_path: Path) -> None:
-    from poolattn.evaluation.encoder import load_sentence_transformer
+    from poolattn.encoding.backends import load_sentence_transformer
 
     source = tmp_path / "t.csv"
     source.write_text('text\nA man is playing a guitar.\n"Someone, on stage, plays music."\nStocks fell.\n')

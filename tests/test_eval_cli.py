@@ -9,7 +9,7 @@ import pytest
 
 from poolattn.cli import main
 from poolattn.config import ConfigError
-from poolattn.evaluation.models import parse_design_spec
+from poolattn.design import parse_design_spec
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +18,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, "1")
 
 
+@pytest.mark.needs_model("all-MiniLM-L6-v2")
+@pytest.mark.needs_data
 def test_cli_eval_packaged_minilm(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "minilm"
     code = main(
@@ -55,6 +57,7 @@ def test_cli_eval_unknown_model_is_a_clear_error(tmp_path: Path, capsys: pytest.
     assert "design spec like 'smollm2-135m:eos+causal'" in capsys.readouterr().err
 
 
+@pytest.mark.needs_data
 def test_benchmark_plan_uses_local_data_where_it_exists(data_dir: Path) -> None:
     from poolattn.evaluation.runner import plan_tasks
 

@@ -66,6 +66,7 @@ def suite(tmp_path: Path, data_dir: Path) -> Path:
     return root
 
 
+@pytest.mark.needs_data
 def test_every_family_end_to_end(tiny_model, suite: Path, tmp_path: Path) -> None:
     run = evaluate(tiny_model(), tmp_path / "out", local_data=suite, max_items=8, cache_dir_path=None)
     families = {info["family"]: (name, info) for name, info in run["tasks"].items()}
@@ -83,6 +84,7 @@ def test_every_family_end_to_end(tiny_model, suite: Path, tmp_path: Path) -> Non
     assert saved["model"]["fingerprint"] and saved["settings"]["max_items"] == 8
 
 
+@pytest.mark.needs_data
 def test_real_sts_task_agrees_with_scipy(tiny_model, data_dir: Path) -> None:
     import mteb
 
@@ -106,6 +108,7 @@ def test_real_sts_task_agrees_with_scipy(tiny_model, data_dir: Path) -> None:
     assert reported == pytest.approx(stats.spearmanr(cosine, data["score"]).statistic, abs=1e-6)
 
 
+@pytest.mark.needs_data
 def test_changed_weights_give_new_scores(tiny_model, data_dir: Path, tmp_path: Path) -> None:
     model = tiny_model()
     kwargs = dict(
@@ -132,6 +135,7 @@ def test_changed_weights_give_new_scores(tiny_model, data_dir: Path, tmp_path: P
     assert on_disk["model"]["fingerprint"] == changed["model"]["fingerprint"]
 
 
+@pytest.mark.needs_data
 def test_max_items_is_deterministic_and_bounded(data_dir: Path) -> None:
     select = ["SciFact", "NFCorpus", "Banking77Classification", "TRECQA", "TwentyNewsgroupsClustering"]
     a = local_tasks(data_dir / "eval", max_items=25, select=select)

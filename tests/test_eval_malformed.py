@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import save_tiny_backbone
 
 from poolattn.cli import main
 from poolattn.config import ConfigError
@@ -173,11 +174,14 @@ def test_malformed_file_names_file_line_and_field(tmp_path: Path, case: str) -> 
     assert isinstance(caught.value, ConfigError)  # the CLI reports it as a clear error (exit 2)
 
 
-def test_malformed_file_is_a_clean_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_file_is_a_clean_cli_error(
+    tmp_path: Path, tokenizer, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_suite(tmp_path / "data")
     replace_line(root / "sts/ToySTS/test.jsonl", 2, '{"sentence1": "a", "sentence2": "b", "score": []}')
     out = ["--output", str(tmp_path / "out"), "--local-data", str(root), "--no-embedding-cache"]
-    assert main(["eval", "all-MiniLM-L6-v2", *out]) == 2
+    base = save_tiny_backbone(tmp_path / "tiny", tokenizer)  # any model: the data is what fails
+    assert main(["eval", f"{base}:eos+causal", *out]) == 2
     err = capsys.readouterr().err
     assert "ToySTS/test.jsonl:2: field 'score' must be a number" in err and "Traceback" not in err
 

@@ -1,4 +1,4 @@
-"""Issue 9, acceptance 1: every dataset of the shared suite evaluates end to end at --max-items
+"""Issue 9, acceptance 1 (needs the shared data folder): every dataset of the shared suite evaluates end to end at --max-items
 1, 4 and 8, and every sample is valid for its family's metric (never empty or degenerate)."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import tiny_config
-from transformers import AutoModel, PreTrainedTokenizerBase
+from helpers import tiny_backbone
+from transformers import PreTrainedTokenizerBase
 
-from poolattn.config import model_config
+from poolattn.design import model_config
 from poolattn.evaluation import evaluate
 from poolattn.evaluation.local import EMPTY_TEXT_TREATMENT, MAIN_SCORES, discover, local_tasks
 from poolattn.model import EmbeddingModel
 
 SIZES = (1, 4, 8)
+pytestmark = pytest.mark.needs_data
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +30,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def model(tokenizer: PreTrainedTokenizerBase) -> EmbeddingModel:
     """One tiny random Llama for the module (building it per test costs more than evaluating)."""
-    torch.manual_seed(0)
-    backbone = AutoModel.from_config(tiny_config("llama", len(tokenizer)), attn_implementation="sdpa")
+    backbone = tiny_backbone(tokenizer, "llama", seed=0)
     return EmbeddingModel(backbone, tokenizer, model_config(pooling="eos", base="tiny-llama", max_length=32))
 
 

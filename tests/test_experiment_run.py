@@ -11,20 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import tiny_config
-from transformers import AutoModel
+from helpers import save_tiny_backbone
 
 from poolattn.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_data]
 
 
 def read_state(out: Path, run: str) -> dict:
     return json.loads((out / run / "state.json").read_text())
 
 
+@pytest.mark.needs_model
 def test_tiny_config_end_to_end(tmp_path, data_dir, capsys):
     out = tmp_path / "tiny"
     assert (
@@ -56,10 +55,7 @@ def test_tiny_config_end_to_end(tmp_path, data_dir, capsys):
 @pytest.fixture
 def tiny_experiment(tmp_path, tokenizer, data_dir) -> Path:
     """A tiny random Llama on disk, a small training file, and an experiment config using them."""
-    model_dir = tmp_path / "tiny-llama"
-    torch.manual_seed(0)
-    AutoModel.from_config(tiny_config("llama", len(tokenizer))).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_backbone(tmp_path / "tiny-llama", tokenizer)
     lines = (data_dir / "train" / "snli_triples.jsonl").read_text().splitlines()[:200]
     (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
     config = tmp_path / "exp.toml"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import save_tiny_backbone
 from sentence_transformers import SentenceTransformer
-from test_training_support import save_tiny_backbone
 from transformers import PreTrainedTokenizerBase
 
 from poolattn.cli import main as cli_main
@@ -41,7 +41,7 @@ DESIGNS = [  # pooling, attention, extra options
 
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerBase) -> Path:
-    """A tiny random Llama saved with the real tokenizer: a loadable local ``base``."""
+    """A tiny random Llama saved with its tokenizer: a loadable local ``base``."""
     return save_tiny_backbone(tmp_path_factory.mktemp("tiny-backbone"), tokenizer)
 
 

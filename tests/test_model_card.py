@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
-from test_training_support import TINY, save_tiny_backbone, tiny_config, write_pairs
-from transformers import AutoModel, LlamaConfig, PreTrainedTokenizerBase
+from helpers import save_tiny_backbone, tiny_backbone, training_config, write_pairs
+from transformers import PreTrainedTokenizerBase
 
-from poolattn.config import model_config
+from poolattn.design import model_config
 from poolattn.model import EmbeddingModel
 from poolattn.model_card import CARD_DATA_FILE, CardError, base_info, update_model_card
 
@@ -25,11 +24,6 @@ def read_card(directory: Path) -> tuple[dict[str, Any], str]:
     assert text.startswith("---\n")
     matter, body = text[4:].split("\n---\n", 1)
     return yaml.safe_load(matter), body
-
-
-def tiny_backbone(tokenizer: PreTrainedTokenizerBase):  # noqa: ANN201 - a transformers model
-    torch.manual_seed(0)
-    return AutoModel.from_config(LlamaConfig(vocab_size=len(tokenizer), **TINY))
 
 
 @pytest.mark.parametrize(
@@ -111,7 +105,9 @@ def test_trained_model_card_has_recipe_and_evaluation(
 
     base = save_tiny_backbone(tmp_path / "tiny", tokenizer)
     files = [write_pairs(tmp_path / "triples.jsonl", 20)]
-    cfg = tiny_config(base, files, tmp_path / "run", training={"steps": 2, "seed": 7, "learning_rate": 2e-3})
+    cfg = training_config(
+        base, files, tmp_path / "run", training={"steps": 2, "seed": 7, "learning_rate": 2e-3}
+    )
     final = train(cfg)
     matter, body = read_card(final)
     assert matter["library_name"] == "poolattn" and "lora" in matter["tags"]

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
-from transformers import AutoModel
+from helpers import save_tiny_backbone
 
-from poolattn.config import POOLING_NAMES
-from poolattn.model import DESIGN_FILE, EmbeddingModel
+from poolattn.model import EmbeddingModel
+from poolattn.model_dir import DESIGN_FILE
+from poolattn.pooling import BUILTIN_POOLERS
 
 TEXTS = ["a first sentence", "and a second, longer sentence to embed", "third"]
 
@@ -19,11 +19,7 @@ TEXTS = ["a first sentence", "and a second, longer sentence to embed", "third"]
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, tokenizer):
     """A tiny random Llama saved as a local model directory (a loadable ``base``)."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    AutoModel.from_config(tiny_config("llama", len(tokenizer))).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-llama"), tokenizer)
 
 
 def perturb(model: EmbeddingModel) -> None:
@@ -36,7 +32,7 @@ def perturb(model: EmbeddingModel) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * 0.05)
 
 
-@pytest.mark.parametrize("pooling", POOLING_NAMES)
+@pytest.mark.parametrize("pooling", BUILTIN_POOLERS)
 @pytest.mark.parametrize("lora", [False, True])
 def test_save_load_round_trip(tiny_dir, tmp_path, pooling, lora):
     attention = "bidirectional" if pooling in ("latent", "mean") else "causal"
@@ -82,7 +78,8 @@ def test_unknown_design_format_version_is_a_clear_error(tmp_path, tiny_model):
     import json
 
     from poolattn.config import ConfigError
-    from poolattn.model import DESIGN_FILE, EmbeddingModel
+    from poolattn.model import EmbeddingModel
+    from poolattn.model_dir import DESIGN_FILE
 
     tiny_model("eos", "causal").save(tmp_path / "m")
     design = json.loads((tmp_path / "m" / DESIGN_FILE).read_text())

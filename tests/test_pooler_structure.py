@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from poolattn.config import HeadConfig, model_config
+from poolattn.config import HeadConfig
+from poolattn.design import model_config
 from poolattn.pooling import POOLERS, CrossAttentionBlock, build_pooler
 
 D, HEADS, HEAD_DIM, MULT, LATENTS, LAYERS = 32, 4, 8, 4, 6, 5

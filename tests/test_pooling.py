@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from poolattn.config import POOLING_NAMES, HeadConfig
-from poolattn.pooling import POOLERS, gather_last, last_token_index, masked_mean
+from poolattn.config import ConfigError
+from poolattn.design import model_config
+from poolattn.pooling import BUILTIN_POOLERS, POOLERS, gather_last, last_token_index, masked_mean
 
 TEXTS = [
     "short",
@@ -16,7 +17,7 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("pooling", POOLING_NAMES)
+@pytest.mark.parametrize("pooling", BUILTIN_POOLERS)
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("exclude_instruction", [False, True])
@@ -28,8 +29,12 @@ def test_alone_equals_in_padded_batch(tiny_model, pooling, attention, side, excl
     assert np.abs(batch - alone).max() <= 1e-5
 
 
-def test_registry_matches_config_choices():
-    assert set(POOLING_NAMES) <= set(POOLERS)
+def test_config_accepts_exactly_the_registered_poolers():
+    for name in POOLERS:
+        assert model_config(pooling=name).pooling == name
+    with pytest.raises(ConfigError, match="model.pooling") as caught:
+        model_config(pooling="max")
+    assert all(name in str(caught.value) for name in POOLERS)  # the error lists every choice
 
 
 def test_last_token_index_any_padding_side():
@@ -61,12 +66,11 @@ def test_instruction_tokens_excluded_from_mean(tiny_model):
     assert np.abs(a - b).max() > 1e-6
 
 
-def test_trainable_heads_are_small_by_default_and_paper_preset_is_large(tiny_model):
-    model = tiny_model("multilayer", "bidirectional")
-    info = model.describe()
-    assert info["head_parameters"] > 0 and info["head_parameters"] < info["backbone_parameters"]
-    paper = HeadConfig.paper()
-    assert (paper.num_latents, paper.num_heads, paper.head_dim) == (768, 32, 2048)
+def test_trainable_heads_are_small_by_default(tiny_model):
+    """(The paper preset's size: tests/test_head_preset.py.)"""
+    small = tiny_model("multilayer", "bidirectional").describe()["head_parameters"]
+    paper = tiny_model("multilayer", "bidirectional", head_preset="paper").describe()["head_parameters"]
+    assert 0 < 50 * small < paper
     assert tiny_model("eos", "causal").describe()["head_parameters"] == 0
 
 

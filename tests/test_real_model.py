@@ -7,7 +7,7 @@ import pytest
 
 from poolattn.demo import similarity_demo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_model]
 
 
 def test_eos_design_orders_meanings(smol_model):

@@ -11,9 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import tiny_config
-from transformers import AutoModel
+from helpers import save_tiny_backbone
 
 from poolattn.cli import main
 
@@ -59,10 +57,7 @@ def check_report(out: Path, designs: list[str], seeds: list[int]) -> str:
 @pytest.fixture
 def seeded_experiment(tmp_path: Path, tokenizer, data_dir: Path) -> Path:
     """A tiny random Llama, two designs x two seeds, plus the untrained baseline."""
-    model_dir = tmp_path / "tiny-llama"
-    torch.manual_seed(0)
-    AutoModel.from_config(tiny_config("llama", len(tokenizer))).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_backbone(tmp_path / "tiny-llama", tokenizer)
     lines = (data_dir / "train" / "snli_triples.jsonl").read_text().splitlines()[:64]
     (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
     config = tmp_path / "exp.toml"
@@ -100,11 +95,14 @@ min_datasets = 2
     return config
 
 
+@pytest.mark.needs_data
 def test_two_seeds_are_one_design_in_the_report(seeded_experiment: Path) -> None:
     assert main(["experiment", str(seeded_experiment)]) == 0
     check_report(seeded_experiment.parent / "out", ["eos+causal", "mean+bidirectional"], [0, 1])
 
 
+@pytest.mark.needs_model
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_tiny_config_with_two_seeds(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "tiny"

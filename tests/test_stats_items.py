@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_backbone
 from scipy import stats
 from sklearn.metrics import average_precision_score
 
@@ -58,11 +59,7 @@ def write_summarization(folder: Path, n: int = 5) -> None:
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tokenizer) -> tuple[Path, dict]:
     """One evaluation of a tiny random model on one or two datasets of every family."""
-    import torch
-    from conftest import tiny_config
-    from transformers import AutoModel
-
-    from poolattn.config import model_config
+    from poolattn.design import model_config
     from poolattn.model import EmbeddingModel
 
     root = tmp_path_factory.mktemp("items")
@@ -72,13 +69,13 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tokenize
         (data / pick).symlink_to(data_dir / "eval" / pick)
     write_summarization(data / "summarization" / "ToyNews")
     write_summarization(data / "summarization" / "SummEval")  # mteb's deprecated evaluator
-    torch.manual_seed(0)
-    backbone = AutoModel.from_config(tiny_config("llama", len(tokenizer)))
+    backbone = tiny_backbone(tokenizer, "llama", seed=0)
     model = EmbeddingModel(backbone, tokenizer, model_config(pooling="mean", attention="causal", base="tiny"))
     run = evaluate(model, root / "out", local_data=data, max_items=24, cache_dir_path=None)
     return root / "out", run
 
 
+@pytest.mark.needs_data
 def test_recomputed_main_score_equals_results_json_per_family(evaluated) -> None:
     out, run = evaluated
     seen = set()
@@ -95,6 +92,7 @@ def test_recomputed_main_score_equals_results_json_per_family(evaluated) -> None
     assert not list(out.glob(".predictions*")), "mteb's prediction files are cleaned up"
 
 
+@pytest.mark.needs_data
 def test_items_hold_what_a_statistic_needs(evaluated, data_dir: Path) -> None:
     out, run = evaluated
     by_family = {info["family"]: read_items(out / info["items"]) for info in run["tasks"].values()}
@@ -118,6 +116,7 @@ def test_items_hold_what_a_statistic_needs(evaluated, data_dir: Path) -> None:
     assert clustering.n == run["tasks"]["Banking77Clustering"]["sampling"]["sets"]
 
 
+@pytest.mark.needs_data
 def test_rerunning_removes_old_items_files(tiny_model, data_dir: Path, tmp_path: Path) -> None:
     model = tiny_model()
     kwargs = dict(local_data=data_dir / "eval", max_items=10, cache_dir_path=None)

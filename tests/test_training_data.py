@@ -8,20 +8,21 @@ import json
 from pathlib import Path
 
 import pytest
-from test_training_support import save_tiny_backbone, tiny_config, write_pairs
+from helpers import save_tiny_backbone, training_config, write_pairs
 
 from poolattn.cli import main
 from poolattn.config import ConfigError
+from poolattn.encoding.backends import PoolattnBackend
 from poolattn.training import (
     BatchSampler,
     DataConfig,
     DataError,
     load_sources,
     load_train_config,
-    read_jsonl,
+    read_examples,
     train,
 )
-from poolattn.training.mining import MiningSettings, PoolattnEncoder, mine_file, mine_hard_negatives
+from poolattn.training.mining import MiningSettings, mine_file, mine_hard_negatives
 
 BAD_LINES = [
     ('{"query": "q", "positive": "p"', "line 3", "invalid JSON"),
@@ -43,10 +44,10 @@ def _file_with_bad_line(path: Path, bad: str) -> Path:
 def test_malformed_line_names_file_line_and_field(tmp_path: Path, bad: str, line: str, field: str) -> None:
     path = _file_with_bad_line(tmp_path / "bad.jsonl", bad)
     with pytest.raises(DataError) as info:
-        read_jsonl(path)
+        read_examples(path)
     message = str(info.value)
     assert f"{path}:3" in message and field in message, message
-    examples, skipped = read_jsonl(path, skip_invalid=True)
+    examples, skipped = read_examples(path, skip_invalid=True)
     assert (len(examples), skipped) == (4, 1)
 
 
@@ -55,7 +56,7 @@ def test_skip_option_runs_and_reports_count(tmp_path: Path, tokenizer) -> None:
     good = write_pairs(tmp_path / "good.jsonl", 30)
     with good.open("a") as fh:
         fh.write('{"query": "x", "positive": ""}\nnot json\n')
-    cfg = tiny_config(base, [good], tmp_path / "run", training={"steps": 1, "gradcache": False})
+    cfg = training_config(base, [good], tmp_path / "run", training={"steps": 1, "gradcache": False})
     with pytest.raises(DataError, match=r"good.jsonl:31: field 'positive' is empty"):
         train(cfg)
     cfg.data.skip_invalid = True
@@ -139,7 +140,7 @@ def test_cli_train_and_mine(tmp_path: Path, tokenizer, capsys) -> None:
     out = tmp_path / "triples.jsonl"
     model_dir = tmp_path / "run" / "final"
     assert main(["mine", str(pairs), "-o", str(out), "--model", str(model_dir), "--range", "0:10"]) == 0
-    triples, _ = read_jsonl(out)
+    triples, _ = read_examples(out)
     assert triples and all(len(t.negatives) == 1 and t.negatives[0] != t.positive for t in triples)
 
 
@@ -152,10 +153,7 @@ class _Fixed:
         self.np = np
         self.table = {k: np.array(v, dtype=np.float32) / np.linalg.norm(v) for k, v in table.items()}
 
-    def encode_queries(self, texts, instruction):
-        return self.np.stack([self.table[t] for t in texts])
-
-    def encode_documents(self, texts):
+    def encode(self, texts, *, query, instruction, batch_size):
         return self.np.stack([self.table[t] for t in texts])
 
 
@@ -185,6 +183,8 @@ def test_mining_rank_window_margin_and_duplicates() -> None:
     assert strict[0].negatives == ("far",)
 
 
+@pytest.mark.needs_model("all-MiniLM-L6-v2")
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_mining_with_packaged_minilm(tmp_path: Path, data_dir: Path) -> None:
     pairs = tmp_path / "quora.jsonl"
@@ -193,15 +193,15 @@ def test_mining_with_packaged_minilm(tmp_path: Path, data_dir: Path) -> None:
     path, n_in, n_out = mine_file(
         pairs, tmp_path / "out.jsonl", "all-MiniLM-L6-v2", MiningSettings(rank_start=1)
     )
-    triples, _ = read_jsonl(path)
+    triples, _ = read_examples(path)
     assert n_in == 120 and n_out == len(triples) > 90
     assert all(t.negatives[0] not in (t.positive, t.query) for t in triples)
 
 
 def test_poolattn_encoder_adapter(tiny_model) -> None:
-    enc = PoolattnEncoder(tiny_model("mean", "causal"))
-    q = enc.encode_queries(["a", "b"], "Find")
-    d = enc.encode_documents(["a", "b"])
+    enc = PoolattnBackend(tiny_model("mean", "causal"))
+    q = enc.encode(["a", "b"], query=True, instruction="Find", batch_size=32)
+    d = enc.encode(["a", "b"], query=False, instruction=None, batch_size=32)
     assert q.shape == d.shape == (2, 32)
 
 

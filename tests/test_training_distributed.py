@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_tiny_backbone, write_pairs
 from safetensors.torch import load_file
-from test_training_support import save_tiny_backbone, write_pairs
 
 from poolattn.training import load_train_config, train
 

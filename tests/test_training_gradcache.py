@@ -9,6 +9,7 @@ import torch
 from poolattn.pooling import POOLERS
 from poolattn.training.gradcache import (
     CALL_OVERHEAD_TOKENS,
+    ContrastiveBatch,
     cached_step,
     make_chunks,
     partition_by_length,
@@ -57,10 +58,11 @@ def test_gradcache_equals_plain_gradient(tiny_model, pooling: str) -> None:
         return info_nce(qe, pe, ne, temperature=0.05, symmetric=True)
 
     torch.manual_seed(123)
-    plain_loss = plain_step(model, chunks, len(QUERIES), len(DOCS), loss_fn, lambda t: t.backward())
+    batch = ContrastiveBatch(chunks, len(QUERIES), len(DOCS))
+    plain_loss = plain_step(model, batch, loss_fn)
     plain = _grads(model)
     torch.manual_seed(123)
-    cached_loss = cached_step(model, chunks, len(QUERIES), len(DOCS), loss_fn, lambda t: t.backward())
+    cached_loss = cached_step(model, batch, loss_fn)
     cached = _grads(model)
 
     assert plain_loss == pytest.approx(cached_loss, rel=1e-6)

@@ -26,6 +26,8 @@ def _sts_spearman(model: EmbeddingModel, rows: list[dict]) -> float:
     return float(spearmanr((a * b).sum(axis=1), [r["score"] for r in rows]).statistic)
 
 
+@pytest.mark.needs_model
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_short_run_lowers_loss_and_improves_sts(tmp_path: Path, data_dir: Path) -> None:
     dev = data_dir / "eval" / "sts" / "STSBenchmark" / "dev.jsonl"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_tiny_backbone, training_config, write_pairs
 from safetensors.torch import load_file
-from test_training_support import save_tiny_backbone, tiny_config, write_pairs
 
 from poolattn.model import EmbeddingModel
 from poolattn.training import OutputExistsError, TrainingDiverged, train
@@ -41,8 +41,8 @@ def test_resume_equals_uninterrupted_run(setup) -> None:
     # latent pooler: the trainable head, LoRA (dropout on) and both sources are all exercised
     model = {"pooling": "latent", "attention": "bidirectional"}
     extra = {"instructions": {"triples": "Find the match"}, "weights": {"pairs": 1.0, "triples": 2.0}}
-    full = train(tiny_config(base, files, root / "full", model=model, data=extra, training={"steps": 6}))
-    half_cfg = tiny_config(base, files, root / "half", model=model, data=extra, training={"steps": 6})
+    full = train(training_config(base, files, root / "full", model=model, data=extra, training={"steps": 6}))
+    half_cfg = training_config(base, files, root / "half", model=model, data=extra, training={"steps": 6})
     half_cfg.training.max_steps_this_run = 3  # stop as if killed after step 3 (a checkpoint at 2 and 3)
     stopped = train(half_cfg)
     assert stopped.parent.name == "step-00000003" and not (root / "half" / "final").exists()
@@ -69,18 +69,18 @@ def test_resume_equals_uninterrupted_run(setup) -> None:
 
 def test_same_seed_same_run_and_existing_output_refused(setup) -> None:
     root, base, files = setup
-    cfg = tiny_config(base, files, root / "one", training={"steps": 2, "gradcache": False})
+    cfg = training_config(base, files, root / "one", training={"steps": 2, "gradcache": False})
     train(cfg)
     with pytest.raises(OutputExistsError, match="--resume"):
         train(cfg)
-    other = train(tiny_config(base, files, root / "two", training={"steps": 2, "gradcache": False}))
+    other = train(training_config(base, files, root / "two", training={"steps": 2, "gradcache": False}))
     assert [m["batch"] for m in _metrics(root / "one")] == [m["batch"] for m in _metrics(root / "two")]
     torch.testing.assert_close(_weights(root / "one" / "final"), _weights(other), atol=0, rtol=0)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(setup) -> None:
     root, base, files = setup
-    cfg = tiny_config(
+    cfg = training_config(
         base, files, root / "nan", training={"steps": 8, "save_every": 1, "learning_rate": 1e30}
     )
     cfg.training.max_grad_norm = 1e30
@@ -95,7 +95,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(setup) -> None:
 def test_full_finetune_gradient_checkpointing_symmetric(setup) -> None:
     root, base, files = setup
     training = {"steps": 2, "full_finetune": True, "gradient_checkpointing": True, "symmetric": True}
-    final = train(tiny_config(base, files, root / "ft", model={"pooling": "multilayer"}, training=training))
+    final = train(
+        training_config(base, files, root / "ft", model={"pooling": "multilayer"}, training=training)
+    )
     loaded = EmbeddingModel.load(final)
     assert loaded.full_finetune and not loaded.has_adapter
     before = EmbeddingModel.from_pretrained(str(base), pooling="multilayer", max_length=24)

@@ -1,29 +1,36 @@
-"""poolattn: decoder LLMs as embedding models, with attention and pooling as swappable designs."""
+"""poolattn: decoder LLMs as embedding models, with attention and pooling as swappable designs.
 
-import warnings
+The package root re-exports the user-facing names; importing it changes no process-wide state
+(no warning filter, no backend choice, no RNG seed) and loads neither torch nor the evaluation
+stack until a name that needs it is first used.
+"""
 
-# peft probes a transformers attribute that transformers 5 deprecates; the warning is not ours to act on.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+from ._version import __version__ as __version__
+from .config import ConfigError, HeadConfig, ModelConfig
 
-from .config import ConfigError, HeadConfig, ModelConfig  # noqa: E402
-
-__all__ = ["ConfigError", "EmbeddingModel", "HeadConfig", "ModelConfig", "load_train_config", "train"]
-
-# Training pulls in accelerate: imported on first use, so encoding stays light.
-_FROM_TRAINING = ("train", "load_train_config")
+__all__ = [
+    "ConfigError",
+    "EmbeddingModel",
+    "HeadConfig",
+    "ModelConfig",
+    "load_train_config",
+    "train",
+]
 
 
 def __getattr__(name: str):
-    # torch loads on first use of the model, so `poolattn --help` and light tools answer at once.
+    # torch loads on first use of the model, so `poolattn --help` and light tools answer at once;
+    # training pulls in accelerate, so it too is imported on first use.
     if name == "EmbeddingModel":
         from .model import EmbeddingModel
 
         return EmbeddingModel
-    if name in _FROM_TRAINING:
-        from . import training
+    if name == "train":
+        from .training.trainer import train
 
-        return getattr(training, name)
+        return train
+    if name == "load_train_config":
+        from .training.config import load_train_config
+
+        return load_train_config
     raise AttributeError(f"module 'poolattn' has no attribute {name!r}")
-
-
-__version__ = "0.1.0"

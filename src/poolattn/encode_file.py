@@ -285,14 +285,11 @@ def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any
     ``restore()`` undoes the ``max_length`` change on a caller's model; ``dtype`` converts
     only a model loaded here (converting a caller's model back and forth would lose precision).
     """
-    from .evaluation.encoder import as_backend
+    from .encoding.backends import as_backend
+    from .encoding.resolve import load_backend
 
     loaded_here = isinstance(model, str | Path)
-    if loaded_here:
-        from .evaluation.models import load_model
-
-        model = load_model(str(model))
-    backend = as_backend(model)
+    backend = load_backend(str(model)) if loaded_here else as_backend(model)
     inner = backend.model
     is_poolattn = backend.uses_instructions
     old_length = inner.config.max_length if is_poolattn else inner.max_seq_length

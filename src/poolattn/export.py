@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import DEFAULT_INSTRUCTION
 from .io import atomic_directory
-from .model import DEFAULT_INSTRUCTION, EmbeddingModel
+from .model import EmbeddingModel
 from .model_card import write_export_card
 from .st_module import PICKLE_SUFFIXES, PoolattnModule, load_model_dir, query_prompt
 

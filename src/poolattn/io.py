@@ -1,4 +1,5 @@
-"""Atomic writes: a crash or a kill never leaves a half-written file or model directory."""
+"""File I/O every module shares: atomic writes (a crash or a kill never leaves a half-written
+file or model directory), create-once files, and a JSONL reader whose errors name file and line."""
 
 from __future__ import annotations
 
@@ -7,38 +8,38 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON through a temp file and one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
+def atomic_directory(target: str | Path, *, keep_existing: bool = False) -> Iterator[Path]:
     """Yield a temp folder beside ``target``; when the block succeeds it replaces ``target``.
 
-    On an error the temp folder is removed and ``target`` is left as it was.
+    On an error the temp folder is removed and ``target`` is left as it was. With
+    ``keep_existing`` (a cache filled by racing processes) a ``target`` that exists when the
+    block ends is kept and the new folder discarded: the first writer wins.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
+        if keep_existing:
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process finished first (a non-empty target): keep theirs
+                if not target.exists():
+                    raise
+        elif target.exists():
             old = target.with_name(f".{target.name}.{os.getpid()}.old")
             os.replace(target, old)
             os.replace(tmp, target)
@@ -69,6 +70,103 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a UTF-8 text file through a temp file and one rename."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Write a UTF-8 text file through a temp file and one rename (newlines written as given)."""
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
+def _durable_temp(path: Path, data: dict[str, Any]) -> Path:
+    """A uniquely named, fsync-ed JSON temp file beside ``path`` (the caller links or renames it)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def create_json_exclusive(path: str | Path, data: dict[str, Any]) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True when this call created it.
+
+    A lock/claim primitive: the file appears complete or not at all (hard link of a finished
+    temp file), and of several processes racing for the name exactly one wins.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _durable_temp(path, data)
+    try:
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            # NFS: a retried LINK whose first reply was lost reports EEXIST although it worked
+            return os.stat(tmp).st_nlink == 2
+        except OSError:  # no hard links here: O_EXCL creation
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(tmp.read_text())
+            return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def replace_json_durably(path: str | Path, data: dict[str, Any]) -> None:
+    """Rewrite ``path`` with ``data`` in one rename after an fsync (the name never disappears)."""
+    path = Path(path)
+    os.replace(_durable_temp(path, data), path)
+
+
+# ----------------------------------------------------------------------------- JSONL
+class JsonlError(ValueError):
+    """A JSONL line is not valid JSON; ``where`` is ``path:line`` and ``reason`` the decoder's words."""
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        self.path, self.line, self.reason = path, line, reason
+        super().__init__(f"{self.where}: invalid JSON ({reason})")
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class JsonlRecord:
+    """One decoded JSONL line (any JSON value) with the file and 1-based line it came from."""
+
+    path: Path
+    line: int
+    value: Any
+
+    @property
+    def where(self) -> str:
+        """``path:line``, the prefix of every error about this record."""
+        return f"{self.path}:{self.line}"
+
+
+def read_jsonl(
+    path: str | Path, *, on_bad_line: Callable[[JsonlError], None] | None = None
+) -> Iterator[JsonlRecord]:
+    """Every non-blank line of a UTF-8 JSONL file, decoded, with its line number.
+
+    A line that is not valid JSON raises ``JsonlError`` (naming file and line), or, with
+    ``on_bad_line``, is handed to it and skipped. Checking the value's shape is the caller's job.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                error = JsonlError(path, number, f"{exc.msg} at column {exc.colno}")
+                if on_bad_line is None:
+                    raise error from exc
+                on_bad_line(error)
+                continue
+            yield JsonlRecord(path, number, value)

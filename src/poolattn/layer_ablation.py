@@ -21,10 +21,8 @@ minus the score without it (positive = the head needs it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import tempfile
 import time
 import warnings
@@ -36,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .encoding.fingerprint import derived_fingerprint
 from .io import write_json_atomic
 
 if TYPE_CHECKING:
-    from .evaluation import LocalTask
+    from .evaluation.local import LocalTask
     from .model import EmbeddingModel
 
 log = logging.getLogger(__name__)
@@ -171,8 +170,8 @@ class LayerVectorCache:
 
 
 class LayerSubsetBackend:
-    """An evaluation backend (``poolattn.evaluation.encoder.Backend``) for one condition: the
-    model's head restricted to ``kept`` layers, fed from the cache."""
+    """A backend (``poolattn.encoding.backends.Backend``) for one condition: the model's head
+    restricted to ``kept`` layers, fed from the cache."""
 
     uses_instructions = True
 
@@ -180,9 +179,7 @@ class LayerSubsetBackend:
         self.cache = cache
         self.kept = tuple(kept)
         self.name = f"poolattn/{cache.model.config.name}/layers"
-        self._fingerprint = hashlib.blake2b(
-            json.dumps([fingerprint, self.kept]).encode(), digest_size=16
-        ).hexdigest()
+        self._fingerprint = derived_fingerprint(json.dumps([fingerprint, self.kept]))
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -243,12 +240,13 @@ def _main_score(encoder: Any, task: Any, batch_size: int) -> float:
     """One task's main score with the real mteb evaluator (no result cache)."""
     from sklearn.exceptions import UndefinedMetricWarning
 
-    from .evaluation.runner import main_score, run_mteb_task
+    from .eval_results import task_main_score
+    from .evaluation.runner import run_mteb_task
 
     with warnings.catch_warnings():  # an ablated head may never predict some class: not worth 65 warnings
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         task_json = run_mteb_task(encoder, task, batch_size)
-    return main_score(task_json, task.metadata.eval_splits)
+    return task_main_score(task_json, task.metadata.eval_splits)
 
 
 def score_condition(
@@ -381,14 +379,11 @@ def layer_ablation(
 def plot_layer_ablation(result: dict[str, Any], path: str | Path) -> Path:
     """Ablation importance (score drop when a layer is removed) and the score with that layer
     alone, beside the head's attention mass per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, whatever the caller's backend
-    import matplotlib.pyplot as plt
+    from .stats.plots import agg_figure, save_figure
 
     rows = result["per_layer"]
     layers = [r["layer"] for r in rows]
-    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, (left, mid, right) = agg_figure((14, 4.2), 1, 3)
     left.bar(layers, [r["importance"] for r in rows], color="tab:red")
     left.axhline(0, color="grey", linewidth=0.8)
     left.set_title("Ablation importance\n(full score - score without the layer)")
@@ -408,10 +403,4 @@ def plot_layer_ablation(result: dict[str, Any], path: str | Path) -> Path:
         f"Layer ablation: {result['model']['design']} ({', '.join(t['name'] for t in result['tasks'])})"
     )
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)  # a kill never leaves half a PNG
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -2,13 +2,13 @@
 
 ``EmbeddingModel.from_pretrained("smollm2-135m", attention="bidirectional", pooling="multilayer")``
 loads a design; ``encode`` embeds texts; ``save``/``load`` round-trip the design, the
-pooling head (safetensors) and a LoRA adapter (PEFT) when present.
+pooling head (safetensors) and a LoRA adapter (PEFT) when present (the directory's layout and
+its design file belong to ``poolattn.model_dir``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,28 +16,32 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .backbone import load_backbone, set_attention_mode, setup_tokenizer, verify_attention
-from .config import ConfigError, ModelConfig, from_dict, model_config, to_dict
+from .config import DEFAULT_INSTRUCTION, LORA_TARGETS, ConfigError, ModelConfig, to_dict
+from .design import model_config
 from .dtypes import compute_autocast, floating_dtype, model_compute_dtype
+from .encoding.fingerprint import weights_fingerprint
 from .io import atomic_directory
+from .model_dir import (
+    ADAPTER_DIR,
+    BACKBONE_DIR,
+    HEAD_FILE,
+    is_model_dir,
+    load_parts,
+    read_design,
+    write_design,
+)
+from .peft_compat import quiet_peft
 from .pooling import Pooler, build_pooler
 from .tokenization import check_texts, per_text, tokenize
 
 log = logging.getLogger(__name__)
 
-DESIGN_FILE = "poolattn.json"
-HEAD_FILE = "pooler.safetensors"
-ADAPTER_DIR = "adapter"
-BACKBONE_DIR = "backbone"
-# 2: pre-norm cross-attention heads with a GEGLU feed-forward (`head.ff_mult`), the
-# instruction's own token budget; heads of format 1 have other weights and cannot be loaded.
-FORMAT_VERSION = 2
-DEFAULT_INSTRUCTION = "Retrieve semantically similar text"
 ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on large corpora
 
 
@@ -66,9 +70,12 @@ class EmbeddingModel(nn.Module):
         *,
         verify: bool = True,
         head_seed: int = 0,
+        full_finetune: bool = False,
     ) -> None:
         """``head_seed`` seeds the trainable head's own initialisation (the global RNG is not
-        touched, so the head never shifts another component's random start)."""
+        touched, so the head never shifts another component's random start).
+        ``full_finetune``: the backbone's own weights are trained, so ``save`` writes the whole
+        backbone (part of the saved design; otherwise only the head and any LoRA adapter)."""
         super().__init__()
         config.validate()
         self.config = config
@@ -88,7 +95,7 @@ class EmbeddingModel(nn.Module):
         )
         # float32 whatever the backbone's dtype: bf16 weights would not move under AdamW at lr 1e-5
         self.pooler.to(device=self.device, dtype=torch.float32)
-        self.full_finetune = False
+        self._full_finetune = bool(full_finetune)
         # The backbone runs in this dtype (autocast); frozen weights may be stored in it, while
         # trainable weights, pooling and the returned embeddings stay float32.
         self.compute_dtype: torch.dtype = model_compute_dtype(config.dtype, backbone)
@@ -99,27 +106,39 @@ class EmbeddingModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str = "smollm2-135m",
-        attention: str = "causal",
-        pooling: str = "eos",
+        name_or_path: str | Path = "smollm2-135m",
+        attention: str | None = None,
+        pooling: str | None = None,
+        *,
+        full_finetune: bool = False,
         **options: Any,
     ) -> EmbeddingModel:
-        """Load a backbone (alias, local dir, GGUF file or hub id) as the given design.
+        """Load a backbone (alias, local dir, GGUF file or hub id) as the given design
+        (``attention`` defaults to causal, ``pooling`` to eos).
 
         ``options`` are ModelConfig fields (max_length, head, head_preset, layer_vector,
         exclude_instruction, dtype, attn_implementation, padding_side, ...).
+        A saved poolattn model directory loads as saved: ``attention``, ``pooling`` or an
+        option that differs from its design is an error (a saved head only fits its design).
         """
-        if isinstance(name_or_path, str) and (Path(name_or_path) / DESIGN_FILE).exists():
+        if is_model_dir(name_or_path):
+            _check_saved_design(Path(name_or_path), attention, pooling, options, full_finetune)
             return cls.load(name_or_path)
-        return cls.from_config(
-            model_config(pooling=pooling, attention=attention, base=name_or_path, **options)
+        config = model_config(
+            pooling=pooling or "eos", attention=attention or "causal", base=str(name_or_path), **options
         )
+        return cls.from_config(config, full_finetune=full_finetune)
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> EmbeddingModel:
+    def from_config(cls, config: ModelConfig, *, full_finetune: bool = False) -> EmbeddingModel:
         """Build the (untrained) design described by ``config``."""
         backbone, tokenizer = load_backbone(config)
-        return cls(backbone, tokenizer, config)
+        return cls(backbone, tokenizer, config, full_finetune=full_finetune)
+
+    @property
+    def full_finetune(self) -> bool:
+        """Whether the backbone's own weights are trained (and saved whole)."""
+        return self._full_finetune
 
     @property
     def device(self) -> torch.device:
@@ -136,15 +155,14 @@ class EmbeddingModel(nn.Module):
         """Wrap the backbone with a PEFT LoRA adapter (the backbone's own weights frozen)."""
         from peft import LoraConfig, get_peft_model
 
-        targets = list(
-            target_modules or ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        )
+        targets = list(target_modules or LORA_TARGETS)
         present = {name.rsplit(".", 1)[-1] for name, _ in self.backbone.named_modules()}
         missing = [t for t in targets if t not in present]
         if missing:
             raise ConfigError(f"lora.target_modules: {missing} not found in {type(self.backbone).__name__}")
         lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
-        self.backbone = get_peft_model(self.backbone, lora)
+        with quiet_peft():
+            self.backbone = get_peft_model(self.backbone, lora)
         set_attention_mode(self.backbone, self.config.attention)
 
     @property
@@ -269,12 +287,7 @@ class EmbeddingModel(nn.Module):
 
     def fingerprint(self) -> str:
         """A hash of the design and every weight: a changed model gets a new fingerprint."""
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(json.dumps(to_dict(self.config), sort_keys=True).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return weights_fingerprint(to_dict(self.config), self.state_dict(), sort_keys=True)
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | Path, *, training: dict[str, Any] | None = None) -> Path:
@@ -292,10 +305,7 @@ class EmbeddingModel(nn.Module):
         return directory
 
     def _write(self, directory: Path) -> None:
-        design = {"format_version": FORMAT_VERSION, "model": to_dict(self.config)}
-        design["has_adapter"] = self.has_adapter
-        design["full_finetune"] = self.full_finetune
-        (directory / DESIGN_FILE).write_text(json.dumps(design, indent=2) + "\n")
+        write_design(directory, self.config, has_adapter=self.has_adapter, full_finetune=self.full_finetune)
         head = {k: v.detach().cpu().contiguous() for k, v in self.pooler.state_dict().items()}
         save_file(head, str(directory / HEAD_FILE))
         if self.has_adapter:
@@ -307,41 +317,44 @@ class EmbeddingModel(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> EmbeddingModel:
-        """Load a saved model (never unpickles: safetensors + JSON + PEFT adapter)."""
-        directory = Path(directory)
-        design_path = directory / DESIGN_FILE
-        if not design_path.exists():
-            raise FileNotFoundError(f"{directory}: not a poolattn model directory (no {DESIGN_FILE})")
-        try:
-            design = json.loads(design_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{design_path}: corrupt design file ({exc})") from exc
-        version = design.get("format_version") if isinstance(design, dict) else None
-        if version != FORMAT_VERSION:
-            raise ConfigError(
-                f"{design_path}: format_version {version!r} is not supported by this poolattn "
-                f"(it reads format {FORMAT_VERSION}; format 1 heads predate the pre-norm poolers: "
-                "retrain the design)"
-            )
-        try:
-            cfg = from_dict(ModelConfig, design["model"], f"{design_path}: model")
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ConfigError(f"{design_path}: corrupt design file ({exc})") from exc
-        if design.get("full_finetune"):
-            cfg_local = from_dict(
-                ModelConfig, {**design["model"], "base": str(directory / BACKBONE_DIR)}, "model"
-            )
-            backbone, tokenizer = load_backbone(cfg_local)
-        else:
-            backbone, tokenizer = load_backbone(cfg)
-        if design.get("has_adapter") and not design.get("full_finetune"):
-            from peft import PeftModel
-
-            backbone = PeftModel.from_pretrained(backbone, directory / ADAPTER_DIR)
-        model = cls(backbone, tokenizer, cfg)
-        model.pooler.load_state_dict(load_file(str(directory / HEAD_FILE)))
-        model.full_finetune = bool(design.get("full_finetune"))
+        """Load a saved model (never unpickles: safetensors + JSON + PEFT adapter); a bundled
+        ``base/`` backbone copy (sentence-transformers export) is preferred over ``config.base``."""
+        design = read_design(directory)
+        backbone, tokenizer, head = load_parts(design)
+        model = cls(backbone, tokenizer, design.config, full_finetune=design.full_finetune)
+        model.pooler.load_state_dict(head)
         if device is not None:
             model.to(device)
         model.eval()
         return model
+
+
+def _check_saved_design(
+    directory: Path, attention: str | None, pooling: str | None, options: dict[str, Any], full_finetune: bool
+) -> None:
+    """Refuse ``from_pretrained`` arguments that contradict a saved design (never ignore them)."""
+    design = read_design(directory)
+    saved = to_dict(design.config)
+    wanted = {"attention": attention, "pooling": pooling, **options}
+    if full_finetune:
+        wanted["full_finetune"] = True
+        saved["full_finetune"] = design.full_finetune
+    differ = [
+        f"{key}={value!r} (saved: {saved.get(key, '<not a design field>')!r})"
+        for key, value in wanted.items()
+        if value is not None and (key not in saved or not _agrees(value, saved[key]))
+    ]
+    if differ:
+        raise ConfigError(
+            f"{directory}: a saved poolattn model loads as saved; these arguments contradict its "
+            f"design: {', '.join(differ)}. Drop them, or pass the base model to build a new design."
+        )
+
+
+def _agrees(value: Any, saved: Any) -> bool:
+    """Whether an argument matches the saved value (a table: the keys it gives)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict) and isinstance(saved, dict):
+        return all(key in saved and _agrees(item, saved[key]) for key, item in value.items())
+    return value == saved

@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .eval_results import EVAL_RUN_FILE
 from .io import write_json_atomic, write_text_atomic
+from .model_dir import DESIGN_FILE
 
 CARD_FILE = "README.md"
 CARD_DATA_FILE = "model_card.json"
-DESIGN_FILE = "poolattn.json"  # = poolattn.model.DESIGN_FILE (not imported: keeps this module light)
 CARD_DATA_VERSION = 1
 
 # Built-in aliases and the hub ids / licences of the weights they ship.
@@ -46,6 +47,7 @@ POOLING_TEXT = {
     "learned latents cross-attend over the layer vectors, then an MLP, mean over latents",
     "nv_latent": "NV-Embed-style latent attention (trainable)",
 }
+# the built-in poolers with weights: used only when a card has no parameter counts to tell
 TRAINABLE_POOLERS = ("latent", "multilayer", "nv_latent")
 
 
@@ -102,12 +104,32 @@ def training_recipe(config: Any, data: list[dict[str, Any]], processes: int = 1)
     }
 
 
+def recipe_text(recipe: Mapping[str, Any]) -> str:
+    """A ``training_recipe`` record's optimisation settings in one line; every place that
+    describes a recipe in words (card, experiment plan and report) uses this one."""
+    lr, head = recipe.get("learning_rate"), recipe.get("head_learning_rate")
+    text = f"{recipe.get('steps')} steps, batch {recipe.get('batch_size')} queries"
+    if recipe.get("gradcache"):
+        text += f" (GradCache mini-batch {recipe.get('mini_batch_size')})"
+    text += f", lr {lr}" + (f" (head {head})" if head is not None and head != lr else "")
+    return text + f", warm-up {recipe.get('warmup_steps')}, temperature {recipe.get('temperature')}"
+
+
+def adapter_text(recipe: Mapping[str, Any]) -> str:
+    """What a ``training_recipe`` record trains: ``full fine-tuning`` or the LoRA settings."""
+    lora = recipe.get("lora")
+    if recipe.get("full_finetune") or not lora:
+        return "full fine-tuning"
+    targets = ", ".join(lora["target_modules"])
+    return f"LoRA r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {targets}"
+
+
 def evaluation_summary(results: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """The card's record of an evaluation: a ``run.json`` (its content or its path, or the
     results directory holding it) reduced to per-task scores and per-family means."""
     if not isinstance(results, Mapping):
         path = Path(results)
-        path = path / "run.json" if path.is_dir() else path
+        path = path / EVAL_RUN_FILE if path.is_dir() else path
         try:
             results = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -293,7 +315,7 @@ def render_model_card(
     """The whole ``README.md``: front matter, design, training, evaluation, usage."""
     import yaml
 
-    from . import __version__
+    from ._version import __version__
 
     model = design["model"]
     matter = yaml.safe_dump(
@@ -369,7 +391,7 @@ def _design_section(design: Mapping[str, Any], params: Mapping[str, Any]) -> str
     rows += [
         (
             "weights",
-            weights + (" + pooling head (`pooler.safetensors`)" if pooling in TRAINABLE_POOLERS else ""),
+            weights + (" + pooling head (`pooler.safetensors`)" if trainable else ""),
         ),
         ("max length", f"{model['max_length']} tokens (EOS appended: {model.get('append_eos', True)})"),
         ("query prompt", f"`{template}`; documents are embedded bare"),
@@ -412,7 +434,6 @@ def _training_section(training: Mapping[str, Any] | None) -> str:
             f"| {item.get('name')} | `{item.get('location')}` | {item.get('examples')} | "
             f"{item.get('skipped', 0)} | {item.get('weight') if item.get('weight') is not None else '–'} |"
         )
-    lora = training.get("lora")
     rows = [
         ("examples", str(training.get("examples"))),
         ("steps", str(training.get("steps"))),
@@ -433,12 +454,7 @@ def _training_section(training: Mapping[str, Any] | None) -> str:
         ),
         ("warm-up steps", str(training.get("warmup_steps"))),
         ("weight decay", str(training.get("weight_decay"))),
-        (
-            "adapter",
-            "full fine-tuning"
-            if training.get("full_finetune") or not lora
-            else f"LoRA r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']} on {', '.join(lora['target_modules'])}",
-        ),
+        ("adapter", adapter_text(training)),
         ("seed", str(training.get("seed"))),
         ("dtype / mixed precision", f"{training.get('dtype')} / {training.get('mixed_precision')}"),
         ("processes", str(training.get("processes", 1))),

@@ -37,6 +37,12 @@ def register(name: str) -> Callable[[type[Pooler]], type[Pooler]]:
     return deco
 
 
+def check_pooling(name: str, where: str = "model.pooling") -> None:
+    """Raise a ConfigError listing the registered poolers (user-added ones too) unless ``name``
+    is one of them: the registry is the one list of pooler names."""
+    check_choice(where, name, tuple(POOLERS))
+
+
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     """Index of the last real token of each row, whatever the padding side."""
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
@@ -285,6 +291,9 @@ class NVLatentPooler(Pooler):
             return masked_mean(self.attend(tokens, latents), pooling_mask)
 
 
+BUILTIN_POOLERS: tuple[str, ...] = tuple(POOLERS)  # the poolers above, before any user registers one
+
+
 def build_pooler(
     name: str, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str, seed: int = 0
 ) -> Pooler:
@@ -294,7 +303,7 @@ def build_pooler(
     untouched), so every design starts from the same LoRA weights and a head depends on the
     seed only.
     """
-    check_choice("model.pooling", name, tuple(POOLERS))
+    check_pooling(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return POOLERS[name](hidden_size, num_layers, head, layer_vector)

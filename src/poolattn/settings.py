@@ -10,14 +10,15 @@ CACHE_DIR_ENV = "POOLATTN_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """Converted model weights and other caches: ``$POOLATTN_CACHE_DIR`` or ``~/.cache/poolattn``."""
+    """Converted model weights and other caches: ``$POOLATTN_CACHE_DIR`` or ``~/.cache/poolattn``.
+
+    Only a path: nothing is created (code that writes there creates the folders it needs).
+    """
     root = (
         os.environ.get(CACHE_DIR_ENV)
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "poolattn"
     )
-    path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(root).expanduser()
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:

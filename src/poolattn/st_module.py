@@ -9,7 +9,8 @@ pools with poolattn's pooler.
 
 Its folder is a regular poolattn model directory (design JSON, head safetensors, PEFT
 adapter) plus, by default, a copy of the base backbone in ``base/`` so the export is
-self-contained. Nothing is pickled.
+self-contained; it is read by ``EmbeddingModel.load`` (``poolattn.model_dir``), like any other
+model directory. Nothing is pickled.
 
 Loading needs ``poolattn`` installed and, in sentence-transformers >= 6, ``trust_remote_code=True``:
 ST refuses to import any module class outside its own namespace without it, even from an
@@ -18,7 +19,6 @@ installed package and a local directory.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Sequence
@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from sentence_transformers.base.modules.input_module import InputModule
 
-from .config import ConfigError, ModelConfig, from_dict
-from .model import ADAPTER_DIR, DESIGN_FILE, HEAD_FILE, EmbeddingModel
+from .config import ConfigError, ModelConfig
+from .model import EmbeddingModel
+from .model_dir import BUNDLED_BASE_DIR, read_design
 from .tokenization import check_texts, tokenize
 
-BUNDLED_BASE_DIR = "base"
 MODULE_CONFIG_FILE = "poolattn_module.json"
 MODULE_FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -96,33 +95,12 @@ def _local_backbone_dir(cfg: ModelConfig) -> Path:
 
 
 def load_model_dir(directory: str | Path) -> tuple[EmbeddingModel, Path | None]:
-    """Load a poolattn model directory, preferring a bundled ``base/`` backbone over ``config.base``.
+    """Load a poolattn model directory (a bundled ``base/`` backbone is preferred over
+    ``config.base``) and return it with that bundled base directory (None when not bundled).
 
-    Returns the model and the bundled base directory (None when not bundled). The model's
-    ``config.base`` keeps its original value, so a re-save writes the same design.
+    The model's ``config.base`` keeps its original value, so a re-save writes the same design.
     """
-    directory = Path(directory)
-    bundled = directory / BUNDLED_BASE_DIR
-    design_path = directory / DESIGN_FILE
-    if not bundled.is_dir() or not design_path.exists():
-        return EmbeddingModel.load(directory), None
-    design = json.loads(design_path.read_text())
-    if design.get("full_finetune"):
-        return EmbeddingModel.load(directory), None
-    from .backbone import load_backbone
-
-    original = from_dict(ModelConfig, design["model"], f"{design_path}: model")
-    cfg = from_dict(ModelConfig, {**design["model"], "base": str(bundled), "gguf_file": None}, "model")
-    backbone, tokenizer = load_backbone(cfg)
-    if design.get("has_adapter"):
-        from peft import PeftModel
-
-        backbone = PeftModel.from_pretrained(backbone, directory / ADAPTER_DIR)
-    model = EmbeddingModel(backbone, tokenizer, cfg)
-    model.pooler.load_state_dict(load_file(str(directory / HEAD_FILE)))
-    model.config.base, model.config.gguf_file = original.base, original.gguf_file
-    model.eval()
-    return model, bundled
+    return EmbeddingModel.load(directory), read_design(directory).bundled_base
 
 
 class PoolattnModule(InputModule):

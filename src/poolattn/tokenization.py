@@ -18,8 +18,6 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-PromptType = str | None  # None | "query" | "document"
-
 
 def check_texts(texts: Sequence[object], *, allow_empty: bool = False) -> list[str]:
     """Reject None, non-strings and empty strings with an error naming the index.

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """The positional MODEL: everything ``evaluation.models.load_model`` resolves."""
+    """The positional MODEL: everything ``poolattn.encoding.resolve.load_backend`` resolves."""
     parser.add_argument(
         "model", metavar="MODEL", help="model dir, BASE:POOLING+ATTENTION, s-t dir or all-MiniLM-L6-v2"
     )

@@ -75,10 +75,10 @@ def _split(text: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..stats import ResultsError, compare
+    from ..stats.compare import ResultsError, compare
     from ..stats.items import ItemsError
 
-    if getattr(args, "backbones", False):
+    if args.backbones:
         return _run_backbones(args)
     if len(args.results) < 2:
         print("poolattn compare: error: give at least two results directories", file=sys.stderr)
@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_backbones(args: argparse.Namespace) -> int:
     """``--backbones EXP_A EXP_B``: the cross-backbone comparison (``stats.backbones``)."""
-    from ..stats import ResultsError
     from ..stats.backbones import REPORT_FILE, compare_backbones, summary_lines
+    from ..stats.compare import ResultsError
 
     if len(args.results) != 2:
         print("poolattn compare: error: --backbones takes exactly two experiment folders", file=sys.stderr)

@@ -11,6 +11,7 @@ HELP = "evaluate a model (MTEB evaluators, local data or mteb tasks) into a resu
 EPILOG = """MODEL is one of:
   a poolattn model directory (written by EmbeddingModel.save / poolattn train),
   a design spec BASE:POOLING+ATTENTION for an untrained design, e.g. smollm2-135m:eos+causal,
+  a backbone alias such as smollm2-135m (its default design),
   a sentence-transformers model directory, or all-MiniLM-L6-v2 (the packaged copy).
 Local data defaults to $POOLATTN_DATA_DIR; --max-items N down-samples every dataset
 deterministically (recorded in run.json and every report).

@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiment import describe_plan, load_experiment_config, run_experiment, write_report
+    from ..experiment.plan import load_experiment_config
+    from ..experiment.report import write_experiment_report
+    from ..experiment.runner import describe_plan, run_experiment
     from ..experiment.status import format_status, grid_status
     from ..experiment.workers import parse_shard, select_runs
 
@@ -50,11 +52,9 @@ def run(args: argparse.Namespace) -> int:
         if names or shard:
             print(f"this worker's runs ({len(selected)}): {', '.join(r.name for r in selected) or 'none'}")
         return 0
-    path = write_report(config) if args.report_only else run_experiment(config, names, shard)
-    if path is None:  # other workers still at work, or another worker writes the report
+    report = write_experiment_report(config) if args.report_only else run_experiment(config, names, shard)
+    if report is None:  # other workers still at work, or another worker writes the report
         return 0
-    text = path.read_text()
-    if "## Summary" in text:
-        print(text[text.index("## Summary") :].split("\n## ", 1)[0])
-    print(f"report: {path}")
+    print("\n".join(["## Summary", "", *report.summary, ""]))
+    print(f"report: {report.path}")
     return 0

@@ -15,8 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="all-MiniLM-L6-v2",
-        help="all-MiniLM-L6-v2 (packaged), a sentence-transformers dir, a saved poolattn model dir, or a backbone alias",
+        help="a poolattn model dir, BASE:POOLING+ATTENTION, a backbone alias, a sentence-transformers dir "
+        "or all-MiniLM-L6-v2 (packaged, the default)",
     )
+    parser.add_argument("--batch-size", type=int, default=32, help="texts encoded at once")
     parser.add_argument(
         "--corpus", help="extra candidate texts: JSONL with a 'text' field or one text per line"
     )
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         margin=args.margin,
         max_duplicate_similarity=args.max_duplicate_similarity,
         instruction=args.instruction,
+        batch_size=args.batch_size,
     )
     try:
         settings.validate()

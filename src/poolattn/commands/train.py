@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..training import DataError, OutputExistsError, TrainingDiverged, load_train_config, train
+    from ..training.config import load_train_config
+    from ..training.data import DataError
+    from ..training.trainer import OutputExistsError, TrainingDiverged, train
 
     config = load_train_config(args.config, args.overrides)
     try:

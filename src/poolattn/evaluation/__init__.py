@@ -10,21 +10,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..encoding.backends import PoolattnBackend, SentenceTransformerBackend
+from ..encoding.resolve import load_backend
+from ..eval_results import EVAL_RUN_FILE
 from ..settings import DATA_DIR_ENV, cache_dir, data_dir
-from .encoder import MTEBEncoder, PoolattnBackend, SentenceTransformerBackend
+from .encoder import MTEBEncoder
 from .local import MAIN_SCORES, LocalTask, local_tasks
-from .models import load_model
-from .runner import RUN_FILE, run_evaluation
+from .runner import run_evaluation
 
 __all__ = [
+    "EVAL_RUN_FILE",
     "MAIN_SCORES",
-    "RUN_FILE",
     "LocalTask",
     "MTEBEncoder",
     "PoolattnBackend",
     "SentenceTransformerBackend",
     "evaluate",
-    "load_model",
+    "load_backend",
     "local_tasks",
 ]
 
@@ -45,8 +47,9 @@ def evaluate(
     """Evaluate a model and write a results directory; returns its ``run.json`` content.
 
     Args:
-        model: an ``EmbeddingModel``, a ``SentenceTransformer``, or a string for ``load_model``
-            (poolattn model dir, ``base:pooling+attention``, s-t dir, ``all-MiniLM-L6-v2``).
+        model: an ``EmbeddingModel``, a ``SentenceTransformer``, a backend, or a string for
+            ``load_backend`` (poolattn model dir, ``base:pooling+attention``, backbone alias,
+            s-t dir, ``all-MiniLM-L6-v2``).
         output_dir: where ``run.json`` and one ``<Task>.json`` per task are written.
         tasks: mteb task names or local dataset names; local data is used where it exists.
         benchmark: an mteb benchmark name (online: mteb downloads its data).
@@ -58,7 +61,7 @@ def evaluate(
     """
     source = model if isinstance(model, str) else None
     if isinstance(model, str):
-        model = load_model(model)
+        model = load_backend(model)
     if local_data is None and ((tasks and os.environ.get(DATA_DIR_ENV)) or (not tasks and not benchmark)):
         local_data = data_dir()
     if local_data is not None:

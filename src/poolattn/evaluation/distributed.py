@@ -225,22 +225,23 @@ def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any
     """
     import torch
 
+    from ..encoding.backends import as_backend
+    from ..encoding.resolve import load_backend
+    from ..eval_results import EVAL_RUN_FILE
     from ..io import write_json_atomic
-    from . import RUN_FILE, load_model
     from . import evaluate as evaluate_one
-    from .encoder import as_backend
 
     group = process_group()
     if group.world == 1 and not torch.cuda.is_available():
         return evaluate_one(model, output_dir, **kwargs)
     source = model if isinstance(model, str) else None
-    backend = as_backend(load_model(model) if isinstance(model, str) else model)
+    backend = load_backend(model) if isinstance(model, str) else as_backend(model)
     _to_device(backend, group.device if group.world > 1 else "cuda")  # this rank's GPU
     if group.world == 1:
         result = evaluate_one(backend, output_dir, **kwargs)
         if source is not None:
             result["model"]["source"] = source
-            write_json_atomic(Path(output_dir) / RUN_FILE, result)
+            write_json_atomic(Path(output_dir) / EVAL_RUN_FILE, result)
         return result
     fingerprints = group.all_gather(backend.fingerprint())
     if len(set(fingerprints)) > 1:
@@ -259,6 +260,6 @@ def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any
     if source is not None:
         result["model"]["source"] = source
     result["distributed"] = {"processes": group.world, "encoded_per_rank": per_rank}
-    write_json_atomic(Path(output_dir) / RUN_FILE, result)
+    write_json_atomic(Path(output_dir) / EVAL_RUN_FILE, result)
     log.info("evaluation over %d processes: texts encoded per rank %s", group.world, per_rank)
     return result

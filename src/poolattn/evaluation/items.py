@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from ..eval_results import task_main_score
 from ..io import atomic_file
 from ..stats.items import CLASSIFICATION_METRICS, DatasetItems, Entry, ItemsError
 
@@ -333,7 +334,7 @@ def build_items(
                     f"differs from mteb's {entry.main_score:.8f}"
                 )
             entries.append(entry)
-    main = float(np.mean([e.main_score for e in entries]))
+    main = task_main_score(task_json)  # every entry above is one of its scores
     return DatasetItems(name, family, metric, entries, main_score=main)
 
 

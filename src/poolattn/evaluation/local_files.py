@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..io import JsonlError, read_jsonl
 
 
 class LocalDataError(ConfigError):
@@ -23,24 +24,21 @@ class LocalDataError(ConfigError):
 
 
 # --------------------------------------------------------------------------- records
-def iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``path:line``, object) for every non-blank line; a line that is not a JSON object is an error."""
     if not path.is_file():
         raise LocalDataError(f"{path}: missing (see the formats in ../shared/data/README.md)")
     found = False
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LocalDataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(record, dict):
-                raise LocalDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    try:
+        for record in read_jsonl(path):
+            if not isinstance(record.value, dict):
+                raise LocalDataError(
+                    f"{record.where}: expected a JSON object, got {type(record.value).__name__}"
+                )
             found = True
-            yield where, record
+            yield record.where, record.value
+    except JsonlError as exc:
+        raise LocalDataError(f"{exc.where}: not valid JSON ({exc.reason})") from exc
     if not found:
         raise LocalDataError(f"{path}: no records")
 
@@ -127,7 +125,7 @@ def read_sts(path: Path) -> list[ScoredPair]:
     """``{sentence1, sentence2, score}`` lines."""
     return [
         ScoredPair(text_field(r, "sentence1", w), text_field(r, "sentence2", w), number_field(r, "score", w))
-        for w, r in iter_jsonl(path)
+        for w, r in _records(path)
     ]
 
 
@@ -135,22 +133,21 @@ def read_pairs(path: Path) -> list[tuple[str, str, int]]:
     """``{sentence1, sentence2, label}`` lines, label 0 or 1."""
     return [
         (text_field(r, "sentence1", w), text_field(r, "sentence2", w), binary_field(r, "label", w))
-        for w, r in iter_jsonl(path)
+        for w, r in _records(path)
     ]
 
 
 def read_classification(path: Path) -> list[tuple[str, str]]:
     """``{text, label}`` lines; labels read as strings."""
     return [
-        (text_field(r, "text", w), label_field(_field(r, "label", w), "label", w))
-        for w, r in iter_jsonl(path)
+        (text_field(r, "text", w), label_field(_field(r, "label", w), "label", w)) for w, r in _records(path)
     ]
 
 
 def read_clustering(path: Path) -> list[tuple[list[str], list[str]]]:
     """One clustering set per line: ``{sentences: [...], labels: [...]}`` of equal length."""
     sets = []
-    for where, record in iter_jsonl(path):
+    for where, record in _records(path):
         sentences = text_list_field(record, "sentences", where)
         raw = _field(record, "labels", where)
         if not isinstance(raw, list):
@@ -167,14 +164,14 @@ def read_reranking(path: Path) -> list[tuple[str, list[str], list[str]]]:
     """``{query, positive: [...], negative: [...]}`` lines."""
     return [
         (text_field(r, "query", w), text_list_field(r, "positive", w), text_list_field(r, "negative", w))
-        for w, r in iter_jsonl(path)
+        for w, r in _records(path)
     ]
 
 
 def read_summarization(path: Path) -> list[dict[str, Any]]:
     """SummEval's columns: ``{text, human_summaries, machine_summaries, relevance}``."""
     rows = []
-    for where, record in iter_jsonl(path):
+    for where, record in _records(path):
         machine = text_list_field(record, "machine_summaries", where)
         relevance = _field(record, "relevance", where)
         if not isinstance(relevance, list) or len(relevance) != len(machine):
@@ -195,7 +192,7 @@ def read_summarization(path: Path) -> list[dict[str, Any]]:
 
 def _read_ids(path: Path, read: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for where, record in iter_jsonl(path):
+    for where, record in _records(path):
         raw = _field(record, "_id", where)
         if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
             raise LocalDataError(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..eval_results import EVAL_RUN_FILE, task_main_score
 from ..io import write_json_atomic
 from .encoder import MTEBEncoder
 from .items import collect_items
@@ -30,7 +31,6 @@ from .local import EMPTY_TEXT_TREATMENT, LocalTask, local_tasks
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
 RESULTS_VERSION = 1
 
 
@@ -58,18 +58,6 @@ def run_mteb_task(
     return result.task_results[0].to_dict()
 
 
-def main_score(task_json: dict[str, Any], splits: Sequence[str] | None = None) -> float:
-    """The task's main score: mean over its eval splits and subsets (as mteb aggregates)."""
-    values = []
-    for split, entries in task_json["scores"].items():
-        if splits and split not in splits:
-            continue
-        values.extend(float(entry["main_score"]) for entry in entries)
-    if not values:
-        raise ValueError(f"{task_json.get('task_name')}: no scores")
-    return sum(values) / len(values)
-
-
 def _online_tasks(names: Sequence[str] | None, benchmark: str | None) -> list[Any]:
     import mteb
 
@@ -83,7 +71,7 @@ def _online_tasks(names: Sequence[str] | None, benchmark: str | None) -> list[An
 
 def _clear_previous(output: Path) -> None:
     """Remove task files written by an earlier run into this directory."""
-    run_file = output / RUN_FILE
+    run_file = output / EVAL_RUN_FILE
     if not run_file.exists():
         return
     try:
@@ -195,7 +183,7 @@ def run_evaluation(
                 "sampling": local.sampling,
             }
             log.warning("%s (%s): skipped: %s", name, local.family, local.skip_reason)
-            write_json_atomic(output / RUN_FILE, run)
+            write_json_atomic(output / EVAL_RUN_FILE, run)
             continue
         tick = time.monotonic()
         preloaded = task.data_loaded
@@ -204,7 +192,7 @@ def run_evaluation(
         task_json = run_mteb_task(encoder, task, batch_size, prediction_folder=predictions)
         file = f"{name}.json"
         write_json_atomic(output / file, task_json)
-        score = main_score(task_json, task.metadata.eval_splits)
+        score = task_main_score(task_json, task.metadata.eval_splits)
         family = local.family if local else str(task.metadata.type)
         items_file, items_problem = collect_items(task, predictions, task_json, family, output)
         if not preloaded:
@@ -227,7 +215,7 @@ def run_evaluation(
             **({"items_problem": items_problem} if items_problem else {}),
         }
         log.info("%s (%s): %s = %.4f", name, run["tasks"][name]["family"], task.metadata.main_score, score)
-        write_json_atomic(output / RUN_FILE, run)  # progress survives an interruption
+        write_json_atomic(output / EVAL_RUN_FILE, run)  # progress survives an interruption
     shutil.rmtree(predictions, ignore_errors=True)
     run["embedding_cache_stats"] = {
         "hits": encoder.cache.hits,
@@ -236,6 +224,6 @@ def run_evaluation(
     }
     run["finished_at"] = datetime.now(UTC).isoformat()
     run["wall_seconds"] = round(time.monotonic() - started, 1)
-    write_json_atomic(output / RUN_FILE, run)
+    write_json_atomic(output / EVAL_RUN_FILE, run)
     encoder.cache.close()
     return run

@@ -18,18 +18,18 @@ well within the timeout.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import json
 import os
 import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..io import create_json_exclusive, replace_json_durably
 
 CLAIMS_DIR = "claims"
 MACHINE_ENV = "POOLATTN_MACHINE_ID"
@@ -152,45 +152,6 @@ def stale_reason(claim: dict[str, Any], timeout: float, now: float | None = None
     return None
 
 
-def _write_file(path: Path, data: dict[str, Any]) -> Path:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return tmp
-
-
-def create_exclusive(path: Path, data: dict[str, Any]) -> bool:
-    """Create ``path`` with ``data`` unless it exists; True when this call created it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_file(path, data)
-    try:
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            # NFS: a retried LINK whose first reply was lost reports EEXIST although it worked
-            return os.stat(tmp).st_nlink == 2
-        except OSError:  # no hard links here: O_EXCL creation
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(Path(tmp).read_text())
-            return True
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def replace_file(path: Path, data: dict[str, Any]) -> None:
-    """Rewrite one's own claim atomically (the name never disappears, so nobody can create it)."""
-    os.replace(_write_file(path, data), path)
-
-
 # ----------------------------------------------------------------------------- holding a claim
 class Claim:
     """A claim this process holds: heartbeat thread, phase, release; notices when it was lost."""
@@ -226,7 +187,7 @@ class Claim:
                 self.lost.set()
                 return False
             self.data.update(fields, heartbeat=time.time())
-            replace_file(self.path, self.data)
+            replace_json_durably(self.path, self.data)
             return True
 
     def set_phase(self, phase: str) -> None:
@@ -298,6 +259,6 @@ def try_claim(
         "released": False,
         "outcome": None,
     }
-    if not create_exclusive(claim_path(run_dir, generation), data):
+    if not create_json_exclusive(claim_path(run_dir, generation), data):
         return None  # another worker was faster
     return Claim(run_dir, generation, data, timeout)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ATTENTION_MODES, ConfigError, check_choice, from_dict, load_toml
+from ..config import ConfigError, from_dict, load_toml
 
 PAPER_DESIGNS = [
     "eos+causal",
@@ -95,7 +95,9 @@ class ExperimentConfig:
 
     def model_for(self, design: str) -> dict[str, Any]:
         """The shared [model] table with this design's pooling and attention."""
-        pooling, attention = parse_design(design)
+        from ..design import parse_design
+
+        pooling, attention = parse_design(design, "experiment.designs")
         model = copy.deepcopy(self.shared.get("model", {}))
         model.update(pooling=pooling, attention=attention)
         return model
@@ -108,20 +110,6 @@ class ExperimentConfig:
         training["seed"] = run.seed
         training["output_dir"] = str(self.output_dir / run.name / "train")
         return data
-
-
-def parse_design(design: str) -> tuple[str, str]:
-    """``"multilayer+bidirectional"`` -> ("multilayer", "bidirectional"), validated."""
-    from ..pooling import POOLERS
-
-    pooling, sep, attention = design.partition("+")
-    if not sep:
-        raise ConfigError(
-            f"experiment.designs: {design!r} must look like 'pooling+attention', e.g. 'eos+causal'"
-        )
-    check_choice(f"experiment.designs: {design!r} pooling", pooling, tuple(POOLERS))
-    check_choice(f"experiment.designs: {design!r} attention", attention, ATTENTION_MODES)
-    return pooling, attention
 
 
 def load_experiment_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -137,7 +125,7 @@ def load_experiment_config(path: str | Path, overrides: list[str] | None = None)
 
 def validate(config: ExperimentConfig, where: str) -> None:
     """Check the grid and every run's training config before anything runs."""
-    from ..training import train_config_from_dict
+    from ..training.config import train_config_from_dict
 
     if not config.experiment.designs and not config.experiment.untrained:
         raise ConfigError(f"{where}: experiment.designs: the grid is empty")

@@ -11,17 +11,25 @@ time (``poolattn experiment CONFIG --report-only``) and never claims more than t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from ..io import write_text_atomic
+from .plan import ExperimentConfig, Run
+from .state import read_state
+from .summary import control_pairs, summarise
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+REPORT_FILE = "report.md"
 
-from .plan import ExperimentConfig, Run  # noqa: E402
-from .runner import read_state  # noqa: E402
-from .summary import control_pairs, summarise  # noqa: E402
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """What ``write_experiment_report`` wrote: the report's path and its summary lines (what a caller
+    shows first, without reading the markdown back)."""
+
+    path: Path
+    summary: list[str]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -42,7 +50,9 @@ def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path: Path) ->
     """One loss curve per trained design."""
     if not any(curves.values()):
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    from ..stats.plots import agg_figure
+
+    fig, ax = agg_figure((8, 4.5))
     for name, rows in curves.items():
         if rows:
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=name, linewidth=1.5)
@@ -53,7 +63,9 @@ def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | N
     """Attention mass per layer of each multilayer head (where its latents look)."""
     if not layers:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    from ..stats.plots import agg_figure
+
+    fig, ax = agg_figure((8, 4.5))
     for name, mass in layers.items():
         ax.plot(range(1, len(mass) + 1), mass, marker="o", markersize=3, label=name)
     ax.axhline(
@@ -70,16 +82,16 @@ def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | N
 
 
 def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
-    """Label, grid and legend a line plot, save it as PNG and free the figure."""
+    """Label, grid and legend a line plot and save it as PNG."""
+    from ..stats.plots import save_figure
+
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def _fmt_int(n: Any) -> str:
@@ -87,21 +99,19 @@ def _fmt_int(n: Any) -> str:
 
 
 def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, dict[str, Any]]) -> list[str]:
-    from ..training import train_config_from_dict
+    from ..model_card import adapter_text, recipe_text, training_recipe
+    from ..training.config import train_config_from_dict
 
     trained = next((r for r in runs if r.trained), None)
     lines = ["## Setup, time and throughput", ""]
     if trained is not None:
         tc = train_config_from_dict(config.train_data(trained), config.base_dir)
-        t, lora = tc.training, tc.lora
+        recipe = training_recipe(tc, [])
         lines += [
             f"- Base model: `{tc.model.base}`, max length {tc.model.max_length}, {tc.model.dtype}",
             f"- Training data: {', '.join(f'`{Path(p).name}`' for p in tc.data.train)}",
-            f"- Recipe (identical for every design): {t.steps} steps, batch {t.batch_size} queries "
-            f"(GradCache mini-batch {t.mini_batch_size}), lr {t.learning_rate}"
-            + (f" (head {t.head_learning_rate})" if t.head_learning_rate else "")
-            + f", warm-up {t.warmup_steps}, temperature {t.temperature}, seeds {config.experiment.seeds}",
-            f"- LoRA: r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout} on {', '.join(lora.target_modules)}",
+            f"- Recipe (identical for every design): {recipe_text(recipe)}, seeds {config.experiment.seeds}",
+            f"- Adapter: {adapter_text(recipe)}",
         ]
     ev = config.evaluation
     sampled = f"down-sampled to max_items={ev.max_items} per dataset" if ev.max_items else "full datasets"
@@ -234,9 +244,9 @@ def comparison_sections(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(config: ExperimentConfig) -> Path:
+def write_experiment_report(config: ExperimentConfig) -> ExperimentReport:
     """Compare the finished runs and write ``report.md`` with its PNGs in the experiment folder."""
-    from ..stats import compare
+    from ..stats.compare import compare
 
     out = config.output_dir
     runs = config.runs()
@@ -260,10 +270,12 @@ def write_report(config: ExperimentConfig) -> Path:
             names=[r.name for r in finished],
             designs=[design_of(r) for r in finished],
         )
-        lines += ["## Summary", "", *summarise(result), ""]
+        summary = summarise(result)
+        lines += ["## Summary", "", *summary, ""]
         lines += comparison_sections(result)
     else:
-        lines += ["## Summary", "", "Fewer than two designs finished: nothing to compare yet.", ""]
+        summary = ["Fewer than two designs finished: nothing to compare yet."]
+        lines += ["## Summary", "", *summary, ""]
         lines += ["## Comparison", "", "Nothing to compare yet.", ""]
     ablation = ablation_section(config)
     if ablation:
@@ -289,8 +301,6 @@ def write_report(config: ExperimentConfig) -> Path:
     if plot_training_curves(curves, out / "training_curves.png"):
         lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
     lines += setup_section(config, runs, states)
-    path = out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    path = out / REPORT_FILE
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return ExperimentReport(path, summary)

@@ -7,22 +7,18 @@ and reported without stopping the others.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..io import write_json_atomic
 from .plan import ExperimentConfig, Run
+from .state import read_state, write_state
+
+if TYPE_CHECKING:
+    from .report import ExperimentReport
 
 log = logging.getLogger(__name__)
-STATE_FILE = "state.json"
-
-
-def read_state(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 class Progress:
@@ -47,13 +43,14 @@ def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) 
     """Train (if needed) and evaluate one run, recording each finished phase."""
     from ..evaluation.distributed import evaluate  # sharded over ranks under `accelerate launch`
     from ..model import EmbeddingModel
-    from ..training import train, train_config_from_dict
+    from ..training.config import train_config_from_dict
+    from ..training.trainer import train
 
     run_dir = config.output_dir / run.name
     state = read_state(run_dir)
     state.update(design=run.design, seed=run.seed, trained=run.trained, status="running")
     state.pop("error", None)
-    write_json_atomic(run_dir / STATE_FILE, state)
+    write_state(run_dir, state)
     if run.trained and "model_dir" not in state:
         progress.say(index, run, "training")
         train_cfg = train_config_from_dict(config.train_data(run), config.base_dir)
@@ -63,14 +60,14 @@ def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) 
         state.update(
             model_dir=str(model_dir), train_seconds=time.monotonic() - start + state.get("train_seconds", 0)
         )
-        write_json_atomic(run_dir / STATE_FILE, state)
+        write_state(run_dir, state)
     if "eval_dir" not in state:
         progress.say(index, run, "evaluating")
         start = time.monotonic()
         if run.trained:
             model = EmbeddingModel.load(state["model_dir"])
         else:
-            from ..config import model_config
+            from ..design import model_config
 
             model = EmbeddingModel.from_config(model_config(**run.model))
         ev = config.evaluation
@@ -110,25 +107,26 @@ def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) 
             )
             state.update(ablation_dir=str(run_dir / "ablation"), ablation_seconds=time.monotonic() - start)
     state["status"] = "done"
-    write_json_atomic(run_dir / STATE_FILE, state)
+    write_state(run_dir, state)
     return state
 
 
 def run_experiment(
     config: ExperimentConfig, runs: list[str] | None = None, shard: tuple[int, int] | None = None
-) -> Path | None:
+) -> ExperimentReport | None:
     """Run the grid (skipping finished runs) alongside any other workers on the same output
     directory, then compare and report. ``runs`` / ``shard`` (K, N) restrict which runs this
-    worker takes. Returns the report path, or None when another worker writes it."""
-    from .report import write_report
+    worker takes. Returns the report written, or None when another worker writes it."""
+    from .report import write_experiment_report
     from .workers import run_grid
 
-    return run_grid(config, run_one, write_report, names=runs, shard=shard)
+    return run_grid(config, run_one, write_experiment_report, names=runs, shard=shard)
 
 
 def describe_plan(config: ExperimentConfig) -> str:
     """The plan of a ``--dry-run``: designs, seeds, budget, data and tasks."""
-    from ..training import train_config_from_dict
+    from ..model_card import adapter_text, recipe_text, training_recipe
+    from ..training.config import train_config_from_dict
 
     lines = [f"experiment {config.source} -> {config.output_dir}"]
     runs = config.runs()
@@ -136,15 +134,9 @@ def describe_plan(config: ExperimentConfig) -> str:
     tc = train_config_from_dict(config.train_data(first), config.base_dir)
     lines.append(f"base model: {tc.model.base}  max_length: {tc.model.max_length}  dtype: {tc.model.dtype}")
     lines.append(f"data: {', '.join(map(str, tc.data.train))}")
-    t = tc.training
-    lines.append(
-        f"training: {t.steps} steps, batch {t.batch_size} (mini-batch {t.mini_batch_size}), lr {t.learning_rate}, "
-        f"warm-up {t.warmup_steps}, temperature {t.temperature}"
-    )
-    lora = tc.lora
-    lines.append(
-        f"lora: r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout}, targets {', '.join(lora.target_modules)}"
-    )
+    recipe = training_recipe(tc, [])
+    lines.append(f"training: {recipe_text(recipe)}")
+    lines.append(f"adapter: {adapter_text(recipe)}")
     ev = config.evaluation
     what = ev.benchmark or (
         ", ".join(ev.tasks) if ev.tasks else f"local suite ({ev.local_data or '$POOLATTN_DATA_DIR'})"

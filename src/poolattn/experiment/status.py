@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .claims import Claim, Worker, read_claim, stale_reason
-from .runner import read_state
+from .state import read_state
 
 if TYPE_CHECKING:
     from .plan import ExperimentConfig, Run

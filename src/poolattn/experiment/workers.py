@@ -20,13 +20,13 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import ConfigError
-from ..io import write_json_atomic
-from .claims import CLAIMS_DIR, Claim, Worker, create_exclusive, generations, read_claim, try_claim
+from ..io import create_json_exclusive
+from .claims import CLAIMS_DIR, Claim, Worker, generations, read_claim, try_claim
 from .plan import ExperimentConfig, Run
-from .runner import STATE_FILE, read_state
+from .state import read_state, write_state
 from .status import GridProgress, describe_claim
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def select_runs(
 def _mark_failed(run_dir: Path, exc: BaseException) -> None:
     state = read_state(run_dir)
     state.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    write_json_atomic(run_dir / STATE_FILE, state)
+    write_state(run_dir, state)
 
 
 class GridWorker:
@@ -215,18 +215,21 @@ class GridWorker:
         if not self.ran and not self.waited:
             return True
         path = self.config.output_dir / CLAIMS_DIR / f"report-{self.report_key()}.json"
-        return create_exclusive(path, {"worker": self.worker.id, "at": time.time()})
+        return create_json_exclusive(path, {"worker": self.worker.id, "at": time.time()})
+
+
+Report = TypeVar("Report")
 
 
 def run_grid(
     config: ExperimentConfig,
     run_one: RunOne,
-    write_report: Callable[[ExperimentConfig], Path],
+    write_report: Callable[[ExperimentConfig], Report],
     names: list[str] | None = None,
     shard: tuple[int, int] | None = None,
-) -> Path | None:
-    """Work through the grid with any other workers; returns the report path when this
-    worker wrote it, else None (others still working, or the report was theirs to write)."""
+) -> Report | None:
+    """Work through the grid with any other workers; returns what ``write_report`` returned when
+    this worker wrote the report, else None (others still working, or it was theirs to write)."""
     worker = GridWorker(config, run_one, names, shard)
     worker.work()
     if not worker.group.main:

@@ -34,6 +34,7 @@ from typing import Any
 
 from scipy import stats
 
+from ..eval_results import EVAL_RUN_FILE
 from ..io import write_json_atomic, write_text_atomic
 from .compare import ModelResults, ResultsError, compare_models, design_groups, load_results
 
@@ -58,12 +59,14 @@ def _eval_dir(run_dir: Path, state: dict[str, Any]) -> Path:
     """The run's results folder: ``<run>/eval`` (so a moved experiment folder still reads), else
     the path its state recorded."""
     local = run_dir / "eval"
-    if (local / "run.json").exists():
+    if (local / EVAL_RUN_FILE).exists():
         return local
     recorded = state.get("eval_dir")
-    if recorded and (Path(recorded) / "run.json").exists():
+    if recorded and (Path(recorded) / EVAL_RUN_FILE).exists():
         return Path(recorded)
-    raise ResultsError(f"{run_dir / STATE_FILE}: status done but no results folder ({local} has no run.json)")
+    raise ResultsError(
+        f"{run_dir / STATE_FILE}: status done but no results folder ({local} has no {EVAL_RUN_FILE})"
+    )
 
 
 def load_experiment(directory: str | Path) -> Experiment:
@@ -89,7 +92,7 @@ def load_experiment(directory: str | Path) -> Experiment:
 
 def _backbone_label(runs: list[ModelResults], directory: Path) -> str:
     for run in runs:
-        run_json = Path(run.directory) / "run.json"
+        run_json = Path(run.directory) / EVAL_RUN_FILE
         base = json.loads(run_json.read_text(encoding="utf-8")).get("model", {}).get("base")
         if base:
             return str(base)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..eval_results import EVAL_RUN_FILE, NoScoresError, task_main_score
 from .bayes import bayesian_signed_rank
 from .bootstrap import (
     N_RESAMPLES,
@@ -53,7 +54,6 @@ from .verdict import decide
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
 ALPHA = 0.05
 ROPE = 0.01  # 1 point on the x100 scale
 HOLM_SCOPES = ("family", "global")
@@ -93,20 +93,15 @@ def _read_json(path: Path) -> Any:
         raise ResultsError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
-def _task_main_score(path: Path, splits: Sequence[str] | None = None) -> float:
+def _read_task_score(path: Path) -> float:
+    """The main score of one mteb task file (``eval_results.task_main_score``), errors naming the file."""
     data = _read_json(path)
     try:
-        values = [
-            float(entry["main_score"])
-            for split, entries in data["scores"].items()
-            if not splits or split in splits
-            for entry in entries
-        ]
+        return task_main_score(data)
+    except NoScoresError as exc:
+        raise ResultsError(f"{path}: no scores") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResultsError(f"{path}: not an mteb task result (no scores/main_score: {exc})") from exc
-    if not values:
-        raise ResultsError(f"{path}: no scores")
-    return float(np.mean(values))
 
 
 def load_results(directory: str | Path) -> ModelResults:
@@ -114,13 +109,13 @@ def load_results(directory: str | Path) -> ModelResults:
     directory = Path(directory)
     if not directory.is_dir():
         raise ResultsError(f"{directory}: not a results directory")
-    run = _read_json(directory / RUN_FILE)
+    run = _read_json(directory / EVAL_RUN_FILE)
     try:
         model, tasks = run["model"], run["tasks"]
     except (KeyError, TypeError) as exc:
-        raise ResultsError(f"{directory / RUN_FILE}: corrupt run file (missing {exc})") from exc
+        raise ResultsError(f"{directory / EVAL_RUN_FILE}: corrupt run file (missing {exc})") from exc
     if not tasks:
-        raise ResultsError(f"{directory / RUN_FILE}: lists no tasks")
+        raise ResultsError(f"{directory / EVAL_RUN_FILE}: lists no tasks")
     result = ModelResults(
         name=str(model.get("design") or model.get("name") or directory.name),
         directory=str(directory),
@@ -129,7 +124,7 @@ def load_results(directory: str | Path) -> ModelResults:
         settings=run.get("settings", {}),
     )
     for task, info in tasks.items():
-        result.scores[task] = _task_main_score(directory / info["file"])
+        result.scores[task] = _read_task_score(directory / info["file"])
         result.families[task] = info["family"]
         result.metrics[task] = info.get("main_score_name", "")
         result.sampling[task] = info.get("sampling")
@@ -424,7 +419,7 @@ def compare(
     ``designs`` groups runs into designs (default: ``<design>-seed<N>`` names share one);
     ``plan_target`` (0-1 scale) adds a planning section: what detecting that effect needs.
     """
-    from .report import write_report
+    from .report import write_comparison_report
 
     models = [load_results(d) for d in result_dirs]
     if names is not None:
@@ -448,5 +443,5 @@ def compare(
     summary["plan_target"] = plan_target
     for w in caught:  # re-emit so callers (and the CLI) still see them
         warnings.warn(str(w.message), w.category, stacklevel=2)
-    write_report(summary, Path(output_dir), plots=plots)
+    write_comparison_report(summary, Path(output_dir), plots=plots)
     return summary

@@ -1,9 +1,12 @@
-"""Comparison plots (matplotlib, Agg), sized to be read at 100% zoom:
+"""Comparison plots (matplotlib's Agg canvas), sized to be read at 100% zoom:
 
 - ``family_means.png``: one small panel per family, each design's family mean with its 95% CI
   (items and seeds); the pairwise results live in the verdict table, not in brackets;
 - ``heatmap.png``: per-dataset scores, grouped by family;
 - ``cd_<family>.png``: the critical-difference diagram (Nemenyi) of a family.
+
+Figures are drawn on their own Agg canvas (``agg_figure``), never through pyplot, so plotting
+chooses no backend for the process and importing this module loads no matplotlib.
 """
 
 from __future__ import annotations
@@ -13,18 +16,39 @@ import re
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..io import atomic_file
 
 SCALE = 100.0
 DPI = 110
 
 
+def agg_figure(
+    figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **kwargs: Any
+) -> tuple[Any, Any]:
+    """A figure and its axes (``Figure.subplots``) on an Agg canvas, unknown to pyplot: no
+    backend is chosen and nothing needs closing (the figure goes with its last reference)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG atomically: a kill never leaves half a picture."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path
+
+
 def _colors(n: int) -> list[Any]:
-    palette = plt.get_cmap("tab10").colors
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors
     return [palette[i % len(palette)] for i in range(n)]
 
 
@@ -35,7 +59,7 @@ def family_means(summary: dict[str, Any], path: Path) -> None:
     ncols = min(3, len(families))
     nrows = math.ceil(len(families) / ncols)
     height = nrows * (0.9 + 0.32 * len(names)) + 0.6
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols + 1.6, height), squeeze=False, sharey=True)
+    fig, axes = agg_figure((3.9 * ncols + 1.6, height), nrows, ncols, squeeze=False, sharey=True)
     colors = _colors(len(names))
     ys = np.arange(len(names))[::-1]
     for ax, family in zip(axes.flat, families, strict=False):
@@ -73,8 +97,7 @@ def family_means(summary: dict[str, Any], path: Path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def heatmap(summary: dict[str, Any], path: Path) -> None:
@@ -83,7 +106,7 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
     tasks = sorted(summary["datasets"], key=lambda t: (summary["datasets"][t]["family"], t))
     data = np.array([[summary["datasets"][t]["scores"][n] * SCALE for n in names] for t in tasks])
     labels = [f"{summary['datasets'][t]['family']} · {t}" for t in tasks]
-    fig, ax = plt.subplots(figsize=(3.4 + 1.25 * len(names), 1.0 + 0.3 * len(tasks)))
+    fig, ax = agg_figure((3.4 + 1.25 * len(names), 1.0 + 0.3 * len(tasks)))
     image = ax.imshow(data, cmap="viridis", aspect="auto", vmin=0, vmax=max(100.0, float(np.nanmax(data))))
     for r in range(data.shape[0]):
         best = np.nanmax(data[r])
@@ -107,8 +130,7 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
     ax.set_title("Main score per dataset (x100; bold = best)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def cd_file(family: str) -> str:
@@ -126,7 +148,7 @@ def cd_diagram(summary: dict[str, Any], family: str, path: Path) -> None:
     ranks = pd.Series(nem["ranks"])
     sig = pd.DataFrame([[nem["pvalues"][a][b] for b in names] for a in names], index=names, columns=names)
     k = len(names)
-    fig, ax = plt.subplots(figsize=(8.0, 1.9 + 0.32 * k))
+    fig, ax = agg_figure((8.0, 1.9 + 0.32 * k))
     designs = list(summary["designs"])  # the same colour per design as in family_means.png
     palette = {n: c for n, c in zip(designs, _colors(len(designs)), strict=True) if n in names}
     sp.critical_difference_diagram(
@@ -142,5 +164,4 @@ def cd_diagram(summary: dict[str, Any], family: str, path: Path) -> None:
         pad=18,
     )
     fig.subplots_adjust(left=0.25, right=0.75, top=0.78, bottom=0.05)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)

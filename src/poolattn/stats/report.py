@@ -10,26 +10,14 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..io import write_text_atomic
+
 SCALE = 100.0  # scores shown in percent, as MTEB tables do
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def sampling_text(sampling: dict[str, Any] | None) -> str:
@@ -358,12 +346,12 @@ def report_markdown(summary: dict[str, Any], plots: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(summary: dict[str, Any], output: Path, plots: bool = True) -> None:
+def write_comparison_report(summary: dict[str, Any], output: Path, plots: bool = True) -> None:
     """All report files into ``output`` (created); each written atomically."""
     output.mkdir(parents=True, exist_ok=True)
-    _atomic_write(output / "stats.json", json.dumps(summary, indent=2, default=str) + "\n")
-    _atomic_write(output / "scores.csv", scores_csv(summary))
-    _atomic_write(output / "report.md", report_markdown(summary, plots))
+    write_text_atomic(output / "stats.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_text_atomic(output / "scores.csv", scores_csv(summary))
+    write_text_atomic(output / "report.md", report_markdown(summary, plots))
     if plots:
         from .plots import cd_diagram, cd_file, family_means, heatmap
 

@@ -11,7 +11,7 @@ from .config import (
     load_train_config,
     train_config_from_dict,
 )
-from .data import BatchSampler, DataError, Example, load_sources, read_jsonl
+from .data import BatchSampler, DataError, Example, load_sources, read_examples
 from .loss import global_info_nce, info_nce
 from .trainer import OutputExistsError, TrainingDiverged, build_model, train
 
@@ -30,7 +30,7 @@ __all__ = [
     "info_nce",
     "load_sources",
     "load_train_config",
-    "read_jsonl",
+    "read_examples",
     "train",
     "train_config_from_dict",
 ]

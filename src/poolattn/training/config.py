@@ -11,11 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, ModelConfig, check_choice, from_dict, load_toml, to_dict
-from ..model import DEFAULT_INSTRUCTION
+from ..config import (
+    DEFAULT_INSTRUCTION,
+    LORA_TARGETS,
+    ConfigError,
+    ModelConfig,
+    check_choice,
+    from_dict,
+    load_toml,
+    to_dict,
+)
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @dataclass
@@ -103,7 +110,7 @@ class LoraSection:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
 
     def validate(self, where: str = "lora") -> None:
         if self.r < 1:
@@ -125,7 +132,9 @@ class TrainConfig:
     base_dir: str | None = None  # directory of the config file, for relative data paths
 
     def validate(self) -> TrainConfig:
-        self.model.validate("model")
+        from ..design import validate_design  # the pooler registry (torch) only when validating
+
+        validate_design(self.model, "model")
         self.data.validate("data")
         self.training.validate("training")
         self.lora.validate("lora")

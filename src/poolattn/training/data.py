@@ -12,13 +12,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..io import JsonlError, read_jsonl
 from ..settings import DATA_DIR_ENV
 from .config import DataConfig
 
@@ -84,7 +85,7 @@ def parse_record(record: Any, where: str, source: str = "", instruction: str | N
     return Example(query, positive, negatives, instruction, source)
 
 
-def read_jsonl(
+def read_examples(
     path: str | Path, *, source: str | None = None, instruction: str | None = None, skip_invalid: bool = False
 ) -> tuple[list[Example], int]:
     """Read a JSONL file of examples; returns (examples, number of skipped bad lines).
@@ -95,22 +96,22 @@ def read_jsonl(
     name = source or path.stem
     examples: list[Example] = []
     skipped = 0
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
+
+    def skip(exc: Exception) -> None:
+        nonlocal skipped
+        skipped += 1
+        log.warning("skipped %s", exc)
+
+    try:
+        for record in read_jsonl(path, on_bad_line=skip if skip_invalid else None):
             try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-                examples.append(parse_record(record, where, name, instruction))
+                examples.append(parse_record(record.value, record.where, name, instruction))
             except DataError as exc:
                 if not skip_invalid:
                     raise
-                skipped += 1
-                log.warning("skipped %s", exc)
+                skip(exc)
+    except JsonlError as exc:
+        raise DataError(str(exc)) from exc
     if not examples:
         raise DataError(f"{path}: no valid examples")
     return examples, skipped
@@ -159,7 +160,7 @@ def load_sources(cfg: DataConfig, base_dir: str | Path | None = None) -> list[So
         path = resolve_data_path(text, base_dir)
         name = path.stem
         instruction = cfg.instructions.get(name, cfg.instructions.get(text, cfg.default_instruction))
-        examples, skipped = read_jsonl(
+        examples, skipped = read_examples(
             path, source=name, instruction=instruction, skip_invalid=cfg.skip_invalid
         )
         weight = cfg.weights.get(name, cfg.weights.get(text, float(len(examples))))
@@ -183,7 +184,10 @@ def load_sources(cfg: DataConfig, base_dir: str | Path | None = None) -> list[So
     return sources
 
 
-def _norm(text: str) -> str:
+def same_text_key(text: str) -> str:
+    """The key under which two texts count as the same (case and runs of whitespace ignored):
+    a batch never holds one positive twice, and mining never offers a query or positive as
+    a negative."""
     return " ".join(text.lower().split())
 
 
@@ -212,7 +216,7 @@ class BatchSampler:
         self._probs = weights / weights.sum()
         self._rng = np.random.default_rng([self.seed, 7919])
         self._perms: dict[tuple[int, int], np.ndarray] = {}
-        distinct = len({_norm(e.positive) for s in self.sources for e in s.examples})
+        distinct = len({same_text_key(e.positive) for s in self.sources for e in s.examples})
         if distinct < self.batch_size:
             raise DataError(
                 f"training.batch_size={self.batch_size} exceeds the {distinct} distinct positives in the data"
@@ -243,7 +247,7 @@ class BatchSampler:
         queue = list(self.pending)
         while len(chosen) < self.batch_size:
             ref = queue.pop(0) if queue else self._draw()
-            key = _norm(self.sources[ref[0]].examples[ref[1]].positive)
+            key = same_text_key(self.sources[ref[0]].examples[ref[1]].positive)
             if key in seen:
                 deferred.append(ref)
                 if len(deferred) > 100 * self.batch_size:
@@ -254,10 +258,6 @@ class BatchSampler:
         self.pending = deferred + queue
         self.batches += 1
         return [self.sources[s].examples[i] for s, i in chosen]
-
-    def __iter__(self) -> Iterator[list[Example]]:
-        while True:
-            yield self.next_batch()
 
     def state_dict(self) -> dict[str, Any]:
         """The data position (JSON-friendly)."""

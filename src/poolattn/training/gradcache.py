@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -118,8 +118,47 @@ def _rows(features: dict[str, torch.Tensor], rows: list[int]) -> dict[str, torch
     return {key: value[index][:, used] for key, value in features.items()}
 
 
+@dataclass(frozen=True)
+class ContrastiveBatch:
+    """One step's texts on this process, tokenized into mini-batches: the queries, then the
+    positives (one per query), then the hard negatives, in that input order."""
+
+    chunks: Chunks
+    n_queries: int
+    n_positives: int
+
+    def __post_init__(self) -> None:
+        if self.n_queries < 1 or self.n_positives < 1 or self.n_queries + self.n_positives > len(self.chunks):
+            raise ValueError(
+                f"ContrastiveBatch: {self.n_queries} queries and {self.n_positives} positives "
+                f"do not fit {len(self.chunks)} texts"
+            )
+
+    def split(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, positives, negatives back in input order (``embeddings`` in mini-batch order)."""
+        ordered = embeddings[self.chunks.inverse]
+        q, p = self.n_queries, self.n_queries + self.n_positives
+        return ordered[:q], ordered[q:p], ordered[p:]
+
+
+def _tensor_backward(loss: torch.Tensor) -> None:
+    loss.backward()
+
+
+@dataclass(frozen=True)
+class Backprop:
+    """How a step back-propagates: the backward call (``accelerator.backward`` in training), the
+    loss scale (the world size under data parallelism, see ``loss``), the context that skips
+    gradient synchronisation, and the device whose RNG dropout draws from."""
+
+    backward: BackwardFn = _tensor_backward
+    scale: float = 1.0
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
 class RandState:
-    """The CPU (and current CUDA device) RNG state, to replay dropout exactly."""
+    """The CPU (and current CUDA device) RNG state, recorded to replay dropout exactly."""
 
     def __init__(self, device: torch.device) -> None:
         self.cpu = torch.get_rng_state()
@@ -132,55 +171,48 @@ class RandState:
             torch.cuda.set_rng_state(self.cuda, self.device)
 
 
-def _split(embeddings: torch.Tensor, chunks: Chunks, n_queries: int, n_pos: int):
-    """Queries, positives, negatives back in input order."""
-    ordered = embeddings[chunks.inverse]
-    return ordered[:n_queries], ordered[n_queries : n_queries + n_pos], ordered[n_queries + n_pos :]
+@contextlib.contextmanager
+def replayed_rng(state: RandState) -> Iterator[None]:
+    """Run the block with the RNG as ``state`` recorded it (so dropout draws the same masks),
+    then put the RNG back as it was on entry."""
+    after = RandState(state.device)
+    state.restore()
+    try:
+        yield
+    finally:
+        after.restore()
 
 
 def plain_step(
-    model: Callable,
-    chunks: Chunks,
-    n_queries: int,
-    n_pos: int,
-    loss_fn: LossFn,
-    backward: BackwardFn,
-    scale: float = 1.0,
+    model: Callable, batch: ContrastiveBatch, loss_fn: LossFn, backprop: Backprop | None = None
 ) -> float:
     """Forward every mini-batch with its graph, one loss, one backward (memory grows with the batch)."""
-    embeddings = torch.cat([model(f) for f in chunks.features])
-    loss = loss_fn(*_split(embeddings, chunks, n_queries, n_pos))
-    backward(loss * scale)
+    backprop = backprop or Backprop()
+    embeddings = torch.cat([model(f) for f in batch.chunks.features])
+    loss = loss_fn(*batch.split(embeddings))
+    backprop.backward(loss * backprop.scale)
     return float(loss.detach())
 
 
 def cached_step(
-    model: Callable,
-    chunks: Chunks,
-    n_queries: int,
-    n_pos: int,
-    loss_fn: LossFn,
-    backward: BackwardFn,
-    scale: float = 1.0,
-    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-    device: torch.device | None = None,
+    model: Callable, batch: ContrastiveBatch, loss_fn: LossFn, backprop: Backprop | None = None
 ) -> float:
     """GradCache step: same gradient as ``plain_step``, memory of one mini-batch."""
-    features_list = chunks.features
-    device = device or torch.device("cpu")
+    backprop = backprop or Backprop()
+    features_list = batch.chunks.features
+    backward, no_sync = backprop.backward, backprop.no_sync
     # The last mini-batch keeps its graph from the first pass: it is back-propagated first, so
     # only one mini-batch's activations are alive at a time, and it saves one forward pass.
     states, cached = [], []
     with torch.no_grad():
         for features in features_list[:-1]:
-            states.append(RandState(device))
+            states.append(RandState(backprop.device))
             cached.append(model(features))
     last = model(features_list[-1])
-    after = RandState(device)
     leaf = torch.cat([*cached, last.detach()]).requires_grad_(True)
     with torch.enable_grad():
-        loss = loss_fn(*_split(leaf, chunks, n_queries, n_pos))
-        (grad,) = torch.autograd.grad(loss * scale, leaf)
+        loss = loss_fn(*batch.split(leaf))
+        (grad,) = torch.autograd.grad(loss * backprop.scale, leaf)
     first_of_last = sum(e.shape[0] for e in cached)
     with no_sync() if cached else contextlib.nullcontext():  # gradients sync on the final backward
         backward((last * grad[first_of_last:].to(last.dtype)).sum())
@@ -189,12 +221,11 @@ def cached_step(
     for k, (features, state) in enumerate(zip(features_list[:-1], states, strict=True)):
         if k % TRIM_EVERY == 0:  # no graph is alive here: give the heap's free pages back
             release_free_heap()
-        state.restore()
         sync = contextlib.nullcontext() if k == len(features_list) - 2 else no_sync()
-        with sync:
+        # the RNG leaves each replay as it entered it: after the step it is where plain_step leaves it
+        with replayed_rng(state), sync:
             emb = model(features)
             part = grad[offset : offset + emb.shape[0]].to(emb.dtype)
             backward((emb * part).sum())
         offset += emb.shape[0]
-    after.restore()
     return float(loss.detach())

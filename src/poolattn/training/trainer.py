@@ -3,15 +3,22 @@
 The same code runs on a CPU, one GPU, or ``accelerate launch`` across GPUs and nodes. Every
 process builds the same seeded global batch and embeds its shard; the loss is computed on
 the gathered global batch, so every query sees every positive and negative of the step.
+
+``train`` runs named steps over one ``_Run``: ``_set_up`` (accelerator, data, model,
+optimizer), ``_restore`` (a checkpoint's state), ``_prepare`` (accelerate wrapping),
+``_start_logs`` (run file, metrics), then ``_one_step`` / ``_checkpoint`` per step, and
+``_finish`` (the final model directory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +29,21 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from ..backbone import load_backbone
-from ..config import to_dict
-from ..model import DEFAULT_INSTRUCTION, EmbeddingModel
+from ..config import DEFAULT_INSTRUCTION, to_dict
+from ..io import write_json_atomic, write_text_atomic
+from ..model import EmbeddingModel
 from ..model_card import training_recipe
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import BatchSampler, Source, batch_digest, load_sources, shard
-from .gradcache import cached_step, make_chunks, plain_step
+from .data import BatchSampler, Example, Source, batch_digest, load_sources, shard
+from .gradcache import Backprop, ContrastiveBatch, LossFn, cached_step, make_chunks, plain_step
 from .loss import global_info_nce
 
 log = logging.getLogger(__name__)
 
 FINAL_DIR = "final"
 METRICS_FILE = "metrics.jsonl"
-RUN_FILE = "run.json"
+TRAIN_RUN_FILE = "run.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,10 +65,10 @@ def build_model(config: TrainConfig) -> EmbeddingModel:
     seed = config.training.seed
     torch.manual_seed(seed)
     backbone, tokenizer = load_backbone(config.model)
-    model = EmbeddingModel(backbone, tokenizer, config.model, head_seed=seed)
+    full = config.training.full_finetune
+    model = EmbeddingModel(backbone, tokenizer, config.model, head_seed=seed, full_finetune=full)
     torch.manual_seed(seed)  # whatever building the design consumed, LoRA starts identical
-    if config.training.full_finetune:
-        model.full_finetune = True
+    if full:
         # Trained weights live in float32 (a bf16 weight does not move under a ~1e-5 AdamW step);
         # the forward still runs in model.compute_dtype under autocast.
         model.backbone.float().requires_grad_(True)
@@ -108,7 +116,9 @@ def _trainable_state(model: EmbeddingModel) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _step_texts(local: list, num_negatives: int) -> tuple[list[str], list[str], list[str | None], int]:
+def _step_texts(
+    local: list[Example], num_negatives: int
+) -> tuple[list[str], list[str], list[str | None], int]:
     """Queries, documents (positives then negatives), one instruction per text (None for
     documents, which stay bare), and the number of positives."""
     queries = [e.query for e in local]
@@ -124,7 +134,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def _data_summary(sources: list[Source]) -> list[dict[str, Any]]:
@@ -149,154 +159,201 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     the same order whatever the design, so designs can be compared on identical data.
     """
     config.validate()
+    run = _set_up(config, resume)
+    state = _restore(run) if resume else None
+    _prepare(run, state)
+    _start_logs(run)
+    t = config.training
+    stop_at = t.steps if t.max_steps_this_run is None else min(t.steps, run.start + t.max_steps_this_run)
+    main = run.accelerator.is_main_process
+    bar = tqdm(total=t.steps, initial=run.start, desc="train", unit="step", disable=not (main and t.progress))
+    began = time.perf_counter()
+    step = run.start
+    with contextlib.closing(bar):
+        while step < stop_at:
+            step += 1
+            record = _one_step(run, step, began)
+            _log_step(run, record, bar)
+            if step % t.save_every == 0 or step == stop_at:
+                run.last_saved = _checkpoint(run, step)
+    return _finish(run, step)
+
+
+@dataclass
+class _Run:
+    """One training run's parts, built by ``_set_up`` and completed by ``_prepare``."""
+
+    config: TrainConfig
+    out: Path
+    accelerator: Accelerator
+    sources: list[Source]
+    sampler: BatchSampler
+    model: EmbeddingModel  # unwrapped: tokenize, save, describe
+    optimizer: Any
+    scheduler: Any
+    existing: Path | None  # the latest checkpoint found in ``out``
+    wrapped: Any = None  # the model as accelerate prepared it: forward and backward go through it
+    backprop: Backprop = field(default_factory=Backprop)
+    start: int = 0  # steps already done (a resumed run)
+    last_saved: Path | None = None
+
+    @property
+    def loss_fn(self) -> LossFn:
+        t = self.config.training
+        return functools.partial(global_info_nce, temperature=t.temperature, symmetric=t.symmetric)
+
+
+def _set_up(config: TrainConfig, resume: bool) -> _Run:
+    """Accelerator, data, seeded model, optimizer and schedule; refuses to overwrite a run."""
     t = config.training
     out = Path(t.output_dir)
     accelerator = Accelerator(cpu=t.cpu, mixed_precision=_mixed_precision(t.mixed_precision))
-    main = accelerator.is_main_process
     existing = ckpt.latest_checkpoint(out)
     if not resume and (existing is not None or (out / FINAL_DIR).exists()):
         raise OutputExistsError(
             f"training.output_dir: {out} already holds a run; pass --resume or use a new directory"
         )
-
     sources = load_sources(config.data, config.base_dir)
     skipped = sum(s.skipped for s in sources)
-    if skipped and main:
+    if skipped and accelerator.is_main_process:
         log.warning(
-            "skipped %d invalid training records (data.skip_invalid = true); see %s", skipped, out / RUN_FILE
+            "skipped %d invalid training records (data.skip_invalid = true); see %s",
+            skipped,
+            out / TRAIN_RUN_FILE,
         )
     sampler = BatchSampler(sources, t.batch_size, t.seed)
     model = build_model(config)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=t.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, t.warmup_steps, t.steps)
+    return _Run(config, out, accelerator, sources, sampler, model, optimizer, scheduler, existing)
 
-    start = 0
-    state: dict[str, Any] | None = None
-    if resume and existing is not None:
-        state = ckpt.read_checkpoint(existing)
-        missing = set(_trainable_state(model)) - set(state["trainable"])
-        if missing:
-            raise ValueError(
-                f"{existing}: checkpoint lacks trainable weights {sorted(missing)[:3]}...; design changed?"
-            )
-        model.load_state_dict(state["trainable"], strict=False)
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["data"])
-        start = int(state["step"])
-        log.info("resuming from %s (step %d)", existing, start)
-    elif resume:
-        log.warning("--resume: no checkpoint in %s, starting from step 0", out)
 
+def _restore(run: _Run) -> dict[str, Any] | None:
+    """Load the latest checkpoint's weights, optimizer, schedule and data position (before
+    accelerate wraps anything); returns its state, None when there is none to resume."""
+    run.last_saved = run.existing
+    if run.existing is None:
+        log.warning("--resume: no checkpoint in %s, starting from step 0", run.out)
+        return None
+    state = ckpt.read_checkpoint(run.existing)
+    missing = set(_trainable_state(run.model)) - set(state["trainable"])
+    if missing:
+        raise ValueError(
+            f"{run.existing}: checkpoint lacks trainable weights {sorted(missing)[:3]}...; design changed?"
+        )
+    run.model.load_state_dict(state["trainable"], strict=False)
+    if state["optimizer"] is not None:
+        run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.sampler.load_state_dict(state["data"])
+    run.start = int(state["step"])
+    log.info("resuming from %s (step %d)", run.existing, run.start)
+    return state
+
+
+def _prepare(run: _Run, state: dict[str, Any] | None) -> None:
+    """Wrap model and optimizer with accelerate, then restore what only exists after wrapping
+    (sharded optimizer state, this process's RNG states); sets how steps back-propagate."""
+    accelerator, t = run.accelerator, run.config.training
     if accelerator.state.deepspeed_plugin is not None:  # no dataloader is prepared: say the micro-batch
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
             t.mini_batch_size
         )
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-    if state is not None and (existing / "accelerate").is_dir():
-        accelerator.load_state(str(existing / "accelerate"))  # DeepSpeed / FSDP sharded optimizer state
-    unwrapped: EmbeddingModel = accelerator.unwrap_model(wrapped)
+    run.wrapped, run.optimizer = accelerator.prepare(run.model, run.optimizer)
+    if state is not None and (run.existing / "accelerate").is_dir():
+        accelerator.load_state(str(run.existing / "accelerate"))  # DeepSpeed / FSDP sharded optimizer state
+    run.model = accelerator.unwrap_model(run.wrapped)
     rank, world = accelerator.process_index, accelerator.num_processes
     if state is not None:
         rngs = state["rng"]
         ckpt.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
-    scale = float(world) if accelerator.distributed_type != DistributedType.NO else 1.0
-
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        run = {
-            "config": config.to_dict(),
-            "data": _data_summary(sources),
-            "skipped_records": skipped,
-            "processes": world,
-            "model": unwrapped.describe(),
-            "resumed_from_step": start,
-        }
-        (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
-        _truncate_metrics(out / METRICS_FILE, start)
-
-    def loss_fn(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        return global_info_nce(q, p, n, t.temperature, t.symmetric)
-
-    def no_sync() -> contextlib.AbstractContextManager:
-        return accelerator.no_sync(wrapped)
-
-    stop_at = t.steps if t.max_steps_this_run is None else min(t.steps, start + t.max_steps_this_run)
-    bar = tqdm(total=t.steps, initial=start, desc="train", unit="step", disable=not (main and t.progress))
-    last_saved = existing if resume else None
-    began = time.perf_counter()
-    step = start
-    while step < stop_at:
-        tick = time.perf_counter()
-        batch = sampler.next_batch()
-        queries, docs, instructions, n_pos = _step_texts(shard(batch, rank, world), config.data.num_negatives)
-        # at most mini_batch_size texts and as many padded tokens as that many texts of mean length:
-        # the largest mini-batch, hence peak memory, stays flat as the batch grows
-        chunks = make_chunks(unwrapped.tokenize, queries + docs, instructions, t.mini_batch_size, "mean")
-        args = (wrapped, chunks, len(queries), n_pos, loss_fn, accelerator.backward, scale)
-        if t.gradcache:
-            loss = cached_step(*args, no_sync, accelerator.device)
-        else:
-            loss = plain_step(*args)
-        grad_norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm))
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            optimizer.zero_grad(set_to_none=True)
-            bar.close()
-            kept = (
-                f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
-            )
-            raise TrainingDiverged(
-                f"step {step + 1}: loss {loss}, gradient norm {grad_norm} - stopped without applying this update; "
-                f"{kept}. Try a lower training.learning_rate or a higher training.temperature."
-            )
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        seconds = time.perf_counter() - tick
-        lr = scheduler.get_last_lr()[0]
-        record = {
-            "step": step,
-            "loss": loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "examples_per_s": t.batch_size / seconds,
-            "step_s": seconds,
-            "elapsed_s": time.perf_counter() - began,
-            "batch": batch_digest(batch),
-        }
-        if main:
-            with (out / METRICS_FILE).open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{record['examples_per_s']:.1f}")
-        bar.update(1)
-        if step % t.save_every == 0 or step == stop_at:
-            last_saved = _save(
-                accelerator, unwrapped, optimizer, scheduler, sampler, out, step, t.keep_checkpoints
-            )
-    bar.close()
-    if step < t.steps:
-        return Path(last_saved) / "model"
-    final = out / FINAL_DIR
-    if main:
-        recipe = training_recipe(config, _data_summary(sources), processes=world)
-        unwrapped.save(final, training=recipe)  # the model card records the recipe
-    accelerator.wait_for_everyone()
-    return final
+    wrapped = run.wrapped
+    run.backprop = Backprop(
+        backward=accelerator.backward,
+        scale=float(world) if accelerator.distributed_type != DistributedType.NO else 1.0,
+        no_sync=lambda: accelerator.no_sync(wrapped),
+        device=accelerator.device,
+    )
 
 
-def _save(
-    accelerator: Accelerator,
-    model: EmbeddingModel,
-    optimizer,
-    scheduler,
-    sampler,
-    out: Path,
-    step: int,
-    keep: int,
-) -> Path:
+def _start_logs(run: _Run) -> None:
+    """Main process: write the run file and drop metric lines past the resumed step."""
+    if not run.accelerator.is_main_process:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    info = {
+        "config": run.config.to_dict(),
+        "data": _data_summary(run.sources),
+        "skipped_records": sum(s.skipped for s in run.sources),
+        "processes": run.accelerator.num_processes,
+        "model": run.model.describe(),
+        "resumed_from_step": run.start,
+    }
+    write_json_atomic(run.out / TRAIN_RUN_FILE, info)
+    _truncate_metrics(run.out / METRICS_FILE, run.start)
+
+
+def _contrastive_batch(run: _Run, batch: list[Example]) -> ContrastiveBatch:
+    """This process's shard of a global batch, tokenized into GradCache mini-batches."""
+    accelerator, t = run.accelerator, run.config.training
+    local = shard(batch, accelerator.process_index, accelerator.num_processes)
+    queries, docs, instructions, n_pos = _step_texts(local, run.config.data.num_negatives)
+    # at most mini_batch_size texts and as many padded tokens as that many texts of mean length:
+    # the largest mini-batch, hence peak memory, stays flat as the batch grows
+    chunks = make_chunks(run.model.tokenize, queries + docs, instructions, t.mini_batch_size, "mean")
+    return ContrastiveBatch(chunks, len(queries), n_pos)
+
+
+def _one_step(run: _Run, step: int, began: float) -> dict[str, Any]:
+    """Optimisation step ``step`` (1-based): forward/backward, clip, check, apply; returns its
+    metrics record. A non-finite loss or gradient raises ``TrainingDiverged`` unapplied."""
+    t = run.config.training
+    tick = time.perf_counter()
+    batch = run.sampler.next_batch()
+    step_fn = cached_step if t.gradcache else plain_step
+    loss = step_fn(run.wrapped, _contrastive_batch(run, batch), run.loss_fn, run.backprop)
+    grad_norm = float(run.accelerator.clip_grad_norm_(run.wrapped.parameters(), t.max_grad_norm))
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        run.optimizer.zero_grad(set_to_none=True)
+        kept = (
+            f"the last good checkpoint is {run.last_saved}"
+            if run.last_saved
+            else "no checkpoint was written yet"
+        )
+        raise TrainingDiverged(
+            f"step {step}: loss {loss}, gradient norm {grad_norm} - stopped without applying this update; "
+            f"{kept}. Try a lower training.learning_rate or a higher training.temperature."
+        )
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - tick
+    return {
+        "step": step,
+        "loss": loss,
+        "lr": run.scheduler.get_last_lr()[0],
+        "grad_norm": grad_norm,
+        "examples_per_s": t.batch_size / seconds,
+        "step_s": seconds,
+        "elapsed_s": time.perf_counter() - began,
+        "batch": batch_digest(batch),
+    }
+
+
+def _log_step(run: _Run, record: dict[str, Any], bar: tqdm) -> None:
+    """Append the step's metrics (main process) and advance the progress bar."""
+    if run.accelerator.is_main_process:
+        with (run.out / METRICS_FILE).open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    bar.set_postfix(
+        loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", ex_s=f"{record['examples_per_s']:.1f}"
+    )
+    bar.update(1)
+
+
+def _checkpoint(run: _Run, step: int) -> Path:
     """Write a checkpoint from the main process (RNG states gathered from every process)."""
+    accelerator, out = run.accelerator, run.out
     rngs = gather_object([ckpt.rng_state()])
     path = out / ckpt.CHECKPOINT_DIR / ckpt.checkpoint_name(step)
     extra_dirs: dict[str, Path] = {}
@@ -309,15 +366,30 @@ def _save(
         ckpt.write_checkpoint(
             out,
             step,
-            model=model,
-            trainable=_trainable_state(model),
-            optimizer_state=None if extra_dirs else optimizer.state_dict(),
+            model=run.model,
+            trainable=_trainable_state(run.model),
+            optimizer_state=None if extra_dirs else run.optimizer.state_dict(),
             extra_dirs=extra_dirs,
-            scheduler_state=scheduler.state_dict(),
+            scheduler_state=run.scheduler.state_dict(),
             rng_states=rngs,
-            data_state=sampler.state_dict(),
-            extra={"design": to_dict(model.config)},
+            data_state=run.sampler.state_dict(),
+            extra={"design": to_dict(run.model.config)},
         )
-        ckpt.prune_checkpoints(out, keep)
+        ckpt.prune_checkpoints(out, run.config.training.keep_checkpoints)
     accelerator.wait_for_everyone()
     return path
+
+
+def _finish(run: _Run, step: int) -> Path:
+    """The run's result: the final model directory with its model card once every step is
+    done, else the latest checkpoint's model (a run stopped by ``max_steps_this_run``)."""
+    if step < run.config.training.steps:
+        return Path(run.last_saved) / "model"
+    final = run.out / FINAL_DIR
+    if run.accelerator.is_main_process:
+        recipe = training_recipe(
+            run.config, _data_summary(run.sources), processes=run.accelerator.num_processes
+        )
+        run.model.save(final, training=recipe)  # the model card records the recipe
+    run.accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,37 @@
+"""What an evaluation results directory holds, shared by its writer (``poolattn.evaluation``)
+and its readers (``poolattn.stats``, the model card), so neither has to import the other: the
+run file's name and how a task file's main score is averaged.
+
+A leaf module (numpy only): reading results never loads mteb or torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+EVAL_RUN_FILE = "run.json"  # beside the ``<Task>.json`` files: design, settings, task list
+
+
+class NoScoresError(ValueError):
+    """A task result lists no score (for the splits asked)."""
+
+
+def task_main_score(task_json: Mapping[str, Any], splits: Sequence[str] | None = None) -> float:
+    """A task's main score: the mean over its eval splits (all, or ``splits``) and subsets, as
+    mteb aggregates. ``task_json`` is an mteb ``TaskResult`` as a dict.
+
+    A malformed result raises KeyError/TypeError/ValueError/AttributeError (callers add the file
+    name); a result without any score raises ``NoScoresError``.
+    """
+    values = [
+        float(entry["main_score"])
+        for split, entries in task_json["scores"].items()
+        if not splits or split in splits
+        for entry in entries
+    ]
+    if not values:
+        raise NoScoresError(f"{task_json.get('task_name')}: no scores")
+    return float(np.mean(values))
