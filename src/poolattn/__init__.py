@@ -1,6 +1,7 @@
 """poolattn: decoder LLMs as embedding models, with attention and pooling as swappable designs.
 
-The package root re-exports the user-facing names; importing it changes no process-wide state
+The package root re-exports the user-facing names (modules inside poolattn never import through
+it); importing it changes no process-wide state
 (no warning filter, no backend choice, no RNG seed) and loads neither torch nor the evaluation
 stack until a name that needs it is first used.
 """

@@ -1,4 +1,4 @@
-"""The ``poolattn`` command line.
+"""The ``poolattn`` command line: parse the arguments, run one command module, report errors.
 
 A command is a module of ``poolattn.commands`` defining ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``, and one line in ``COMMANDS``. Command

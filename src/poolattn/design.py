@@ -1,6 +1,7 @@
-"""A model design checked in full: ``ModelConfig``'s own rules plus the pooler registry's names,
-and the one parser of design strings (``POOLING+ATTENTION``, ``BASE:POOLING+ATTENTION``).
+"""Design checks against the pooler registry, and the one parser of design strings.
 
+``validate_design`` applies ``ModelConfig``'s own rules plus the registry's pooler names;
+``parse_design`` / ``parse_design_spec`` read ``POOLING+ATTENTION`` / ``BASE:POOLING+ATTENTION``.
 ``config`` stays a leaf without torch, so the pooling name is checked here, against the
 registry in ``pooling`` (a user-registered pooler is valid everywhere a built-in one is).
 """

@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,61 @@ def _assemble(output: Path, parts: Path, chunks: int, ids: list[Any], dim: int) 
 
 
 # --------------------------------------------------------------------------- main entry
+@dataclass(frozen=True)
+class _Settings:
+    """The options that decide the vectors, as the manifest records them: a run resumes only
+    chunks written with the same ones."""
+
+    field: str
+    id_field: str | None
+    prompt_type: str
+    instruction: str | None
+    batch_size: int
+    chunk_size: int
+    skip_invalid: bool
+
+
+def _check_request(
+    input_path: Path, output: Path, settings: _Settings, *, dtype: str | None, overwrite: bool
+) -> None:
+    """Refuse bad options and an unusable output before the input is read or a model loaded."""
+    check_choice("prompt_type", settings.prompt_type, PROMPT_TYPES)
+    if dtype is not None:
+        check_choice("dtype", dtype, DTYPES)
+    if settings.instruction is not None and settings.prompt_type != "query":
+        raise ConfigError("instruction: applies to queries only; add --prompt-type query")
+    if settings.batch_size < 1 or settings.chunk_size < 1:
+        raise ConfigError(
+            f"batch_size and chunk_size must be >= 1, got {settings.batch_size} and {settings.chunk_size}"
+        )
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise InputError(
+            f"{output}: unsupported output type {output.suffix!r}; use {', '.join(OUTPUT_FORMATS)}"
+        )
+    if output.suffix.lower() == ".parquet":
+        _check_parquet()
+    if output.exists() and not overwrite:
+        raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
+    if output.resolve() == input_path.resolve():
+        raise InputError(f"{output}: the output would overwrite the input")
+
+
+def _start_parts(
+    backend: Any, input_path: Path, output: Path, scan: Scan, settings: _Settings, restart: bool
+) -> Path:
+    """The parts folder of this run: new, or an interrupted one with the same manifest."""
+    parts = parts_dir(output)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "input": {"path": str(input_path.resolve()), "sha256": scan.sha256, "bytes": scan.size},
+        "model": {"name": backend.name, "fingerprint": backend.fingerprint()},
+        "settings": asdict(settings),
+        "texts": len(scan.ids),
+    }
+    _open_manifest(parts, manifest, restart)
+    return parts
+
+
 def encode_file(
     model: Any,
     input_path: str | Path,
@@ -464,24 +519,8 @@ def encode_file(
     """
     started = time.monotonic()
     input_path, output = Path(input_path), Path(output_path)
-    check_choice("prompt_type", prompt_type, PROMPT_TYPES)
-    if dtype is not None:
-        check_choice("dtype", dtype, DTYPES)
-    if instruction is not None and prompt_type != "query":
-        raise ConfigError("instruction: applies to queries only; add --prompt-type query")
-    if batch_size < 1 or chunk_size < 1:
-        raise ConfigError(f"batch_size and chunk_size must be >= 1, got {batch_size} and {chunk_size}")
-    if output.suffix.lower() not in OUTPUT_FORMATS:
-        raise InputError(
-            f"{output}: unsupported output type {output.suffix!r}; use {', '.join(OUTPUT_FORMATS)}"
-        )
-    if output.suffix.lower() == ".parquet":
-        _check_parquet()
-    if output.exists() and not overwrite:
-        raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
-    if output.resolve() == input_path.resolve():
-        raise InputError(f"{output}: the output would overwrite the input")
-
+    settings = _Settings(field, id_field, prompt_type, instruction, batch_size, chunk_size, skip_invalid)
+    _check_request(input_path, output, settings, dtype=dtype, overwrite=overwrite)
     scan = scan_input(input_path, field=field, id_field=id_field, skip_invalid=skip_invalid)
     for line, reason in scan.skipped[:MAX_REPORTED]:
         log.info("%s line %d skipped: %s", input_path, line, reason)
@@ -490,41 +529,13 @@ def encode_file(
     try:
         if instruction is not None and not backend.uses_instructions:
             log.warning("%s takes no instructions; --instruction is ignored", backend.name)
-        parts = parts_dir(output)
-        manifest = {
-            "version": MANIFEST_VERSION,
-            "input": {"path": str(input_path.resolve()), "sha256": scan.sha256, "bytes": scan.size},
-            "model": {"name": backend.name, "fingerprint": backend.fingerprint()},
-            "settings": {
-                "field": field,
-                "id_field": id_field,
-                "prompt_type": prompt_type,
-                "instruction": instruction,
-                "batch_size": batch_size,
-                "chunk_size": chunk_size,
-                "skip_invalid": skip_invalid,
-            },
-            "texts": len(scan.ids),
-        }
-        _open_manifest(parts, manifest, restart)
+        parts = _start_parts(backend, input_path, output, scan, settings, restart)
         tick = time.monotonic()
-        encoded, reused, dim = _encode_chunks(
-            backend,
-            input_path,
-            parts,
-            scan,
-            field,
-            id_field,
-            prompt_type,
-            instruction,
-            batch_size,
-            chunk_size,
-            progress,
-        )
+        encoded, reused, dim = _encode_chunks(backend, input_path, parts, scan, settings, progress)
         encode_seconds = time.monotonic() - tick
     finally:
         restore()
-    chunks = -(-len(scan.ids) // chunk_size)
+    chunks = len(_chunk_sizes(len(scan.ids), chunk_size))
     _assemble(output, parts, chunks, scan.ids, dim)
     shutil.rmtree(parts, ignore_errors=True)
     return EncodeSummary(
@@ -540,58 +551,68 @@ def encode_file(
     )
 
 
+# --------------------------------------------------------------------------- encoding
+def _chunk_sizes(total: int, chunk_size: int) -> list[int]:
+    """Texts in each chunk: ``chunk_size`` each, the last one holding the rest."""
+    return [min(chunk_size, total - start) for start in range(0, total, chunk_size)]
+
+
+def _finished_chunks(parts: Path, sizes: list[int]) -> tuple[set[int], int]:
+    """The chunks an interrupted run finished (complete, readable), and their dimension (0: none)."""
+    done = {i for i, rows in enumerate(sizes) if _finished_chunk(_chunk_path(parts, i), rows) is not None}
+    dim = int(np.load(_chunk_path(parts, min(done)), mmap_mode="r").shape[1]) if done else 0
+    return done, dim
+
+
+def _encode_chunk(
+    backend: Any, chunk: list[str], settings: _Settings, advance: Callable[[int], Any]
+) -> np.ndarray:
+    """One chunk's vectors in input order, encoded longest text first so that each batch holds
+    texts of similar length (less padding); ``advance(n)`` after each batch of ``n`` texts."""
+    order = sorted(range(len(chunk)), key=lambda i: -len(chunk[i]))
+    out: np.ndarray | None = None
+    for start in range(0, len(order), settings.batch_size):
+        rows = order[start : start + settings.batch_size]
+        vectors = np.asarray(
+            backend.encode(
+                [chunk[i] for i in rows],
+                query=settings.prompt_type == "query",
+                instruction=settings.instruction,
+                batch_size=settings.batch_size,
+            ),
+            dtype=np.float32,
+        )
+        if out is None:
+            out = np.zeros((len(chunk), vectors.shape[1]), dtype=np.float32)
+        out[rows] = vectors
+        advance(len(rows))
+    assert out is not None
+    return out
+
+
 def _encode_chunks(
-    backend: Any,
-    input_path: Path,
-    parts: Path,
-    scan: Scan,
-    field: str,
-    id_field: str | None,
-    prompt_type: str,
-    instruction: str | None,
-    batch_size: int,
-    chunk_size: int,
-    progress: bool,
+    backend: Any, input_path: Path, parts: Path, scan: Scan, settings: _Settings, progress: bool
 ) -> tuple[int, int, int]:
     """Encode the chunks not finished yet; returns (texts encoded, texts reused, dimension)."""
     from tqdm.auto import tqdm
 
     total = len(scan.ids)
-    chunks = -(-total // chunk_size)
-    rows_of = [min(chunk_size, total - i * chunk_size) for i in range(chunks)]
-    done = {i for i in range(chunks) if _finished_chunk(_chunk_path(parts, i), rows_of[i]) is not None}
-    reused = sum(rows_of[i] for i in done)
-    encoded = 0
-    dim = 0
+    sizes = _chunk_sizes(total, settings.chunk_size)
+    done, dim = _finished_chunks(parts, sizes)
+    reused = sum(sizes[i] for i in done)
     if done:
-        dim = int(np.load(_chunk_path(parts, min(done)), mmap_mode="r").shape[1])
         log.info("resuming: %d of %d texts already encoded in %s", reused, total, parts)
-    query = prompt_type == "query"
+    encoded = 0
     bar = tqdm(
         total=total, initial=reused, desc="encode", unit="text", disable=not progress, dynamic_ncols=True
     )
-    texts = _valid_texts(input_path, field, id_field)
+    texts = _valid_texts(input_path, settings.field, settings.id_field)
     try:
-        for index in range(chunks):
-            chunk = [next(texts) for _ in range(rows_of[index])]
+        for index, rows in enumerate(sizes):
+            chunk = [next(texts) for _ in range(rows)]
             if index in done:
                 continue
-            # Longest first, so each batch holds texts of similar length (less padding).
-            order = sorted(range(len(chunk)), key=lambda i: -len(chunk[i]))
-            out: np.ndarray | None = None
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                vectors = np.asarray(
-                    backend.encode(
-                        [chunk[i] for i in rows], query=query, instruction=instruction, batch_size=batch_size
-                    ),
-                    dtype=np.float32,
-                )
-                if out is None:
-                    out = np.zeros((len(chunk), vectors.shape[1]), dtype=np.float32)
-                out[rows] = vectors
-                bar.update(len(rows))
-            assert out is not None
+            out = _encode_chunk(backend, chunk, settings, bar.update)
             _save_npy(_chunk_path(parts, index), out)
             encoded += len(chunk)
             dim = int(out.shape[1])

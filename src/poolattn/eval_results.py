@@ -1,8 +1,7 @@
-"""What an evaluation results directory holds, shared by its writer (``poolattn.evaluation``)
-and its readers (``poolattn.stats``, the model card), so neither has to import the other: the
-run file's name and how a task file's main score is averaged.
+"""Facts of an evaluation results directory: its run file's name and a task's one main score.
 
-A leaf module (numpy only): reading results never loads mteb or torch.
+Shared by its writer (``poolattn.evaluation``) and its readers (``poolattn.stats``, the model
+card), so neither has to import the other. A leaf module (numpy only): reading results never loads mteb or torch.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""File I/O every module shares: atomic writes (a crash or a kill never leaves a half-written
-file or model directory), create-once files, and a JSONL reader whose errors name file and line."""
+"""File I/O every module shares: atomic writes, create-once files and the one JSONL reader.
+
+Atomic: a crash or a kill never leaves a half-written file or model directory. The JSONL
+reader's errors name file and line."""
 
 from __future__ import annotations
 

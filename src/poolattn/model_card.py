@@ -201,14 +201,7 @@ def write_model_card(
     data: dict[str, Any] = {"card_data_version": CARD_DATA_VERSION, "name": name or directory.name}
     if path is not None:
         data["path"] = path
-    if parameters is not None:
-        data["parameters"] = dict(parameters)
-    if training is not None:
-        data["training"] = dict(training)
-    if evaluation is not None:
-        data["evaluation"] = dict(evaluation)
-    write_json_atomic(directory / CARD_DATA_FILE, data)
-    return _render_into(directory, data)
+    return _store_card(directory, data, parameters=parameters, training=training, evaluation=evaluation)
 
 
 def update_model_card(
@@ -226,10 +219,14 @@ def update_model_card(
     directory = Path(model_dir)
     _read_design(directory)
     data = read_card_data(directory) or {"card_data_version": CARD_DATA_VERSION, "name": directory.name}
-    if results is not None:
-        data["evaluation"] = evaluation_summary(results)
-    if training is not None:
-        data["training"] = dict(training)
+    evaluation = evaluation_summary(results) if results is not None else None
+    return _store_card(directory, data, evaluation=evaluation, training=training)
+
+
+def _store_card(directory: Path, data: dict[str, Any], **sections: Mapping[str, Any] | None) -> Path:
+    """Set the given card ``sections`` (``None`` leaves one as it is), write the card data and
+    render ``README.md``: the one way ``write_model_card`` and ``update_model_card`` save."""
+    data.update({key: dict(value) for key, value in sections.items() if value is not None})
     write_json_atomic(directory / CARD_DATA_FILE, data)
     return _render_into(directory, data)
 

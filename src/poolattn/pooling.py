@@ -185,9 +185,9 @@ class CrossAttentionBlock(nn.Module):
         return x + self.ff(self.norm_ff(x))
 
 
-class LatentArrayPooler(Pooler):
-    """Shared part of the latent and multilayer poolers: learned latents (N(0, 1), one row per
-    latent, model width) are the queries over a set of key vectors; mean over latents."""
+class LearnedLatentsPooler(Pooler):
+    """Shared part of the poolers with a learned latent array (``head.num_latents`` rows,
+    N(0, 1), model width) and one cross-attention block; subclasses choose who attends to whom."""
 
     trainable = True
 
@@ -198,10 +198,18 @@ class LatentArrayPooler(Pooler):
         self.latents = nn.Parameter(torch.randn(head.num_latents, hidden_size))
         self.attend = CrossAttentionBlock(hidden_size, head)
 
+    def batch_latents(self, batch_size: int) -> torch.Tensor:
+        """The latent array repeated for a batch: B x num_latents x D (a view, no copy)."""
+        return self.latents.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+class LatentArrayPooler(LearnedLatentsPooler):
+    """Shared part of the latent and multilayer poolers: the latents are the queries over a set
+    of key vectors; mean over latents."""
+
     def pool(self, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Latents cross-attend over ``keys`` (B x N x D, the head's dtype) -> B x D."""
-        latents = self.latents.unsqueeze(0).expand(keys.shape[0], -1, -1)
-        return self.attend(latents, keys, key_mask).mean(dim=1)
+        return self.attend(self.batch_latents(keys.shape[0]), keys, key_mask).mean(dim=1)
 
 
 @register("latent")
@@ -268,27 +276,17 @@ class MultiLayerPooler(LatentArrayPooler):
 
 
 @register("nv_latent")
-class NVLatentPooler(Pooler):
+class NVLatentPooler(LearnedLatentsPooler):
     """NV-Embed's latent attention (Lee et al., 2024): the last layer's token states are the
     queries over a learned latent key/value array (``head.num_latents`` rows; 512 in NV-Embed),
     then the GEGLU feed-forward, then a masked mean over the pooled tokens."""
-
-    trainable = True
-
-    def __init__(
-        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
-    ) -> None:
-        super().__init__(hidden_size, num_layers, head, layer_vector)
-        self.latents = nn.Parameter(torch.randn(head.num_latents, hidden_size))
-        self.attend = CrossAttentionBlock(hidden_size, head)
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         states = hidden_states[-1]
         with float32_math(states.device):
             mask = attention_mask.bool()[..., None]
             tokens = torch.where(mask, states.to(self.latents.dtype), torch.zeros((), device=states.device))
-            latents = self.latents.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-            return masked_mean(self.attend(tokens, latents), pooling_mask)
+            return masked_mean(self.attend(tokens, self.batch_latents(tokens.shape[0])), pooling_mask)
 
 
 BUILTIN_POOLERS: tuple[str, ...] = tuple(POOLERS)  # the poolers above, before any user registers one

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 
 
+def set_epilog(parser: argparse.ArgumentParser, epilog: str) -> None:
+    """Show ``epilog`` under the command's help as written (its examples keep their line breaks)."""
+    parser.epilog = epilog
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL: everything ``poolattn.encoding.resolve.load_backend`` resolves."""
     parser.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..config import DTYPES
-from . import add_model_argument
+from . import add_model_argument, set_epilog
 
 HELP = "embed a file of texts (.txt, .jsonl, .csv, .tsv) into vectors (.npy, .jsonl, .parquet)"
 
@@ -27,8 +27,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    set_epilog(parser, EPILOG)
     add_model_argument(parser)
     parser.add_argument(
         "--input", "-i", required=True, help="texts: .txt (one per line), .jsonl, .csv or .tsv"

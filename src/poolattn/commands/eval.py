@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_model_argument
+from . import add_model_argument, set_epilog
 
 HELP = "evaluate a model (MTEB evaluators, local data or mteb tasks) into a results directory"
 
@@ -20,8 +20,7 @@ processes and rank 0 runs the evaluators; the scores equal a single-process run.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    set_epilog(parser, EPILOG)
     add_model_argument(parser)
     parser.add_argument(
         "--output", "-o", required=True, help="results directory (run.json + one JSON per task)"

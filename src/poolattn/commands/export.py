@@ -1,4 +1,4 @@
-"""``poolattn export MODEL_DIR --format sentence-transformers --output DIR``."""
+"""``poolattn export MODEL_DIR --format sentence-transformers --output DIR``: export a model."""
 
 from __future__ import annotations
 
@@ -23,20 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from ..export import export_sentence_transformers
 
-    try:
-        out = export_sentence_transformers(
-            args.model_dir,
-            args.output,
-            instruction=args.instruction,
-            bundle_backbone=args.bundle_backbone,
-            overwrite=args.overwrite,
-        )
-    except FileExistsError as exc:
-        print(f"poolattn export: error: {exc}", file=sys.stderr)
-        return 2
+    # an existing output directory raises FileExistsError: cli.main reports it in one line, exit 2
+    out = export_sentence_transformers(
+        args.model_dir,
+        args.output,
+        instruction=args.instruction,
+        bundle_backbone=args.bundle_backbone,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {out}; load it with SentenceTransformer({str(out)!r}, trust_remote_code=True)")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import set_epilog
+
 HELP = "layer ablation of a multilayer model: score change per removed layer, per block, per layer alone"
 
 EPILOG = """Writes layer_ablation.json and layer_ablation.png into DIR. The backbone runs once per
@@ -13,8 +15,7 @@ down-sampled as in `poolattn eval`; --blocks 4 (quarters)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    set_epilog(parser, EPILOG)
     parser.add_argument("model_dir", help="a saved poolattn model directory with a multilayer head")
     parser.add_argument("--output", "-o", required=True, help="directory for the JSON and PNG")
     parser.add_argument("--tasks", help="comma-separated local dataset names")

@@ -229,7 +229,7 @@ def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any
     from ..encoding.resolve import load_backend
     from ..eval_results import EVAL_RUN_FILE
     from ..io import write_json_atomic
-    from . import evaluate as evaluate_one
+    from .runner import evaluate as evaluate_one
 
     group = process_group()
     if group.world == 1 and not torch.cuda.is_available():

@@ -1,10 +1,9 @@
-"""Adapt a backend (``poolattn.encoding.backends``) to mteb 2.x's encoder protocol, with an
-embedding cache keyed by fingerprint.
+"""A backend as an mteb 2.x encoder, with an embedding cache keyed by fingerprint.
 
-Every embedding is stored under (backend fingerprint, prompt, text): a model whose weights
-or compute dtype changed has a new fingerprint, so it can never receive another model's
-vectors. Queries get the task's instruction (for backends that use instructions), documents
-stay bare.
+Adapts any backend (``poolattn.encoding.backends``) to mteb's encoder protocol. Every
+embedding is stored under (backend fingerprint, prompt, text): a model whose weights or compute
+dtype changed has a new fingerprint, so it can never receive another model's vectors. Queries
+get the task's instruction (for backends that use instructions), documents stay bare.
 """
 
 from __future__ import annotations

@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-6
 TOP_IDS = 10  # retrieval: ranked ids kept per query
 ROUNDED_RETRIEVAL = ("ndcg", "map", "recall", "precision", "hit_rate")
+TREC_KEYS = {  # mteb's retrieval metric name (before "_at_k") -> pytrec_eval measure prefix
+    "ndcg": "ndcg_cut_",
+    "map": "map_cut_",
+    "recall": "recall_",
+    "precision": "P_",
+    "hit_rate": "success_",
+}
 
 
 def predictions_file(folder: Path, task: Any) -> Path:
@@ -48,30 +55,41 @@ def _subset_data(task: Any, subset: str) -> Any:
     return dataset if subset not in dataset and subset == "default" else dataset[subset]
 
 
+def _numbered_entry(
+    kind: str,
+    n: int,
+    data: dict[str, Any],
+    split: str,
+    subset: str,
+    method: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Entry:
+    """An ``Entry`` for data without item ids of its own: its ``n`` rows are items ``"0"`` to
+    ``"n-1"``, in the data's order."""
+    return Entry(kind, [str(i) for i in range(n)], data, split, subset, method, extra=extra or {})
+
+
 # --------------------------------------------------------------------------- per family
+STS_COLUMNS = {  # mteb's STS main-score prefix -> prediction key ("": the model's similarity)
+    "cosine": "cosine_scores",
+    "manhattan": "manhattan_distances",
+    "euclidean": "euclidean_distances",
+    "": "similarity_scores",
+}
+
+
 def _sts(task: Any, pred: dict[str, Any], split: str, subset: str, metric: str) -> Entry:
     data = _split_data(task, subset, split)
     gold = [task._normalize(float(x)) for x in data["score"]]
     prefix, _, method = metric.rpartition("_")
-    columns = {
-        "cosine": "cosine_scores",
-        "manhattan": "manhattan_distances",
-        "euclidean": "euclidean_distances",
-        "": "similarity_scores",
-    }
-    if method not in ("spearman", "pearson") or prefix not in columns:
+    if method not in ("spearman", "pearson") or prefix not in STS_COLUMNS:
         raise ItemsError(f"STS main score {metric!r} has no item-level implementation")
-    values = pred.get(columns[prefix])
+    values = pred.get(STS_COLUMNS[prefix])
     if values is None:  # no model similarity function: mteb falls back to cosine
         values = pred["cosine_scores"]
-    return Entry(
-        "correlation",
-        [str(i) for i in range(len(gold))],
-        {"gold": gold, "pred": [float(v) for v in values]},
-        split,
-        subset,
-        method,
-        extra={"similarity": prefix or "model"},
+    data = {"gold": gold, "pred": [float(v) for v in values]}
+    return _numbered_entry(
+        "correlation", len(gold), data, split, subset, method, extra={"similarity": prefix or "model"}
     )
 
 
@@ -101,14 +119,8 @@ def _pairs(task: Any, pred: dict[str, Any], split: str, subset: str, metric: str
         if pred.get(key) is None:
             continue
         scores[column] = [float(v) if higher else -float(v) for v in pred[key]]
-    return Entry(
-        "ap",
-        [str(i) for i in range(len(labels))],
-        {"labels": labels, "scores": scores},
-        split,
-        subset,
-        "max" if prefix == "max" else prefix,
-    )
+    method = "max" if prefix == "max" else prefix
+    return _numbered_entry("ap", len(labels), {"labels": labels, "scores": scores}, split, subset, method)
 
 
 def _classification(task: Any, pred: list[list[Any]], split: str, subset: str, metric: str) -> Entry:
@@ -118,14 +130,8 @@ def _classification(task: Any, pred: list[list[Any]], split: str, subset: str, m
         raise ItemsError(f"classification main score {metric!r} has no item-level implementation")
     data = _subset_data(task, subset)[split]
     gold = [int(x) if isinstance(x, int | np.integer) else x for x in data[task.label_column_name]]
-    return Entry(
-        "classification",
-        [str(i) for i in range(len(gold))],
-        {"gold": gold, "predictions": [list(p) for p in pred]},
-        split,
-        subset,
-        metric,
-    )
+    data = {"gold": gold, "predictions": [list(p) for p in pred]}
+    return _numbered_entry("classification", len(gold), data, split, subset, metric)
 
 
 def _clustering_legacy(task: Any, pred: list[list[int]], split: str, subset: str, metric: str) -> Entry:
@@ -148,14 +154,7 @@ def _clustering_legacy(task: Any, pred: list[list[int]], split: str, subset: str
         except StopIteration:
             raise ItemsError("clustering predictions: fewer cluster assignments than sets") from None
         values.append(float(v_measure_score(labels, clusters)))
-    return Entry(
-        "mean",
-        [str(i) for i in range(len(values))],
-        {"values": values},
-        split,
-        subset,
-        extra={"set_sizes": sizes},
-    )
+    return _numbered_entry("mean", len(values), {"values": values}, split, subset, extra={"set_sizes": sizes})
 
 
 def _clustering_fast(entry_json: dict[str, Any], split: str, subset: str, metric: str) -> Entry:
@@ -203,20 +202,13 @@ def _summarization(task: Any, pred: dict[str, Any], split: str, subset: str, met
 def _trec_key(metric: str) -> tuple[str, str]:
     """mteb's retrieval metric name -> (pytrec_eval key or 'mrr', k)."""
     name, _, k = metric.rpartition("_at_")
-    keys = {
-        "ndcg": "ndcg_cut_",
-        "map": "map_cut_",
-        "recall": "recall_",
-        "precision": "P_",
-        "hit_rate": "success_",
-    }
     if metric == "accuracy":
         return "recall_", "1"
     if name == "mrr":
         return "mrr", k
-    if name not in keys or not k.isdigit():
+    if name not in TREC_KEYS or not k.isdigit():
         raise ItemsError(f"retrieval main score {metric!r} has no item-level implementation")
-    return keys[name], k
+    return TREC_KEYS[name], k
 
 
 def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset: str, metric: str) -> Entry:

@@ -335,15 +335,8 @@ def _load_sts(path: Path, max_items: int | None, key: str, task: Any) -> Loaded:
         "sentence2": [rows[i].sentence2 for i in keep],
         "score": [scores[i] for i in keep],
     }
-    info = {"unit": "pairs", "kept": len(keep), "total": len(rows)}
-    info |= _grown(
-        len(keep), max_items, "grown past max_items: a correlation needs two pairs with different scores"
-    )
-    return (
-        DatasetDict(test=Dataset.from_dict(data)),
-        info,
-        _count_blank(sentences=data["sentence1"] + data["sentence2"]),
-    )
+    why = "grown past max_items: a correlation needs two pairs with different scores"
+    return _pair_split(data, len(rows), max_items, why)
 
 
 def _load_pairs(path: Path, max_items: int | None, key: str, task: Any) -> Loaded:
@@ -357,11 +350,18 @@ def _load_pairs(path: Path, max_items: int | None, key: str, task: Any) -> Loade
         "sentence2": [rows[i][1] for i in keep],
         "labels": [labels[i] for i in keep],
     }
-    info = {"unit": "pairs", "kept": len(keep), "total": len(rows)}
-    info |= _grown(len(keep), max_items, "grown past max_items: average precision needs a pair of each label")
+    why = "grown past max_items: average precision needs a pair of each label"
+    return _pair_split(data, len(rows), max_items, why)
+
+
+def _pair_split(data: dict[str, list[Any]], total: int, max_items: int | None, why: str) -> Loaded:
+    """The test split of a sentence-pair dataset (STS, pair classification) from its sampled
+    columns, with the sampling record (``why`` notes a sample grown past ``max_items``) and the
+    blank sentences counted."""
+    kept = len(data["sentence1"])
     return (
         DatasetDict(test=Dataset.from_dict(data)),
-        info,
+        {"unit": "pairs", "kept": kept, "total": total} | _grown(kept, max_items, why),
         _count_blank(sentences=data["sentence1"] + data["sentence2"]),
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -23,8 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..encoding.resolve import load_backend
 from ..eval_results import EVAL_RUN_FILE, task_main_score
 from ..io import write_json_atomic
+from ..settings import DATA_DIR_ENV, cache_dir, data_dir
 from .encoder import MTEBEncoder
 from .items import collect_items
 from .local import EMPTY_TEXT_TREATMENT, LocalTask, local_tasks
@@ -32,6 +35,7 @@ from .local import EMPTY_TEXT_TREATMENT, LocalTask, local_tasks
 log = logging.getLogger(__name__)
 
 RESULTS_VERSION = 1
+DEFAULT = "default"  # evaluate(cache_dir_path=...): the embeddings folder of cache_dir()
 
 
 def run_mteb_task(
@@ -112,22 +116,44 @@ def plan_tasks(
     return planned
 
 
-def run_evaluation(
+def evaluate(
     model: Any,
     output_dir: str | Path,
-    *,
     tasks: Sequence[str] | None = None,
     benchmark: str | None = None,
     local_data: str | Path | None = None,
     max_items: int | None = None,
     batch_size: int = 32,
-    cache_dir: str | Path | None = None,
+    cache_dir_path: str | Path | None = DEFAULT,
     instructions: dict[str, str] | None = None,
-    model_source: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on local and/or online tasks; returns the ``run.json`` content."""
+    """Evaluate a model on local and/or online tasks and write a results directory; returns its
+    ``run.json`` content.
+
+    Args:
+        model: an ``EmbeddingModel``, a ``SentenceTransformer``, a backend, or a string for
+            ``load_backend`` (poolattn model dir, ``base:pooling+attention``, backbone alias,
+            s-t dir, ``all-MiniLM-L6-v2``).
+        output_dir: where ``run.json`` and one ``<Task>.json`` per task are written.
+        tasks: mteb task names or local dataset names; local data is used where it exists.
+        benchmark: an mteb benchmark name (online: mteb downloads its data).
+        local_data: folder in the ../shared/data layout; default ``$POOLATTN_DATA_DIR``
+            when neither tasks nor a benchmark name something else.
+        max_items: deterministic down-sampling per dataset (see ``poolattn.evaluation.local``).
+        cache_dir_path: embedding cache folder; ``None`` keeps it in memory only.
+        instructions: per-task query instructions overriding the built-in table.
+    """
     import mteb
 
+    model_source = model if isinstance(model, str) else None
+    if isinstance(model, str):
+        model = load_backend(model)
+    if local_data is None and ((tasks and os.environ.get(DATA_DIR_ENV)) or (not tasks and not benchmark)):
+        local_data = data_dir()
+    if local_data is not None:
+        local_data = Path(local_data)
+    if cache_dir_path == DEFAULT:
+        cache_dir_path = cache_dir() / "embeddings"
     if max_items is not None and max_items < 1:
         raise ValueError(f"max_items: must be >= 1, got {max_items}")
     output = Path(output_dir)
@@ -137,7 +163,7 @@ def run_evaluation(
     planned = plan_tasks(tasks, benchmark, local_data, max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
-    encoder = MTEBEncoder(model, cache_dir=cache_dir, batch_size=batch_size, instructions=instructions)
+    encoder = MTEBEncoder(model, cache_dir=cache_dir_path, batch_size=batch_size, instructions=instructions)
 
     _clear_previous(output)
     # mteb writes each task's per-item predictions here; collect_items turns them into items files
@@ -162,7 +188,7 @@ def run_evaluation(
             "tasks": list(tasks) if tasks else None,
             "benchmark": benchmark,
             "mteb_version": mteb.__version__,
-            "embedding_cache": str(cache_dir) if cache_dir is not None else None,
+            "embedding_cache": str(cache_dir_path) if cache_dir_path is not None else None,
         },
         "started_at": datetime.now(UTC).isoformat(),
         "tasks": {},

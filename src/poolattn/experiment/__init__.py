@@ -1,4 +1,7 @@
-"""The design-comparison experiment: a grid of designs trained and evaluated alike, then compared."""
+"""The design-comparison experiment: a grid of designs trained and evaluated alike, then compared.
+
+This package re-exports for users; modules inside poolattn import from the defining module.
+"""
 
 from ..design import parse_design
 from .plan import PAPER_DESIGNS, ExperimentConfig, Run, load_experiment_config

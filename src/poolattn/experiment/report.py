@@ -1,11 +1,13 @@
-"""The experiment report. It leads with the answer: per task family the verdict for every
-pair of designs and the positive control (each trained design vs the untrained baseline);
-then the paper-style family table, per-dataset scores with CIs, the critical-difference
-diagrams, the seed spread, the layer analyses, training curves, and time and throughput.
+"""The experiment report: ``report.md`` and its PNGs, rebuilt from the files the runs wrote.
+
+It leads with the answer: per task family the verdict for every pair of designs and the
+positive control (each trained design vs the untrained baseline); then the paper-style family
+table, per-dataset scores with CIs, the critical-difference diagrams, the seed spread, the
+layer analyses, training curves, and time and throughput.
 
 Runs that differ only by seed are one design (seeds are replicates, ``stats.compare``).
-Everything is read back from the files the runs wrote, so the report can be rebuilt at any
-time (``poolattn experiment CONFIG --report-only``) and never claims more than they hold.
+Reading everything back from disk means the report can be rebuilt at any time
+(``poolattn experiment CONFIG --report-only``) and never claims more than the files hold.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Statistics across designs: item-level paired tests, seeds as replicates, family-level tests,
-power and verdicts in words.
+"""Statistics across designs: paired tests over items, seeds and datasets, and verdicts in words.
 
 ``compare(result_dirs, output_dir)`` is the library entry point behind ``poolattn compare``.
+This package re-exports for users; modules inside poolattn import from the defining module.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from scipy import stats
 from ..eval_results import EVAL_RUN_FILE
 from ..io import write_json_atomic, write_text_atomic
 from .compare import ModelResults, ResultsError, compare_models, design_groups, load_results
+from .report import format_number, format_p
 
 UNTRAINED_PREFIX = "untrained-"
 STATE_FILE = "state.json"
@@ -267,16 +268,6 @@ def compare_backbones(
 
 
 # --------------------------------------------------------------------------- report
-def _num(x: float, digits: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _p(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.2g}" if x >= 0.001 else f"{x:.1e}"
-
-
 def _verdict_cell(v: dict[str, Any]) -> str:
     if v["kind"] == "better":
         return f"{v['winner']} better"
@@ -288,15 +279,16 @@ def overview_table(result: dict[str, Any]) -> list[str]:
     a, b = result["labels"]
     lines = [
         f"| family | designs | Kendall's tau | p (smallest possible) | best on {a} | best on {b} | "
-        "agree | flip | differ | undecided on one side | undecided on both | same direction |",
-        "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|",
+        + "".join(f"{r} | " for r in RELATIONS)
+        + "same direction |",
+        "|---|---:|---:|---|---|---|" + "---:|" * (len(RELATIONS) + 1),
     ]
     for family, info in result["families"].items():
-        k, c = info["kendall"], info["relations"]
+        k = info["kendall"]
+        counts = [str(info["relations"][r]) for r in RELATIONS]
         lines.append(
-            f"| {family} | {k['n']} | {_num(k['tau'])} | {_p(k['pvalue'])} ({_p(k['min_pvalue'])}) | "
-            f"{info['best'][a]} | {info['best'][b]} | {c['agree']} | {c['flip']} | {c['differ']} | "
-            f"{c['undecided on one side']} | {c['undecided on both']} | "
+            f"| {family} | {k['n']} | {format_number(k['tau'])} | {format_p(k['pvalue'])} ({format_p(k['min_pvalue'])}) | "
+            f"{info['best'][a]} | {info['best'][b]} | {' | '.join(counts)} | "
             f"{info['same_direction']}/{len(info['pairs'])} |"
         )
     return lines
@@ -320,8 +312,8 @@ def family_section(family: str, info: dict[str, Any], labels: Sequence[str]) -> 
         )
     lines += [
         "",
-        f"Kendall's tau = {_num(k['tau'])}, p = {_p(k['pvalue'])} over {k['n']} designs "
-        f"(the smallest p {k['n']} designs allow: {_p(k['min_pvalue'])}).",
+        f"Kendall's tau = {format_number(k['tau'])}, p = {format_p(k['pvalue'])} over {k['n']} designs "
+        f"(the smallest p {k['n']} designs allow: {format_p(k['min_pvalue'])}).",
         "",
         f"| pair | {a} | {b} | relation | observed differences point the same way |",
         "|---|---|---|---|---|",
@@ -369,11 +361,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     a, b = result["labels"]
     out = []
     for family, info in result["families"].items():
-        k, c = info["kendall"], info["relations"]
+        k = info["kendall"]
+        pairs = ", ".join(f"{info['relations'][r]} {r}" for r in RELATIONS)
         out.append(
-            f"{family}: Kendall's tau {_num(k['tau'])} (p {_p(k['pvalue'])}, {k['n']} designs); "
-            f"best {info['best'][a]} on {a}, {info['best'][b]} on {b}; pairs: {c['agree']} agree, "
-            f"{c['flip']} flip, {c['differ']} differ, {c['undecided on one side']} undecided on one side, "
-            f"{c['undecided on both']} undecided on both"
+            f"{family}: Kendall's tau {format_number(k['tau'])} (p {format_p(k['pvalue'])}, {k['n']} designs); "
+            f"best {info['best'][a]} on {a}, {info['best'][b]} on {b}; pairs: {pairs}"
         )
     return out

@@ -199,13 +199,7 @@ def _p_centered(replicates: np.ndarray, observed: float) -> float | None:
 
 
 def paired_dataset_test(
-    data: DatasetReplicates,
-    a: str,
-    b: str,
-    *,
-    seed: int = 0,
-    alpha: float = 0.05,
-    power: float = 0.8,
+    data: DatasetReplicates, a: str, b: str, *, seed: int = 0, alpha: float = 0.05, power: float = 0.8
 ) -> dict[str, object]:
     """Difference a - b on one dataset: 95% CI (paired bootstrap), p and the MDE.
 

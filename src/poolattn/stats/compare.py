@@ -27,7 +27,7 @@ import re
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,217 @@ def _sd(values: Sequence[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The options of one comparison, in the order the summary's ``settings`` lists them."""
+
+    alpha: float
+    rope: float
+    holm_scope: str
+    n_resamples: int
+    seed: int
+    power: float
+    min_datasets: int
+    bayes_samples: int
+
+    def check(self) -> None:
+        """Refuse options the tests cannot run with; the message names the option."""
+        if self.holm_scope not in HOLM_SCOPES:
+            raise ValueError(f"holm_scope: expected one of {', '.join(HOLM_SCOPES)}, got {self.holm_scope!r}")
+        if self.n_resamples < 100:
+            raise ValueError(f"n_resamples: at least 100, got {self.n_resamples}")
+        if self.rope < 0:
+            raise ValueError(f"rope: must be >= 0, got {self.rope}")
+
+
+def _group_runs(models: list[ModelResults], designs: Sequence[str] | None) -> dict[str, list[ModelResults]]:
+    """The runs, with unique names, grouped into designs; a comparison needs two designs."""
+    _unique_names(models)
+    groups = design_groups(models, designs)
+    if len(groups) < 2:
+        raise ValueError(f"compare needs at least two designs; all runs are seeds of {next(iter(groups))!r}")
+    return groups
+
+
+def _shared_datasets(models: list[ModelResults]) -> tuple[set[str], dict[str, list[str]], list[str]]:
+    """(datasets every run has, datasets dropped per run, datasets down-sampled differently).
+
+    Dropped datasets and differing down-sampling are warnings, pointed at the caller of
+    ``compare_models`` (``stacklevel=3``)."""
+    common = set(models[0].scores).intersection(*(m.scores for m in models[1:]))
+    dropped = {m.name: sorted(set(m.scores) - common) for m in models if set(m.scores) - common}
+    if dropped:
+        text = "; ".join(f"{name}: {', '.join(tasks)}" for name, tasks in dropped.items())
+        warnings.warn(
+            f"comparing on the {len(common)} datasets all models share; dropped {text}", stacklevel=3
+        )
+    if not common:
+        raise ValueError("the results share no dataset")
+    mismatched = sorted(
+        t for t in common if len({json.dumps(m.sampling[t], sort_keys=True) for m in models}) > 1
+    )
+    if mismatched:
+        warnings.warn(f"down-sampling differs between models on: {', '.join(mismatched)}", stacklevel=3)
+    return common, dropped, mismatched
+
+
+def _dataset_replicates(
+    groups: dict[str, list[ModelResults]], family_of: dict[str, str], opts: _Options
+) -> dict[str, DatasetReplicates]:
+    """Every shared dataset's bootstrap replicates (items and seeds), in (family, task) order."""
+    seed_idx = {
+        g: seed_resamples(len(ms), opts.n_resamples, rng_for(opts.seed, "seeds", g))
+        for g, ms in groups.items()
+    }
+    replicates: dict[str, DatasetReplicates] = {}
+    for task in sorted(family_of, key=lambda t: (family_of[t], t)):
+        entries, notes = _dataset_entries(task, groups)
+        runs = {g: [m.scores[task] for m in ms] for g, ms in groups.items()}
+        rep = build_replicates(
+            task, family_of[task], runs, entries, seed_idx, seed=opts.seed, n_resamples=opts.n_resamples
+        )
+        rep.notes = notes + rep.notes
+        replicates[task] = rep
+    return replicates
+
+
+def _dataset_row(rep: DatasetReplicates, names: list[str], metric: str, sampling: Any) -> dict[str, Any]:
+    """One dataset in the summary: scores, 95% CI and seed spread per design, items, notes."""
+    ci = {}
+    for g in names:
+        reps = rep.rep(g)
+        ci[g] = [float(x) for x in np.percentile(reps, [2.5, 97.5])] if varies(reps) else None
+    return {
+        "family": rep.family,
+        "metric": metric,
+        "sampling": sampling,
+        "scores": dict(rep.obs),
+        "ci95": ci,
+        "runs": rep.runs,
+        "seed_sd": {g: _sd(rep.runs[g]) for g in names},
+        "items": rep.has_items,
+        "n_items": rep.n_items,
+        "notes": rep.notes,
+    }
+
+
+def _family_row(
+    tasks: list[str], reps: list[DatasetReplicates], names: list[str], opts: _Options
+) -> dict[str, Any]:
+    """One family in the summary: mean, CI and seed spread per design; Friedman and Nemenyi
+    when it has >= 3 datasets and >= 3 designs."""
+    info: dict[str, Any] = {"datasets": tasks, "n": len(tasks), "means": {}, "ci95": {}, "seed_sd": {}}
+    for g in names:
+        mean, low, high = design_family_ci(reps, g)
+        info["means"][g] = mean
+        info["ci95"][g] = [low, high] if high > low else None
+        run_means = np.mean([r.runs[g] for r in reps], axis=0)
+        info["seed_sd"][g] = _sd(run_means.tolist())
+    info["item_level"] = all(r.has_items for r in reps)
+    info["tested"] = len(tasks) >= opts.min_datasets  # the paper's rule, for the Wilcoxon column
+    scores = np.array([[r.obs[g] for g in names] for r in reps])
+    if len(tasks) >= 3 and len(names) >= 3:
+        info["friedman"] = friedman(scores)
+        info["nemenyi"] = nemenyi(scores, names)
+    return info
+
+
+def _pair_test(
+    family: str,
+    reps: list[DatasetReplicates],
+    seed_sds: dict[str, float | None],
+    a: str,
+    b: str,
+    opts: _Options,
+) -> dict[str, Any]:
+    """Design ``a`` against ``b`` over one family: hierarchical bootstrap, Wilcoxon, Bayes, power
+    (p-values before Holm; ``_holm_and_verdicts`` completes the row)."""
+    h = hierarchical_test(reps, a, b, seed=opts.seed, alpha=opts.alpha, power=opts.power)
+    scores_a, scores_b = [r.obs[a] for r in reps], [r.obs[b] for r in reps]
+    w = wilcoxon_paired(scores_a, scores_b)
+    w["family"] = family
+    w["paper_rule"] = len(reps) >= opts.min_datasets
+    bayes = bayesian_signed_rank(
+        scores_a, scores_b, opts.rope, nsamples=opts.bayes_samples, seed=opts.seed
+    ).as_dict()
+    seed_sd = [s for s in (seed_sds[a], seed_sds[b]) if s is not None]
+    return {
+        "family": family,
+        "model_a": a,
+        "model_b": b,
+        "n": len(reps),
+        "diff": h["diff"],
+        "wilcoxon": w,
+        "hierarchical": h,
+        "bayes": bayes,
+        "power": components(reps, a, b, h["tau2"]),
+        "seed_sd": max(seed_sd) if seed_sd else None,
+        "min_items": min((r.n_items for r in reps if r.has_items), default=None),
+        "below_seed_spread": bool(seed_sd and abs(h["diff"]) < max(seed_sd)),
+    }
+
+
+def _test_families(
+    replicates: dict[str, DatasetReplicates], names: list[str], opts: _Options
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(family rows, per-dataset tests, family tests): every pair of designs within each family."""
+    by_family: dict[str, list[str]] = defaultdict(list)
+    for task in sorted(replicates):
+        by_family[replicates[task].family].append(task)
+    families: dict[str, Any] = {}
+    dataset_tests: list[dict[str, Any]] = []
+    family_tests: list[dict[str, Any]] = []
+    for family, tasks in sorted(by_family.items()):
+        reps = [replicates[t] for t in tasks]
+        families[family] = _family_row(tasks, reps, names, opts)
+        for a, b in itertools.combinations(names, 2):
+            for r in reps:
+                dataset_tests.append(
+                    paired_dataset_test(r, a, b, seed=opts.seed, alpha=opts.alpha, power=opts.power)
+                )
+            family_tests.append(_pair_test(family, reps, families[family]["seed_sd"], a, b, opts))
+    return families, dataset_tests, family_tests
+
+
+def _holm_and_verdicts(
+    dataset_tests: list[dict[str, Any]], family_tests: list[dict[str, Any]], opts: _Options
+) -> None:
+    """Holm's correction (per family or global), the Wilcoxon floor after Holm, and each verdict."""
+    scope = (lambda row: row["family"]) if opts.holm_scope == "family" else (lambda row: "all")
+    holm_by(dataset_tests, scope)
+    holm_by([t["hierarchical"] for t in family_tests], scope)
+    holm_by([t["wilcoxon"] for t in family_tests], scope)
+    sizes: dict[Any, int] = defaultdict(int)
+    for t in family_tests:
+        sizes[scope(t)] += 1
+    for t in dataset_tests:
+        t["significant"] = t["pvalue_holm"] is not None and t["pvalue_holm"] < opts.alpha
+    for t in family_tests:
+        w = t["wilcoxon"]
+        w["m"] = sizes[scope(t)]
+        w["floor_holm"] = min(1.0, w["floor"] * w["m"])
+        w["can_reject"] = w["floor_holm"] < opts.alpha
+        t["verdict"] = decide(t, opts.alpha, opts.rope)
+
+
+def _runs_summary(models: list[ModelResults], groups: dict[str, list[ModelResults]]) -> dict[str, Any]:
+    """The ``models`` (one row per run) and ``designs`` (runs per design) parts of the summary."""
+    return {
+        "models": [
+            {
+                "name": m.name,
+                "design": next(g for g, ms in groups.items() if m in ms),
+                "directory": m.directory,
+                "model_design": m.design,
+                "fingerprint": m.fingerprint,
+                "settings": m.settings,
+            }
+            for m in models
+        ],
+        "designs": {g: {"runs": [m.name for m in ms], "seeds": len(ms)} for g, ms in groups.items()},
+    }
+
+
 def compare_models(
     models: list[ModelResults],
     *,
@@ -242,152 +453,21 @@ def compare_models(
     """Everything ``compare`` reports, as one JSON-ready dict (scores on the 0-1 scale)."""
     if len(models) < 2:
         raise ValueError("compare needs at least two results directories")
-    if holm_scope not in HOLM_SCOPES:
-        raise ValueError(f"holm_scope: expected one of {', '.join(HOLM_SCOPES)}, got {holm_scope!r}")
-    if n_resamples < 100:
-        raise ValueError(f"n_resamples: at least 100, got {n_resamples}")
-    if rope < 0:
-        raise ValueError(f"rope: must be >= 0, got {rope}")
-    _unique_names(models)
-    groups = design_groups(models, designs)
-    if len(groups) < 2:
-        raise ValueError(f"compare needs at least two designs; all runs are seeds of {next(iter(groups))!r}")
+    opts = _Options(alpha, rope, holm_scope, n_resamples, seed, power, min_datasets, bayes_samples)
+    opts.check()
+    groups = _group_runs(models, designs)
     names = list(groups)
-    common = set(models[0].scores).intersection(*(m.scores for m in models[1:]))
-    dropped = {m.name: sorted(set(m.scores) - common) for m in models if set(m.scores) - common}
-    if dropped:
-        text = "; ".join(f"{name}: {', '.join(tasks)}" for name, tasks in dropped.items())
-        warnings.warn(
-            f"comparing on the {len(common)} datasets all models share; dropped {text}", stacklevel=2
-        )
-    if not common:
-        raise ValueError("the results share no dataset")
-    mismatched = sorted(
-        t for t in common if len({json.dumps(m.sampling[t], sort_keys=True) for m in models}) > 1
-    )
-    if mismatched:
-        warnings.warn(f"down-sampling differs between models on: {', '.join(mismatched)}", stacklevel=2)
-
-    seed_idx = {
-        g: seed_resamples(len(ms), n_resamples, rng_for(seed, "seeds", g)) for g, ms in groups.items()
+    common, dropped, mismatched = _shared_datasets(models)
+    replicates = _dataset_replicates(groups, {t: models[0].families[t] for t in common}, opts)
+    datasets = {
+        task: _dataset_row(rep, names, models[0].metrics[task], models[0].sampling[task])
+        for task, rep in replicates.items()
     }
-    family_of = {t: models[0].families[t] for t in common}
-    by_family: dict[str, list[str]] = defaultdict(list)
-    for task in sorted(common):
-        by_family[family_of[task]].append(task)
-
-    replicates: dict[str, DatasetReplicates] = {}
-    datasets: dict[str, Any] = {}
-    for task in sorted(common, key=lambda t: (family_of[t], t)):
-        entries, notes = _dataset_entries(task, groups)
-        runs = {g: [m.scores[task] for m in ms] for g, ms in groups.items()}
-        rep = build_replicates(
-            task, family_of[task], runs, entries, seed_idx, seed=seed, n_resamples=n_resamples
-        )
-        rep.notes = notes + rep.notes
-        replicates[task] = rep
-        ci = {}
-        for g in names:
-            reps = rep.rep(g)
-            ci[g] = [float(x) for x in np.percentile(reps, [2.5, 97.5])] if varies(reps) else None
-        datasets[task] = {
-            "family": family_of[task],
-            "metric": models[0].metrics[task],
-            "sampling": models[0].sampling[task],
-            "scores": dict(rep.obs),
-            "ci95": ci,
-            "runs": rep.runs,
-            "seed_sd": {g: _sd(rep.runs[g]) for g in names},
-            "items": rep.has_items,
-            "n_items": rep.n_items,
-            "notes": rep.notes,
-        }
-
-    families: dict[str, Any] = {}
-    dataset_tests: list[dict[str, Any]] = []
-    family_tests: list[dict[str, Any]] = []
-    for family, tasks in sorted(by_family.items()):
-        reps = [replicates[t] for t in tasks]
-        info: dict[str, Any] = {"datasets": tasks, "n": len(tasks), "means": {}, "ci95": {}, "seed_sd": {}}
-        for g in names:
-            mean, low, high = design_family_ci(reps, g)
-            info["means"][g] = mean
-            info["ci95"][g] = [low, high] if high > low else None
-            run_means = np.mean([r.runs[g] for r in reps], axis=0)
-            info["seed_sd"][g] = _sd(run_means.tolist())
-        info["item_level"] = all(r.has_items for r in reps)
-        info["tested"] = len(tasks) >= min_datasets  # the paper's rule, for the Wilcoxon column
-        scores = np.array([[r.obs[g] for g in names] for r in reps])
-        if len(tasks) >= 3 and len(names) >= 3:
-            info["friedman"] = friedman(scores)
-            info["nemenyi"] = nemenyi(scores, names)
-        families[family] = info
-        for a, b in itertools.combinations(names, 2):
-            for r in reps:
-                dataset_tests.append(paired_dataset_test(r, a, b, seed=seed, alpha=alpha, power=power))
-            h = hierarchical_test(reps, a, b, seed=seed, alpha=alpha, power=power)
-            w = wilcoxon_paired([r.obs[a] for r in reps], [r.obs[b] for r in reps])
-            w["family"] = family
-            w["paper_rule"] = len(tasks) >= min_datasets
-            bayes = bayesian_signed_rank(
-                [r.obs[a] for r in reps], [r.obs[b] for r in reps], rope, nsamples=bayes_samples, seed=seed
-            ).as_dict()
-            seed_sd = [s for s in (info["seed_sd"][a], info["seed_sd"][b]) if s is not None]
-            family_tests.append(
-                {
-                    "family": family,
-                    "model_a": a,
-                    "model_b": b,
-                    "n": len(tasks),
-                    "diff": h["diff"],
-                    "wilcoxon": w,
-                    "hierarchical": h,
-                    "bayes": bayes,
-                    "power": components(reps, a, b, h["tau2"]),
-                    "seed_sd": max(seed_sd) if seed_sd else None,
-                    "min_items": min((r.n_items for r in reps if r.has_items), default=None),
-                    "below_seed_spread": bool(seed_sd and abs(h["diff"]) < max(seed_sd)),
-                }
-            )
-
-    scope = (lambda row: row["family"]) if holm_scope == "family" else (lambda row: "all")
-    holm_by(dataset_tests, scope)
-    holm_by([t["hierarchical"] for t in family_tests], scope)
-    holm_by([t["wilcoxon"] for t in family_tests], scope)
-    sizes: dict[Any, int] = defaultdict(int)
-    for t in family_tests:
-        sizes[scope(t)] += 1
-    for t in dataset_tests:
-        t["significant"] = t["pvalue_holm"] is not None and t["pvalue_holm"] < alpha
-    for t in family_tests:
-        w = t["wilcoxon"]
-        w["m"] = sizes[scope(t)]
-        w["floor_holm"] = min(1.0, w["floor"] * w["m"])
-        w["can_reject"] = w["floor_holm"] < alpha
-        t["verdict"] = decide(t, alpha, rope)
+    families, dataset_tests, family_tests = _test_families(replicates, names, opts)
+    _holm_and_verdicts(dataset_tests, family_tests, opts)
     return {
-        "models": [
-            {
-                "name": m.name,
-                "design": next(g for g, ms in groups.items() if m in ms),
-                "directory": m.directory,
-                "model_design": m.design,
-                "fingerprint": m.fingerprint,
-                "settings": m.settings,
-            }
-            for m in models
-        ],
-        "designs": {g: {"runs": [m.name for m in ms], "seeds": len(ms)} for g, ms in groups.items()},
-        "settings": {
-            "alpha": alpha,
-            "rope": rope,
-            "holm_scope": holm_scope,
-            "n_resamples": n_resamples,
-            "seed": seed,
-            "power": power,
-            "min_datasets": min_datasets,
-            "bayes_samples": bayes_samples,
-        },
+        **_runs_summary(models, groups),
+        "settings": asdict(opts),
         "min_datasets": min_datasets,
         "alpha": alpha,
         "families": families,

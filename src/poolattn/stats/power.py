@@ -1,5 +1,4 @@
-"""Power: the minimum detectable effect (MDE) of a family comparison, and what it would take
-to detect a target effect.
+"""Power: a family comparison's minimum detectable effect (MDE), and what a target effect needs.
 
 The family mean difference of two designs over K datasets of about n items each, with S_g
 seed runs of design g, has variance (from the components the hierarchical test measures)

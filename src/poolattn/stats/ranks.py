@@ -1,5 +1,6 @@
-"""All designs of a family at once: Friedman test, Nemenyi post-hoc and critical difference
-(Demšar, JMLR 2006). Ranks are per dataset, 1 = best (highest score), ties averaged.
+"""All designs of a family at once: Friedman test, Nemenyi post-hoc and critical difference.
+
+Following Demšar (JMLR 2006). Ranks are per dataset, 1 = best (highest score), ties averaged.
 """
 
 from __future__ import annotations

@@ -36,11 +36,13 @@ def sampling_text(sampling: dict[str, Any] | None) -> str:
     return text
 
 
-def _fmt(x: float, digits: int = 2) -> str:
+def format_number(x: float | None, digits: int = 2) -> str:
+    """A plain number (e.g. Kendall's tau) with ``digits`` decimals; ``–`` when missing or NaN."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _p(x: float) -> str:
+def format_p(x: float | None) -> str:
+    """A p-value: two significant digits, scientific below 0.001; ``–`` when missing or NaN."""
     if x is None or math.isnan(x):
         return "–"
     return f"{x:.2g}" if x >= 0.001 else f"{x:.1e}"
@@ -168,7 +170,7 @@ def family_tests_table(summary: dict[str, Any]) -> list[str]:
     ]
     for t in summary["family_tests"]:
         h, w, b = t["hierarchical"], t["wilcoxon"], t["bayes"]
-        floor = f"{_p(w['floor'])} ({_p(w['floor_holm'])})"
+        floor = f"{format_p(w['floor'])} ({format_p(w['floor_holm'])})"
         if not w["can_reject"]:
             n = w["n_nonzero"]
             floor += f": **cannot reject with {n} dataset{'s' if n != 1 else ''}**"
@@ -176,8 +178,8 @@ def family_tests_table(summary: dict[str, Any]) -> list[str]:
             floor += " (paper: not tested)"
         lines.append(
             f"| {t['family']} | {t['model_a']} | {t['model_b']} | {t['n']} | {_pts(h['diff'])} | {_ci(h['ci95'])} | "
-            f"{_p(h['pvalue'])} ({_p(h['pvalue_holm'])}) | {_pts(h['mde'])} | "
-            f"{_p(w['pvalue'])} ({_p(w['pvalue_holm'])}) | {floor} | "
+            f"{format_p(h['pvalue'])} ({format_p(h['pvalue_holm'])}) | {_pts(h['mde'])} | "
+            f"{format_p(w['pvalue'])} ({format_p(w['pvalue_holm'])}) | {floor} | "
             f"{b['p_a_better']:.2f} / {b['p_equivalent']:.2f} / {b['p_b_better']:.2f} |"
         )
     return lines
@@ -194,8 +196,8 @@ def ranks_section(summary: dict[str, Any], prefix: str = "", plots: bool = True)
         fr, nem = info["friedman"], info["nemenyi"]
         ranks = ", ".join(f"{n} {r:.2f}" for n, r in sorted(nem["ranks"].items(), key=lambda kv: kv[1]))
         lines.append(
-            f"- **{family}** ({info['n']} datasets): Friedman χ² = {fr['statistic']:.2f}, p = {_p(fr['pvalue'])} "
-            f"(Iman–Davenport F = {fr['iman_davenport_f']:.2f}, p = {_p(fr['pvalue_f'])}); mean ranks {ranks}; "
+            f"- **{family}** ({info['n']} datasets): Friedman χ² = {fr['statistic']:.2f}, p = {format_p(fr['pvalue'])} "
+            f"(Iman–Davenport F = {fr['iman_davenport_f']:.2f}, p = {format_p(fr['pvalue_f'])}); mean ranks {ranks}; "
             f"Nemenyi critical difference {nem['cd']:.2f}."
         )
         if plots:
@@ -234,7 +236,7 @@ def dataset_tests_table(summary: dict[str, Any]) -> list[str]:
         mark = " *" if t["significant"] else ""
         lines.append(
             f"| {t['family']} | {t['task']} | {t['model_a']} | {t['model_b']} | {_pts(t['diff'])} | {_ci(t['ci95'])} | "
-            f"{_p(t['pvalue'])} | {_p(t['pvalue_holm'])}{mark} | {_pts(t['mde'])} | {t['method']} |"
+            f"{format_p(t['pvalue'])} | {format_p(t['pvalue_holm'])}{mark} | {_pts(t['mde'])} | {t['method']} |"
         )
     return lines
 

@@ -1,7 +1,7 @@
-"""Classical paired tests: Wilcoxon signed-rank over datasets (with its attainable floor),
-sign-flip permutation over items, Holm correction (per group), effect size, bootstrap CI.
+"""Classical paired tests: Wilcoxon over datasets, sign-flip over items, Holm, effect size, CI.
 
-The Wilcoxon unit is a dataset, as in the paper (arXiv 2409.02727): with n datasets the exact
+Wilcoxon signed-rank with its attainable floor, sign-flip permutation, Holm correction (per
+group), rank-biserial effect size and a bootstrap CI of a mean. The Wilcoxon unit is a dataset, as in the paper (arXiv 2409.02727): with n datasets the exact
 two-sided test cannot go below p = 2/2^n, which ``wilcoxon_floor`` reports so that a test
 that could never reject is not read as a finding.
 """

@@ -1,6 +1,7 @@
 """Contrastive training: data, InfoNCE loss, GradCache steps, checkpoints and the trainer.
 
 ``train(load_train_config("train.toml"))`` trains a design and returns its model directory.
+This package re-exports for users; modules inside poolattn import from the defining module.
 """
 
 from .config import (

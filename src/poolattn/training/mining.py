@@ -1,7 +1,8 @@
-"""Hard-negative mining: rank a pool of candidate texts for each query with any embedding
-model and keep negatives from a rank window, skipping the positive and its near-duplicates.
+"""Hard-negative mining: rank candidate texts per query with any model, keep a rank window.
 
-The model is any backend (``poolattn.encoding.backends.Backend``) or a model string for
+Candidates are the positives (plus an optional corpus); the positive and its near-duplicates
+are skipped, and a query whose filters leave fewer than ``num_negatives`` candidates is
+dropped, so every triple has as many negatives as asked for. The model is any backend (``poolattn.encoding.backends.Backend``) or a model string for
 ``poolattn.encoding.resolve.load_backend`` (default ``all-MiniLM-L6-v2``, the packaged copy,
 as the paper mined with a sentence-transformers model).
 """
