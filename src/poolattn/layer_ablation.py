@@ -286,6 +286,114 @@ def attention_mass(cache: LayerVectorCache, batch_size: int = 256) -> list[float
     return (total / len(vectors)).tolist()
 
 
+@dataclass(frozen=True)
+class GridScores:
+    """The scores of every condition of the grid (by condition name), and the rows the result
+    reports from them."""
+
+    grid: list[Condition]
+    scores: dict[str, dict[str, float]]
+    num_layers: int
+
+    def per_layer(self, mass: Sequence[float]) -> list[dict[str, Any]]:
+        """Per layer: the head's attention mass, the scores without it and with it alone, and its
+        ablation importance (full score minus the score without it)."""
+        full = self.scores["all"]["mean"]
+        return [
+            {
+                "layer": i,
+                "attention_mass": mass[i - 1],
+                "removed": self.scores[f"without {i}"],
+                "only": self.scores[f"only {i}"],
+                "importance": full - self.scores[f"without {i}"]["mean"],
+            }
+            for i in range(1, self.num_layers + 1)
+        ]
+
+    def block_rows(self) -> list[dict[str, Any]]:
+        """Per removed block: its layers, the scores without it and its importance."""
+        full = self.scores["all"]["mean"]
+        return [
+            {
+                "layers": [j for j in range(1, self.num_layers + 1) if j not in c.kept],
+                "removed": self.scores[c.name],
+                "importance": full - self.scores[c.name]["mean"],
+            }
+            for c in self.grid
+            if c.kind == "block_removed"
+        ]
+
+    def condition_rows(self) -> list[dict[str, Any]]:
+        """Every condition with its kept layers and scores."""
+        return [
+            {"name": c.name, "kind": c.kind, "kept": list(c.kept), "scores": self.scores[c.name]}
+            for c in self.grid
+        ]
+
+
+def score_grid(
+    cache: LayerVectorCache,
+    grid: list[Condition],
+    tasks: Sequence[LocalTask],
+    fingerprint: str,
+    batch_size: int = 32,
+) -> GridScores:
+    """Score every condition; a key set already scored is not scored again (with 2 layers,
+    "without 1" is "only 2")."""
+    scores: dict[str, dict[str, float]] = {}
+    by_kept: dict[tuple[int, ...], dict[str, float]] = {}
+    for index, condition in enumerate(grid):
+        if condition.kept not in by_kept:
+            by_kept[condition.kept] = score_condition(cache, condition.kept, tasks, fingerprint, batch_size)
+        scores[condition.name] = by_kept[condition.kept]
+        log.info(
+            "layer ablation %d/%d %s: %.4f",
+            index + 1,
+            len(grid),
+            condition.name,
+            scores[condition.name]["mean"],
+        )
+    return GridScores(grid, scores, cache.num_layers)
+
+
+def _task_rows(planned: Sequence[tuple[LocalTask, str]]) -> list[dict[str, Any]]:
+    """What the result records of each task: dataset, split, source file, sampling."""
+    return [
+        {
+            "name": item.name,
+            "dataset": item.dataset,
+            "split": split,
+            "source": item.path,
+            "family": item.family,
+            "main_score_name": str(item.task.metadata.main_score),
+            "sampling": item.sampling,
+        }
+        for item, split in planned
+    ]
+
+
+def _ablation_record(
+    model: EmbeddingModel,
+    fingerprint: str,
+    cache: LayerVectorCache,
+    planned: Sequence[tuple[LocalTask, str]],
+    scored: GridScores,
+) -> dict[str, Any]:
+    """The ``layer_ablation.json`` content (without its ``seconds``)."""
+    return {
+        "model": {"design": model.config.name, "base": model.config.base, "fingerprint": fingerprint},
+        "layers": cache.num_layers,
+        "layer_vector": model.config.resolved_layer_vector,
+        "tasks": _task_rows(planned),
+        "score": "mean over tasks of each task's main score",
+        "all": scored.scores["all"],
+        "per_layer": scored.per_layer(attention_mass(cache)),
+        "blocks": scored.block_rows(),
+        "conditions": scored.condition_rows(),
+        "backbone_texts": cache.backbone_texts,
+    }
+
+
 def layer_ablation(
     model: EmbeddingModel,
     output_dir: str | Path | None = None,
@@ -306,69 +414,11 @@ def layer_ablation(
     started = time.monotonic()
     cache = cache or LayerVectorCache(model, batch_size)
     planned = ablation_tasks(local_data, tasks, max_items)
-    items = [item for item, _ in planned]
     fingerprint = model.fingerprint()
     grid = conditions(cache.num_layers, blocks)
-    scores: dict[str, dict[str, float]] = {}
-    by_kept: dict[tuple[int, ...], dict[str, float]] = {}  # e.g. with 2 layers "without 1" is "only 2"
-    for index, condition in enumerate(grid):
-        if condition.kept not in by_kept:
-            by_kept[condition.kept] = score_condition(cache, condition.kept, items, fingerprint, batch_size)
-        scores[condition.name] = by_kept[condition.kept]
-        log.info(
-            "layer ablation %d/%d %s: %.4f",
-            index + 1,
-            len(grid),
-            condition.name,
-            scores[condition.name]["mean"],
-        )
-    full = scores["all"]["mean"]
-    mass = attention_mass(cache)
-    per_layer = [
-        {
-            "layer": i,
-            "attention_mass": mass[i - 1],
-            "removed": scores[f"without {i}"],
-            "only": scores[f"only {i}"],
-            "importance": full - scores[f"without {i}"]["mean"],
-        }
-        for i in range(1, cache.num_layers + 1)
-    ]
-    block_rows = [
-        {
-            "layers": [j for j in range(1, cache.num_layers + 1) if j not in c.kept],
-            "removed": scores[c.name],
-            "importance": full - scores[c.name]["mean"],
-        }
-        for c in grid
-        if c.kind == "block_removed"
-    ]
-    result: dict[str, Any] = {
-        "model": {"design": model.config.name, "base": model.config.base, "fingerprint": fingerprint},
-        "layers": cache.num_layers,
-        "layer_vector": model.config.resolved_layer_vector,
-        "tasks": [
-            {
-                "name": item.name,
-                "dataset": item.dataset,
-                "split": split,
-                "source": item.path,
-                "family": item.family,
-                "main_score_name": str(item.task.metadata.main_score),
-                "sampling": item.sampling,
-            }
-            for item, split in planned
-        ],
-        "score": "mean over tasks of each task's main score",
-        "all": scores["all"],
-        "per_layer": per_layer,
-        "blocks": block_rows,
-        "conditions": [
-            {"name": c.name, "kind": c.kind, "kept": list(c.kept), "scores": scores[c.name]} for c in grid
-        ],
-        "backbone_texts": cache.backbone_texts,
-        "seconds": round(time.monotonic() - started, 1),
-    }
+    scored = score_grid(cache, grid, [item for item, _ in planned], fingerprint, batch_size)
+    result = _ablation_record(model, fingerprint, cache, planned, scored)
+    result["seconds"] = round(time.monotonic() - started, 1)
     if output_dir is not None:
         out = Path(output_dir)
         write_json_atomic(out / JSON_FILE, result)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,173 @@ def plan_tasks(
     return planned
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """One run's settings with the defaults resolved: what the steps share and run.json records."""
+
+    tasks: Sequence[str] | None
+    benchmark: str | None
+    local_data: Path | None
+    max_items: int | None
+    batch_size: int
+    cache_dir_path: str | Path | None
+    instructions: dict[str, str] | None
+
+    @classmethod
+    def resolve(
+        cls,
+        tasks: Sequence[str] | None,
+        benchmark: str | None,
+        local_data: str | Path | None,
+        max_items: int | None,
+        batch_size: int,
+        cache_dir_path: str | Path | None,
+        instructions: dict[str, str] | None,
+    ) -> EvalSettings:
+        """Fill the defaults (local data from ``$POOLATTN_DATA_DIR``, the embedding cache folder)
+        and check ``max_items``."""
+        if local_data is None and ((tasks and os.environ.get(DATA_DIR_ENV)) or (not tasks and not benchmark)):
+            local_data = data_dir()
+        local = Path(local_data) if local_data is not None else None
+        if cache_dir_path == DEFAULT:
+            cache_dir_path = cache_dir() / "embeddings"
+        if max_items is not None and max_items < 1:
+            raise ValueError(f"max_items: must be >= 1, got {max_items}")
+        return cls(tasks, benchmark, local, max_items, batch_size, cache_dir_path, instructions)
+
+    def record(self) -> dict[str, Any]:
+        """The ``settings`` entry of ``run.json``."""
+        import mteb
+
+        return {
+            "max_items": self.max_items,
+            "batch_size": self.batch_size,
+            "local_data": str(self.local_data) if self.local_data is not None else None,
+            "tasks": list(self.tasks) if self.tasks else None,
+            "benchmark": self.benchmark,
+            "mteb_version": mteb.__version__,
+            "embedding_cache": str(self.cache_dir_path) if self.cache_dir_path is not None else None,
+        }
+
+
+def _fresh_predictions_folder(output: Path) -> Path:
+    """Clear an earlier run's files from ``output``; a new hidden folder for mteb's per-item
+    predictions (``collect_items`` turns them into items files)."""
+    _clear_previous(output)
+    for stale in output.glob(".predictions.*"):  # left by an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=".predictions.", dir=output))
+
+
+def _run_record(encoder: MTEBEncoder, model_source: str | None, settings: EvalSettings) -> dict[str, Any]:
+    """The start of ``run.json``: the model's identity and the settings, no task yet."""
+    info = encoder.backend.describe()
+    return {
+        "poolattn_results_version": RESULTS_VERSION,
+        "model": {
+            "name": encoder.backend.name,
+            "design": info.get("design"),
+            "fingerprint": encoder.model_fingerprint,
+            "source": model_source,
+            "uses_instructions": encoder.backend.uses_instructions,
+            **{k: v for k, v in info.items() if k != "design"},
+        },
+        "settings": settings.record(),
+        "started_at": datetime.now(UTC).isoformat(),
+        "tasks": {},
+        # datasets that could not be evaluated (no valid sample), with the reason; never in "tasks"
+        "skipped": {},
+    }
+
+
+def _skip_record(task: Any, local: LocalTask) -> dict[str, Any]:
+    """The ``skipped`` entry of a local dataset with no valid sample."""
+    return {
+        "skipped": True,
+        "reason": local.skip_reason,
+        "family": local.family,
+        "dataset": local.dataset,
+        "source": local.path,
+        "real_mteb_task": local.real_mteb_task,
+        "main_score_name": task.metadata.main_score,
+        "sampling": local.sampling,
+    }
+
+
+def _run_task(
+    encoder: MTEBEncoder, task: Any, local: LocalTask | None, batch_size: int, output: Path, predictions: Path
+) -> dict[str, Any]:
+    """Evaluate one task, write its TaskResult and items files; returns its ``run.json`` entry."""
+    name = str(task.metadata.name)
+    tick = time.monotonic()
+    preloaded = task.data_loaded
+    if not preloaded:  # keep the data loaded after mteb's run: the items need its gold labels
+        task.load_data()
+    task_json = run_mteb_task(encoder, task, batch_size, prediction_folder=predictions)
+    file = f"{name}.json"
+    write_json_atomic(output / file, task_json)
+    score = task_main_score(task_json, task.metadata.eval_splits)
+    family = local.family if local else str(task.metadata.type)
+    items_file, items_problem = collect_items(task, predictions, task_json, family, output)
+    if not preloaded:
+        task.unload_data()
+    return {
+        "file": file,
+        "family": family,
+        "dataset": local.dataset if local else name,
+        "source": local.path if local else "mteb",
+        "real_mteb_task": local.real_mteb_task if local else True,
+        "main_score_name": task.metadata.main_score,
+        "main_score": score,
+        "sampling": local.sampling if local else None,
+        "empty_texts": local.empty_text_record()
+        if local
+        else {"count": encoder.empty_texts.get(name, 0), "treatment": EMPTY_TEXT_TREATMENT},
+        "seconds": round(time.monotonic() - tick, 2),
+        # per-item results (poolattn.stats.items), or why there are none
+        "items": items_file,
+        **({"items_problem": items_problem} if items_problem else {}),
+    }
+
+
+def _run_planned(
+    encoder: MTEBEncoder,
+    planned: list[tuple[Any, LocalTask | None]],
+    run: dict[str, Any],
+    batch_size: int,
+    output: Path,
+    predictions: Path,
+) -> None:
+    """Every planned task in turn (a skipped dataset recorded as such); ``run.json`` is rewritten
+    after each, so progress survives an interruption. ``predictions`` is removed at the end."""
+    for task, local in planned:
+        name = str(task.metadata.name)
+        if local is not None and local.skipped:
+            run["skipped"][name] = _skip_record(task, local)
+            log.warning("%s (%s): skipped: %s", name, local.family, local.skip_reason)
+        else:
+            run["tasks"][name] = _run_task(encoder, task, local, batch_size, output, predictions)
+            entry = run["tasks"][name]
+            log.info(
+                "%s (%s): %s = %.4f", name, entry["family"], task.metadata.main_score, entry["main_score"]
+            )
+        write_json_atomic(output / EVAL_RUN_FILE, run)
+    shutil.rmtree(predictions, ignore_errors=True)
+
+
+def _finish_run(run: dict[str, Any], encoder: MTEBEncoder, started: float, output: Path) -> None:
+    """Add the cache counts and timings, write the final ``run.json`` and close the cache."""
+    run["embedding_cache_stats"] = {
+        "hits": encoder.cache.hits,
+        "misses": encoder.cache.misses,
+        "encoded": encoder.encoded_texts,
+    }
+    run["finished_at"] = datetime.now(UTC).isoformat()
+    run["wall_seconds"] = round(time.monotonic() - started, 1)
+    write_json_atomic(output / EVAL_RUN_FILE, run)
+    encoder.cache.close()
+
+
 def evaluate(
     model: Any,
     output_dir: str | Path,
@@ -143,113 +311,27 @@ def evaluate(
         cache_dir_path: embedding cache folder; ``None`` keeps it in memory only.
         instructions: per-task query instructions overriding the built-in table.
     """
-    import mteb
-
     model_source = model if isinstance(model, str) else None
     if isinstance(model, str):
         model = load_backend(model)
-    if local_data is None and ((tasks and os.environ.get(DATA_DIR_ENV)) or (not tasks and not benchmark)):
-        local_data = data_dir()
-    if local_data is not None:
-        local_data = Path(local_data)
-    if cache_dir_path == DEFAULT:
-        cache_dir_path = cache_dir() / "embeddings"
-    if max_items is not None and max_items < 1:
-        raise ValueError(f"max_items: must be >= 1, got {max_items}")
+    settings = EvalSettings.resolve(
+        tasks, benchmark, local_data, max_items, batch_size, cache_dir_path, instructions
+    )
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # the data first: a malformed local file stops the run before any model work
-    planned = plan_tasks(tasks, benchmark, local_data, max_items)
+    planned = plan_tasks(settings.tasks, settings.benchmark, settings.local_data, settings.max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
-    encoder = MTEBEncoder(model, cache_dir=cache_dir_path, batch_size=batch_size, instructions=instructions)
-
-    _clear_previous(output)
-    # mteb writes each task's per-item predictions here; collect_items turns them into items files
-    for stale in output.glob(".predictions.*"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
-    predictions = Path(tempfile.mkdtemp(prefix=".predictions.", dir=output))
-    info = encoder.backend.describe()
-    run: dict[str, Any] = {
-        "poolattn_results_version": RESULTS_VERSION,
-        "model": {
-            "name": encoder.backend.name,
-            "design": info.get("design"),
-            "fingerprint": encoder.model_fingerprint,
-            "source": model_source,
-            "uses_instructions": encoder.backend.uses_instructions,
-            **{k: v for k, v in info.items() if k != "design"},
-        },
-        "settings": {
-            "max_items": max_items,
-            "batch_size": batch_size,
-            "local_data": str(local_data) if local_data is not None else None,
-            "tasks": list(tasks) if tasks else None,
-            "benchmark": benchmark,
-            "mteb_version": mteb.__version__,
-            "embedding_cache": str(cache_dir_path) if cache_dir_path is not None else None,
-        },
-        "started_at": datetime.now(UTC).isoformat(),
-        "tasks": {},
-        # datasets that could not be evaluated (no valid sample), with the reason; never in "tasks"
-        "skipped": {},
-    }
-    for task, local in planned:
-        name = str(task.metadata.name)
-        if local is not None and local.skipped:
-            run["skipped"][name] = {
-                "skipped": True,
-                "reason": local.skip_reason,
-                "family": local.family,
-                "dataset": local.dataset,
-                "source": local.path,
-                "real_mteb_task": local.real_mteb_task,
-                "main_score_name": task.metadata.main_score,
-                "sampling": local.sampling,
-            }
-            log.warning("%s (%s): skipped: %s", name, local.family, local.skip_reason)
-            write_json_atomic(output / EVAL_RUN_FILE, run)
-            continue
-        tick = time.monotonic()
-        preloaded = task.data_loaded
-        if not preloaded:  # keep the data loaded after mteb's run: the items need its gold labels
-            task.load_data()
-        task_json = run_mteb_task(encoder, task, batch_size, prediction_folder=predictions)
-        file = f"{name}.json"
-        write_json_atomic(output / file, task_json)
-        score = task_main_score(task_json, task.metadata.eval_splits)
-        family = local.family if local else str(task.metadata.type)
-        items_file, items_problem = collect_items(task, predictions, task_json, family, output)
-        if not preloaded:
-            task.unload_data()
-        run["tasks"][name] = {
-            "file": file,
-            "family": local.family if local else str(task.metadata.type),
-            "dataset": local.dataset if local else name,
-            "source": local.path if local else "mteb",
-            "real_mteb_task": local.real_mteb_task if local else True,
-            "main_score_name": task.metadata.main_score,
-            "main_score": score,
-            "sampling": local.sampling if local else None,
-            "empty_texts": local.empty_text_record()
-            if local
-            else {"count": encoder.empty_texts.get(name, 0), "treatment": EMPTY_TEXT_TREATMENT},
-            "seconds": round(time.monotonic() - tick, 2),
-            # per-item results (poolattn.stats.items), or why there are none
-            "items": items_file,
-            **({"items_problem": items_problem} if items_problem else {}),
-        }
-        log.info("%s (%s): %s = %.4f", name, run["tasks"][name]["family"], task.metadata.main_score, score)
-        write_json_atomic(output / EVAL_RUN_FILE, run)  # progress survives an interruption
-    shutil.rmtree(predictions, ignore_errors=True)
-    run["embedding_cache_stats"] = {
-        "hits": encoder.cache.hits,
-        "misses": encoder.cache.misses,
-        "encoded": encoder.encoded_texts,
-    }
-    run["finished_at"] = datetime.now(UTC).isoformat()
-    run["wall_seconds"] = round(time.monotonic() - started, 1)
-    write_json_atomic(output / EVAL_RUN_FILE, run)
-    encoder.cache.close()
+    encoder = MTEBEncoder(
+        model,
+        cache_dir=settings.cache_dir_path,
+        batch_size=settings.batch_size,
+        instructions=settings.instructions,
+    )
+    predictions = _fresh_predictions_folder(output)
+    run = _run_record(encoder, model_source, settings)
+    _run_planned(encoder, planned, run, settings.batch_size, output, predictions)
+    _finish_run(run, encoder, started, output)
     return run

@@ -39,73 +39,97 @@ class Progress:
         print(f"[{index + 1}/{self.total}] {run.name}: {phase} ({elapsed:.1f} min elapsed{left})", flush=True)
 
 
-def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) -> dict[str, Any]:
-    """Train (if needed) and evaluate one run, recording each finished phase."""
-    from ..evaluation.distributed import evaluate  # sharded over ranks under `accelerate launch`
-    from ..model import EmbeddingModel
-    from ..training.config import train_config_from_dict
-    from ..training.trainer import train
-
-    run_dir = config.output_dir / run.name
+def _start_run(run_dir: Path, run: Run) -> dict[str, Any]:
+    """The run's state marked running (an earlier error cleared), written at once."""
     state = read_state(run_dir)
     state.update(design=run.design, seed=run.seed, trained=run.trained, status="running")
     state.pop("error", None)
     write_state(run_dir, state)
+    return state
+
+
+def _train_phase(config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any]) -> None:
+    """Train the run's design (resuming from its last checkpoint); records ``model_dir``."""
+    from ..training.config import train_config_from_dict
+    from ..training.trainer import train
+
+    train_cfg = train_config_from_dict(config.train_data(run), config.base_dir)
+    start = time.monotonic()
+    resume = (Path(train_cfg.training.output_dir) / "checkpoints").exists()
+    model_dir = train(train_cfg, resume=resume)
+    state.update(
+        model_dir=str(model_dir), train_seconds=time.monotonic() - start + state.get("train_seconds", 0)
+    )
+    write_state(run_dir, state)
+
+
+def _evaluate_phase(config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any]) -> None:
+    """Evaluate the trained (or untrained) model into ``eval/``; records ``eval_dir``, the
+    parameter counts and, for a multilayer head, its attention over layers."""
+    from ..evaluation.distributed import evaluate  # sharded over ranks under `accelerate launch`
+    from ..model import EmbeddingModel
+
+    start = time.monotonic()
+    if run.trained:
+        model = EmbeddingModel.load(state["model_dir"])
+    else:
+        from ..design import model_config
+
+        model = EmbeddingModel.from_config(model_config(**run.model))
+    ev = config.evaluation
+    evaluate(
+        model,
+        run_dir / "eval",
+        tasks=ev.tasks or None,
+        benchmark=ev.benchmark,
+        local_data=ev.local_data,
+        max_items=ev.max_items,
+        batch_size=ev.batch_size,
+    )
+    state.update(eval_dir=str(run_dir / "eval"), eval_seconds=time.monotonic() - start)
+    if run.trained:
+        from ..model_card import update_model_card
+
+        update_model_card(state["model_dir"], results=run_dir / "eval")
+    state["parameters"] = model.describe()
+    if run.design.startswith("multilayer"):
+        from .layers import layer_attention
+
+        state["layer_attention"] = layer_attention(model, config)
+
+
+def _ablation_phase(config: ExperimentConfig, run_dir: Path, state: dict[str, Any]) -> None:
+    """The layer ablation of the trained multilayer model into ``ablation/``; records ``ablation_dir``."""
+    from ..layer_ablation import layer_ablation
+    from ..model import EmbeddingModel
+
+    start = time.monotonic()
+    model = EmbeddingModel.load(state["model_dir"])
+    layer_ablation(
+        model,
+        run_dir / "ablation",
+        tasks=config.experiment.layer_ablation_tasks,
+        local_data=config.evaluation.local_data,
+        max_items=config.experiment.layer_ablation_items,
+        batch_size=config.evaluation.batch_size,
+    )
+    state.update(ablation_dir=str(run_dir / "ablation"), ablation_seconds=time.monotonic() - start)
+
+
+def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) -> dict[str, Any]:
+    """Train (if needed) and evaluate one run, recording each finished phase."""
+    run_dir = config.output_dir / run.name
+    state = _start_run(run_dir, run)
     if run.trained and "model_dir" not in state:
         progress.say(index, run, "training")
-        train_cfg = train_config_from_dict(config.train_data(run), config.base_dir)
-        start = time.monotonic()
-        resume = (Path(train_cfg.training.output_dir) / "checkpoints").exists()
-        model_dir = train(train_cfg, resume=resume)
-        state.update(
-            model_dir=str(model_dir), train_seconds=time.monotonic() - start + state.get("train_seconds", 0)
-        )
-        write_state(run_dir, state)
+        _train_phase(config, run, run_dir, state)
     if "eval_dir" not in state:
         progress.say(index, run, "evaluating")
-        start = time.monotonic()
-        if run.trained:
-            model = EmbeddingModel.load(state["model_dir"])
-        else:
-            from ..design import model_config
-
-            model = EmbeddingModel.from_config(model_config(**run.model))
-        ev = config.evaluation
-        evaluate(
-            model,
-            run_dir / "eval",
-            tasks=ev.tasks or None,
-            benchmark=ev.benchmark,
-            local_data=ev.local_data,
-            max_items=ev.max_items,
-            batch_size=ev.batch_size,
-        )
-        state.update(eval_dir=str(run_dir / "eval"), eval_seconds=time.monotonic() - start)
-        if run.trained:
-            from ..model_card import update_model_card
-
-            update_model_card(state["model_dir"], results=run_dir / "eval")
-        state["parameters"] = model.describe()
-        if run.design.startswith("multilayer"):
-            from .layers import layer_attention
-
-            state["layer_attention"] = layer_attention(model, config)
-    if run.trained and run.design.startswith("multilayer") and "ablation_dir" not in state:
-        if config.experiment.layer_ablation_items > 0:
-            from ..layer_ablation import layer_ablation
-
-            progress.say(index, run, "layer ablation")
-            start = time.monotonic()
-            model = EmbeddingModel.load(state["model_dir"])
-            layer_ablation(
-                model,
-                run_dir / "ablation",
-                tasks=config.experiment.layer_ablation_tasks,
-                local_data=config.evaluation.local_data,
-                max_items=config.experiment.layer_ablation_items,
-                batch_size=config.evaluation.batch_size,
-            )
-            state.update(ablation_dir=str(run_dir / "ablation"), ablation_seconds=time.monotonic() - start)
+        _evaluate_phase(config, run, run_dir, state)
+    wants_ablation = run.trained and run.design.startswith("multilayer")
+    if wants_ablation and "ablation_dir" not in state and config.experiment.layer_ablation_items > 0:
+        progress.say(index, run, "layer ablation")
+        _ablation_phase(config, run_dir, state)
     state["status"] = "done"
     write_state(run_dir, state)
     return state
