@@ -98,7 +98,9 @@ min_datasets = 2
 @pytest.mark.needs_data
 def test_two_seeds_are_one_design_in_the_report(seeded_experiment: Path) -> None:
     assert main(["experiment", str(seeded_experiment)]) == 0
-    check_report(seeded_experiment.parent / "out", ["eos+causal", "mean+bidirectional"], [0, 1])
+    report = check_report(seeded_experiment.parent / "out", ["eos+causal", "mean+bidirectional"], [0, 1])
+    # the report says which dtype ran, not only the setting: auto resolves per machine
+    assert re.search(r"max length 24, dtype auto \(computed in (bfloat16|float32)\)", report)
 
 
 @pytest.mark.needs_model

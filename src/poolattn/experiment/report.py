@@ -100,6 +100,17 @@ def _fmt_int(n: Any) -> str:
     return f"{int(n):,}" if isinstance(n, int | float) else "-"
 
 
+def _dtype_text(setting: str, train_dir: Path) -> str:
+    """The dtype setting and, for ``auto``, what it resolved to (the trained model's own record)."""
+    from ..training.trainer import TRAIN_RUN_FILE
+
+    try:
+        ran = json.loads((train_dir / TRAIN_RUN_FILE).read_text())["model"]["compute_dtype"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return setting
+    return f"{setting} (computed in {ran})" if ran != setting else setting
+
+
 def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, dict[str, Any]]) -> list[str]:
     from ..model_card import adapter_text, recipe_text, training_recipe
     from ..training.config import train_config_from_dict
@@ -110,7 +121,8 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
         tc = train_config_from_dict(config.train_data(trained), config.base_dir)
         recipe = training_recipe(tc, [])
         lines += [
-            f"- Base model: `{tc.model.base}`, max length {tc.model.max_length}, {tc.model.dtype}",
+            f"- Base model: `{tc.model.base}`, max length {tc.model.max_length}, "
+            f"dtype {_dtype_text(tc.model.dtype, Path(tc.training.output_dir))}",
             f"- Training data: {', '.join(f'`{Path(p).name}`' for p in tc.data.train)}",
             f"- Recipe (identical for every design): {recipe_text(recipe)}, seeds {config.experiment.seeds}",
             f"- Adapter: {adapter_text(recipe)}",
