@@ -222,3 +222,10 @@ def test_experiment_plan_and_eval_share_the_parser(first_token_pooler: str) -> N
 
 class _PlanStub:
     shared = {"model": {"base": "b"}}
+
+
+def test_a_backbone_folder_resolves_to_its_default_design(backbone_dir: Path) -> None:
+    """A plain transformers folder (what mining accepted before the encoder layer) still works."""
+    backend = load_backend(str(backbone_dir))
+    assert isinstance(backend, PoolattnBackend)
+    assert (backend.model.config.pooling, backend.model.config.attention) == ("eos", "causal")

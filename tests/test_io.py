@@ -211,3 +211,18 @@ def test_recipe_and_adapter_wording() -> None:
     assert recipe_text(same_lr) == "1000 steps, batch 2048 queries, lr 1e-05, warm-up 100, temperature 0.05"
     assert adapter_text(RECIPE) == "LoRA r 16, alpha 32, dropout 0.1 on q_proj, v_proj"
     assert adapter_text({**RECIPE, "full_finetune": True}) == "full fine-tuning"
+
+
+def test_a_line_that_is_not_utf8_is_named_by_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bytes.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n')
+    with pytest.raises(JsonlError, match=f"{path}:2: invalid JSON \\(not UTF-8"):
+        list(read_jsonl(path))
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    """mkstemp creates owner-only files; outputs on shared storage must honour the umask instead."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    write_text_atomic(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

@@ -94,3 +94,18 @@ def test_a_variant_of_the_positive_never_lets_the_positive_through(
     assert n_out == N_PAIRS
     for r in read_records(path):
         assert normalised(r["positive"]) not in {normalised(n) for n in r["negative"]}, r
+
+
+def test_a_bad_corpus_line_is_named_by_file_and_line(tmp_path: Path) -> None:
+    from poolattn.config import ConfigError
+    from poolattn.training.mining import read_corpus
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "a json text"}\nplain text line\n\n{"title": "no text field"}\n')
+    with pytest.raises(ConfigError, match=f"{corpus}:4: field 'text' must be a string"):
+        read_corpus(corpus)
+    corpus.write_text('{"text": "a json text"}\nplain text line\n')
+    assert read_corpus(corpus) == ["a json text", "plain text line"]
+    corpus.write_text('{"text": broken\n')
+    with pytest.raises(ConfigError, match=f"{corpus}:1: invalid JSON"):
+        read_corpus(corpus)

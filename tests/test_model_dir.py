@@ -182,3 +182,10 @@ def test_sentence_transformers_module_reports_the_unknown_version_too(saved: Pat
     _edit_design(copy, format_version=7)
     with pytest.raises(ConfigError, match=f"{copy / DESIGN_FILE}: format_version 7"):
         PoolattnModule.load(str(copy))
+
+
+def test_a_newer_format_asks_for_an_upgrade(saved: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(saved, tmp_path / "copy"))
+    _edit_design(copy, format_version=3)
+    with pytest.raises(ConfigError, match="written by a newer poolattn .*upgrade poolattn"):
+        EmbeddingModel.load(copy)

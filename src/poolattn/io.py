@@ -6,6 +6,7 @@ reader's errors name file and line."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -52,6 +53,14 @@ def atomic_directory(target: str | Path, *, keep_existing: bool = False) -> Iter
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once (reading it means setting it and setting it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; when the block succeeds it replaces ``path`` in one rename.
@@ -65,6 +74,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; open() would not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -159,14 +169,20 @@ def read_jsonl(
     ``on_bad_line``, is handed to it and skipped. Checking the value's shape is the caller's job.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
             try:
+                text = raw.decode("utf-8")
+                if not text.strip():
+                    continue
                 value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                error = JsonlError(path, number, f"{exc.msg} at column {exc.colno}")
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                reason = (
+                    f"{exc.msg} at column {exc.colno}"
+                    if isinstance(exc, json.JSONDecodeError)
+                    else f"not UTF-8 ({exc.reason} at byte {exc.start})"
+                )
+                error = JsonlError(path, number, reason)
                 if on_bad_line is None:
                     raise error from exc
                 on_bad_line(error)

@@ -89,6 +89,11 @@ def read_design(directory: str | Path) -> SavedDesign:
     if not isinstance(design, dict):
         raise ConfigError(f"{path}: corrupt design file (expected a JSON object)")
     version = design.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ConfigError(
+            f"{path}: format_version {version} was written by a newer poolattn (this one reads format "
+            f"{FORMAT_VERSION}): upgrade poolattn"
+        )
     if version != FORMAT_VERSION:
         raise ConfigError(
             f"{path}: format_version {version!r} is not supported by this poolattn "

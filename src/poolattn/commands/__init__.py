@@ -14,7 +14,9 @@ def set_epilog(parser: argparse.ArgumentParser, epilog: str) -> None:
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL: everything ``poolattn.encoding.resolve.load_backend`` resolves."""
     parser.add_argument(
-        "model", metavar="MODEL", help="model dir, BASE:POOLING+ATTENTION, s-t dir or all-MiniLM-L6-v2"
+        "model",
+        metavar="MODEL",
+        help="model dir, BASE:POOLING+ATTENTION, backbone alias/folder/.gguf, s-t dir or all-MiniLM-L6-v2",
     )
 
 

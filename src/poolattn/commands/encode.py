@@ -11,8 +11,9 @@ from . import add_model_argument, set_epilog
 HELP = "embed a file of texts (.txt, .jsonl, .csv, .tsv) into vectors (.npy, .jsonl, .parquet)"
 
 EPILOG = """MODEL is anything `poolattn eval` accepts: a saved poolattn model directory, a design
-spec BASE:POOLING+ATTENTION such as smollm2-135m:eos+causal, a sentence-transformers model
-directory, or all-MiniLM-L6-v2 (the packaged copy).
+spec BASE:POOLING+ATTENTION such as smollm2-135m:eos+causal, a backbone alias, folder or .gguf
+file (default design eos+causal), a sentence-transformers model directory, or all-MiniLM-L6-v2
+(the packaged copy).
 
 Vectors are float32, L2-normalised, in input order; .jsonl/.parquet rows carry an id (the
 line number, or --id-field). A bad line (empty text, missing field, undecodable bytes) stops

@@ -2,7 +2,8 @@
 
 In order: a saved poolattn model dir, a sentence-transformers model dir, ``all-MiniLM-L6-v2``
 (the packaged copy; also ``minilm``), a design spec ``BASE:POOLING+ATTENTION`` (an untrained
-design, e.g. ``smollm2-135m:eos+causal``) or a backbone alias (its default design).
+design, e.g. ``smollm2-135m:eos+causal``), a backbone alias, a transformers backbone folder or a
+``.gguf`` file (the last three with the default design, eos+causal).
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ def load_backend(spec: str) -> Backend:
     if parsed is not None:
         base, pooling, attention = parsed
         return PoolattnBackend(EmbeddingModel.from_pretrained(base, attention=attention, pooling=pooling))
-    if spec in ALIASES:
+    if spec in ALIASES or (path.is_dir() and (path / "config.json").exists()) or path.suffix == ".gguf":
         return PoolattnBackend(EmbeddingModel.from_pretrained(spec))
     if path.exists():
         raise FileNotFoundError(
-            f"{spec}: neither a poolattn model dir ({DESIGN_FILE}) nor a sentence-transformers dir "
-            f"({' or '.join(ST_MARKERS)})"
+            f"{spec}: neither a poolattn model dir ({DESIGN_FILE}), a sentence-transformers dir "
+            f"({' or '.join(ST_MARKERS)}), a transformers backbone folder (config.json) nor a .gguf file"
         )
     raise ConfigError(
         f"model {spec!r}: give a poolattn model dir, a design spec like 'smollm2-135m:eos+causal', "
-        f"a backbone alias ({', '.join(ALIASES)}), a sentence-transformers model dir or '{MINILM_NAME}'"
+        f"a backbone alias ({', '.join(ALIASES)}), a backbone folder or .gguf file, a sentence-transformers "
+        f"model dir or '{MINILM_NAME}'"
     )

@@ -102,7 +102,7 @@ def _fmt_int(n: Any) -> str:
 
 def _dtype_text(setting: str, train_dir: Path) -> str:
     """The dtype setting and, for ``auto``, what it resolved to (the trained model's own record)."""
-    from ..training.trainer import TRAIN_RUN_FILE
+    from ..training.config import TRAIN_RUN_FILE
 
     try:
         ran = json.loads((train_dir / TRAIN_RUN_FILE).read_text())["model"]["compute_dtype"]

@@ -25,6 +25,11 @@ from ..config import (
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
+# the run record the trainer writes in ``training.output_dir`` (config, data, model.describe());
+# named here, a light module, so readers (the experiment report) need not import the trainer
+TRAIN_RUN_FILE = "run.json"
+
+
 @dataclass
 class DataConfig:
     """Where the training examples come from and how sources are mixed.

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from ..encoding.backends import Backend
 from ..io import atomic_file
 from .data import Example, read_examples, same_text_key
@@ -115,6 +116,27 @@ def write_triples(examples: Sequence[Example], path: str | Path) -> Path:
     return path
 
 
+def read_corpus(path: str | Path) -> list[str]:
+    """Candidate texts: a JSON object with a ``text`` string per line, or one plain text per line
+    (both may mix); a bad line is a ``ConfigError`` naming file and line."""
+    path = Path(path)
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            texts.append(line.strip())
+            continue
+        try:
+            text = json.loads(line).get("text")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+        if not isinstance(text, str):
+            raise ConfigError(f"{path}:{number}: field 'text' must be a string")
+        texts.append(text)
+    return texts
+
+
 def mine_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -125,13 +147,7 @@ def mine_file(
 ) -> tuple[Path, int, int]:
     """Mine negatives for a pairs JSONL file; returns (output path, examples in, triples out)."""
     examples, _ = read_examples(input_path, skip_invalid=skip_invalid)
-    corpus = None
-    if corpus_path is not None:
-        corpus = [
-            json.loads(line)["text"] if line.lstrip().startswith("{") else line.strip()
-            for line in Path(corpus_path).read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
+    corpus = None if corpus_path is None else read_corpus(corpus_path)
     if isinstance(model, str):
         from ..encoding.resolve import load_backend
 

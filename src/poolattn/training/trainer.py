@@ -34,7 +34,7 @@ from ..io import write_json_atomic, write_text_atomic
 from ..model import EmbeddingModel
 from ..model_card import training_recipe
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TRAIN_RUN_FILE, TrainConfig
 from .data import BatchSampler, Example, Source, batch_digest, load_sources, shard
 from .gradcache import Backprop, ContrastiveBatch, LossFn, cached_step, make_chunks, plain_step
 from .loss import global_info_nce
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 FINAL_DIR = "final"
 METRICS_FILE = "metrics.jsonl"
-TRAIN_RUN_FILE = "run.json"
 
 
 class TrainingDiverged(RuntimeError):
