@@ -11,8 +11,9 @@ import pytest
 from helpers import save_tiny_backbone, write_pairs
 
 from poolattn.cli import main
+from poolattn.config import ConfigError
 from poolattn.model import EmbeddingModel
-from poolattn.training.mining import MiningSettings, mine_file
+from poolattn.training.mining import MiningSettings, mine_file, read_corpus
 
 N_PAIRS = 24
 
@@ -97,9 +98,6 @@ def test_a_variant_of_the_positive_never_lets_the_positive_through(
 
 
 def test_a_bad_corpus_line_is_named_by_file_and_line(tmp_path: Path) -> None:
-    from poolattn.config import ConfigError
-    from poolattn.training.mining import read_corpus
-
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "a json text"}\nplain text line\n\n{"title": "no text field"}\n')
     with pytest.raises(ConfigError, match=f"{corpus}:4: field 'text' must be a string"):
