@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup setup-gemma test test-fast demo bench lint clean
+.PHONY: setup setup-gemma test test-fast demo bench rehearsal lint clean
 
 setup: $(STAMP)
 
@@ -46,12 +46,18 @@ test: setup setup-gemma
 test-fast: setup
 	env -u POOLATTN_DATA_DIR OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra -n 2 -m "not slow and not needs_model and not needs_data" tests
 
+# configs/paper-qwen2-0.5b.toml as GPU users run it (accelerate launch, hub ids, MTEB(eng, v1)),
+# here on two CPU processes, offline, against a local HF cache of the real-shaped random Qwen2-0.5B,
+# the paper's training-data schema and one task per family (README: Rehearsing the paper configs).
+rehearsal: setup
+	$(BIN)/python bench/rehearsal/run.py --out build/rehearsal
+
 demo: setup
 	$(BIN)/poolattn demo
 	$(BIN)/poolattn experiment configs/quick.toml
 
 bench: setup
-	set -e; for f in bench/encode.py bench/train.py; do if [ -f $$f ]; then $(BIN)/python $$f; fi; done
+	set -e; for f in bench/encode.py bench/train.py bench/onnx.py; do if [ -f $$f ]; then $(BIN)/python $$f; fi; done
 
 lint: setup
 	$(BIN)/ruff check src tests bench

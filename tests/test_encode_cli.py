@@ -133,7 +133,7 @@ def test_bad_line_is_an_error_naming_its_line(
     assert run_cli(str(model_dir), "--input", str(source), "--output", str(out)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert f"line {line}:" in err and words in err and "--skip-invalid" in err
+    assert f"{source}:{line}:" in err and words in err and "--skip-invalid" in err
     assert not out.exists() and not parts_dir(out).exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from scipy import stats
 
 from poolattn.evaluation import evaluate
 from poolattn.evaluation.encoder import MTEBEncoder
-from poolattn.evaluation.local import MAIN_SCORES, build_task, local_tasks
+from poolattn.evaluation.local import MAIN_SCORES, LocalTask, build_task, local_tasks
+from poolattn.evaluation.local_discovery import LocalDataset
 
 # one fast dataset per family from the shared data; summarization is synthetic (the shared data has none)
 PICKS = (
@@ -88,7 +90,9 @@ def test_every_family_end_to_end(tiny_model, suite: Path, tmp_path: Path) -> Non
 def test_real_sts_task_agrees_with_scipy(tiny_model, data_dir: Path) -> None:
     import mteb
 
-    item = build_task("sts", "STSBenchmark", data_dir / "eval" / "sts" / "STSBenchmark", max_items=40)
+    item = build_task(
+        LocalDataset("sts", "STSBenchmark", data_dir / "eval" / "sts" / "STSBenchmark"), max_items=40
+    )
     assert type(item.task).__name__ == "STSBenchmarkSTS"  # the real mteb task, data injected
     encoder = MTEBEncoder(tiny_model(), cache_dir=None)
     result = mteb.evaluate(
@@ -154,3 +158,61 @@ def test_max_items_is_deterministic_and_bounded(data_dir: Path) -> None:
                 assert docs and set(docs) <= corpus
         else:
             assert item.sampling["train_kept"] == max(25, item.task.samples_per_label * 77)
+
+
+# sha256 (first 16 hex digits) of each task's injected data and sampling record at max_items=8,
+# recorded with the single-module evaluation/local.py before it was split by job (the dev split
+# then read through a staging folder that linked dev.jsonl as test.jsonl)
+RECORDED = {
+    "sts/SICK-R": "9b6adf4c31ae23c9",
+    "sts/STSBenchmark": "7f0ae6ba22295cf8",
+    "retrieval/SciFact": "d18e3ac4d4c00076",
+    "classification/Banking77": "8604cc3307733c80",
+    "classification/TREC": "3491d56f936a2ec6",
+    "clustering/Banking77": "cdbc1a181f2762ba",
+    "pair_classification/MSRP": "1f26aad9166286b9",
+    "reranking/TRECQA": "195dc47fff9ab6b9",
+}
+
+
+def data_digest(item: LocalTask) -> str:
+    """A digest of what mteb evaluates: the injected split data and the sampling record."""
+
+    def plain(value: object) -> object:
+        if hasattr(value, "column_names") and hasattr(value, "to_dict"):  # a datasets.Dataset
+            return value.to_dict()
+        return {str(k): plain(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    blob = json.dumps([plain(item.task.dataset), item.sampling], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@pytest.mark.needs_data
+def test_sampled_data_is_what_the_single_module_gave(data_dir: Path) -> None:
+    """Same files, same sample: the data mteb scores (hence every score) is unchanged by the split,
+    and the dev split read through its own file equals the old staged copy."""
+    items = local_tasks(data_dir / "eval", max_items=8, select=list(RECORDED))
+    assert {item.dataset: data_digest(item) for item in items} == RECORDED
+    sts = LocalDataset("sts", "STSBenchmark", data_dir / "eval" / "sts" / "STSBenchmark")
+    dev = build_task(sts, 8, "dev")
+    assert dev.split == "dev" and dev.files["eval"].endswith("dev.jsonl")
+    assert data_digest(dev) == "b797c89f8e6cc999"
+    assert (
+        dev.sampling["total"] != items[[i.dataset for i in items].index("sts/STSBenchmark")].sampling["total"]
+    )
+
+
+def test_loaders_read_the_files_they_are_given(tmp_path: Path) -> None:
+    """A dataset's split names its files; the sampler reads exactly those (no fixed file names)."""
+    folder = tmp_path / "retrieval" / "Toy"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "a cat"}\n{"_id": "d2", "text": "a dog"}\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "cat"}\n{"_id": "q2", "text": "dog"}\n')
+    (folder / "qrels" / "dev.tsv").write_text("q1\td1\t1\n")
+    (folder / "qrels" / "test.tsv").write_text("q1\td1\t1\nq2\td2\t1\n")
+    dataset = LocalDataset("retrieval", "Toy", folder)
+    assert dataset.files("dev")["qrels"] == folder / "qrels" / "dev.tsv"
+    assert dataset.has_split("dev") and not dataset.has_split("validation")
+    test, dev = build_task(dataset), build_task(dataset, split="dev")
+    assert (test.sampling["kept"], dev.sampling["kept"]) == (2, 1)
+    assert dev.task.dataset["default"]["test"]["relevant_docs"] == {"q1": {"d1": 1}}

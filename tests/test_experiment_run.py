@@ -141,7 +141,7 @@ def test_a_failed_design_does_not_stop_the_others(tiny_experiment):
     broken = out / "mean+bidirectional-seed0"
     broken.mkdir(parents=True)
     (broken / "state.json").write_text(json.dumps({"status": "running", "model_dir": str(broken / "gone")}))
-    assert main(["experiment", str(tiny_experiment)]) == 0
+    assert main(["experiment", str(tiny_experiment)]) == 1  # a worker with a failed run says so (issue 28)
     assert read_state(out, "eos+causal-seed0")["status"] == "done"
     assert read_state(out, "untrained-eos+causal-seed0")["status"] == "done"
     state = read_state(out, "mean+bidirectional-seed0")

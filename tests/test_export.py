@@ -16,8 +16,9 @@ from helpers import save_tiny_backbone
 from sentence_transformers import SentenceTransformer
 from transformers import PreTrainedTokenizerBase
 
+from poolattn.backbone import verify_attention
 from poolattn.cli import main as cli_main
-from poolattn.export import export_sentence_transformers
+from poolattn.export import export_kind, export_sentence_transformers
 from poolattn.model import EmbeddingModel
 from poolattn.st_module import PICKLE_SUFFIXES, instruction_from_prompt, query_prompt
 
@@ -70,6 +71,10 @@ def assert_close(ours: np.ndarray, theirs: np.ndarray) -> None:
     assert np.abs(ours - theirs).max() <= 1e-5
 
 
+# plain where ST's own modules reproduce the design; the module export otherwise
+PLAIN = {"eos", "mean", "weighted_mean"}
+
+
 @pytest.mark.parametrize(("pooling", "attention", "opts"), DESIGNS, ids=[d[0] for d in DESIGNS])
 def test_round_trip_matches_encode(
     tmp_path: Path, backbone_dir: Path, pooling: str, attention: str, opts: dict
@@ -77,7 +82,10 @@ def test_round_trip_matches_encode(
     model = trained_like(backbone_dir, pooling, attention, **opts)
     model.save(tmp_path / "model")
     out = export_sentence_transformers(tmp_path / "model", tmp_path / "st")
-    st = SentenceTransformer(str(out), trust_remote_code=True)
+    # weighted_mean+exclude_instruction: ST's position weights count the prompt, poolattn's do not
+    plain = pooling in PLAIN and not (pooling == "weighted_mean" and opts.get("exclude_instruction"))
+    assert export_kind(out) == ("plain" if plain else "module")
+    st = SentenceTransformer(str(out), trust_remote_code=not plain)
 
     assert st.get_embedding_dimension() == model.embedding_dim
     assert_close(model.encode(TEXTS), st.encode(TEXTS))
@@ -88,22 +96,60 @@ def test_round_trip_matches_encode(
     )
     task = "Given a claim, find documents that support it"
     expected = model.encode(TEXTS, prompt_type="query", instruction=task)
-    assert_close(expected, st.encode_query(TEXTS, instruction=task))
     assert_close(expected, st.encode(TEXTS, prompt=query_prompt(model.config.query_template, task)))
-
+    scifact = "Given a scientific claim, retrieve documents that support or refute the claim"
+    assert_close(
+        model.encode(TEXTS, prompt_type="query", instruction=scifact), st.encode(TEXTS, prompt_name="SciFact")
+    )
     files = [p for p in out.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
     names = {p.name for p in files}
+    if plain:
+        assert {"modules.json", "model.safetensors", "tokenizer.json"} <= names
+        assert not {"poolattn.json", "adapter_model.safetensors"} & names  # merged, no poolattn files
+        return
+    assert_close(expected, st.encode_query(TEXTS, instruction=task))
     assert {"modules.json", "poolattn.json", "pooler.safetensors", "adapter_model.safetensors"} <= names
     reloaded = EmbeddingModel.load(next(out.glob("*_PoolattnModule")))  # the inner dir is a poolattn model
     assert reloaded.config.pooling == pooling
+
+
+@pytest.mark.parametrize("pooling", sorted(PLAIN))
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_plain_export_every_design(tmp_path: Path, backbone_dir: Path, pooling: str, attention: str) -> None:
+    """No trust_remote_code, same vectors, the attention mode proven on the loaded weights, and a
+    folder the size of the merged weights (the LoRA merged, nothing else bundled)."""
+    model = trained_like(backbone_dir, pooling, attention)
+    out = export_sentence_transformers(model, tmp_path / "st", plain=True)
+    st = SentenceTransformer(str(out))
+    verify_attention(st[0].auto_model, attention)  # raises unless the saved config builds the mode
+    assert_close(model.encode(TEXTS, prompt_type="query"), st.encode_query(TEXTS))
+    assert_close(model.encode(TEXTS), st.encode_document(TEXTS))
+    assert model.has_adapter  # the caller's model is not merged in place
+    weights = (out / "model.safetensors").stat().st_size
+    merged = sum(
+        p.numel() * p.element_size() for n, p in model.backbone.named_parameters() if "lora_" not in n
+    )
+    assert abs(weights - merged) < 0.05 * merged
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert total < weights + 2_000_000  # + tokenizer, configs and card
+
+
+def test_plain_export_refuses_what_st_cannot_express(tmp_path: Path, backbone_dir: Path) -> None:
+    model = trained_like(backbone_dir, "weighted_mean", "causal", exclude_instruction=True)
+    model.save(tmp_path / "model")
+    args = ["export", str(tmp_path / "model"), "--output", str(tmp_path / "st")]
+    assert cli_main([*args, "--plain"]) == 2  # one line: why it cannot be plain
+    assert not (tmp_path / "st").exists()
+    assert cli_main(args) == 0  # default: falls back to the module export
+    assert export_kind(tmp_path / "st") == "module"
 
 
 def test_resave_from_sentence_transformers(tmp_path: Path, backbone_dir: Path) -> None:
     """A loaded export is a normal ST model: ``st.save`` writes a directory that loads the same."""
     model = trained_like(backbone_dir, "multilayer", "causal")
     first = SentenceTransformer(
-        str(export_sentence_transformers(model, tmp_path / "a")), trust_remote_code=True
+        str(export_sentence_transformers(model, tmp_path / "a", plain=False)), trust_remote_code=True
     )
     first.save(str(tmp_path / "b"))
     second = SentenceTransformer(str(tmp_path / "b"), trust_remote_code=True)
@@ -119,6 +165,7 @@ def test_cli_export_without_bundled_backbone(tmp_path: Path, backbone_dir: Path)
         str(tmp_path / "model"),
         "--format",
         "sentence-transformers",
+        "--module",
         "--output",
         str(tmp_path / "st"),
     ]
@@ -131,10 +178,10 @@ def test_cli_export_without_bundled_backbone(tmp_path: Path, backbone_dir: Path)
     assert list((tmp_path / "st").glob("*/base/model.safetensors"))
 
 
-def test_loading_needs_trust_remote_code(tmp_path: Path, backbone_dir: Path) -> None:
+def test_module_export_needs_trust_remote_code(tmp_path: Path, backbone_dir: Path) -> None:
     """sentence-transformers >= 6 imports non-ST module classes only with trust_remote_code=True."""
     out = export_sentence_transformers(
-        trained_like(backbone_dir, "mean", "causal", lora=False), tmp_path / "st"
+        trained_like(backbone_dir, "mean", "causal", lora=False), tmp_path / "st", plain=False
     )
     with pytest.raises(ValueError, match="trust_remote_code"):
         SentenceTransformer(str(out))
@@ -151,14 +198,32 @@ def test_instruction_from_prompt() -> None:
 
 
 def test_round_trip_bf16(tmp_path: Path, backbone_dir: Path) -> None:
-    """Under bf16 compute the export keeps the design and dtype: ST's vectors agree with encode()'s
+    """Under bf16 compute both kinds keep the design and dtype: ST's vectors agree with encode()'s
     to bf16 precision (cosine >= 0.999; batching differs, so bit-equality is not expected)."""
-    model = trained_like(backbone_dir, "latent", "bidirectional", dtype="bfloat16", exclude_instruction=True)
-    model.save(tmp_path / "model")
-    st = SentenceTransformer(
-        str(export_sentence_transformers(tmp_path / "model", tmp_path / "st")), trust_remote_code=True
-    )
-    ours, theirs = model.encode(TEXTS), st.encode(TEXTS)
-    assert ours.dtype == np.float32
-    cosine = (ours * theirs).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
-    assert cosine.min() >= 0.999, cosine
+    for pooling, opts in (("latent", {"exclude_instruction": True}), ("mean", {})):
+        model = trained_like(backbone_dir, pooling, "bidirectional", dtype="bfloat16", **opts)
+        model.save(tmp_path / pooling)
+        out = export_sentence_transformers(tmp_path / pooling, tmp_path / f"{pooling}-st")
+        plain = export_kind(out) == "plain"
+        assert plain == (pooling == "mean")
+        st = SentenceTransformer(str(out), trust_remote_code=not plain)
+        if plain:
+            assert st[0].auto_model.dtype == torch.bfloat16  # stored and loaded in the training dtype
+        ours, theirs = model.encode(TEXTS), st.encode(TEXTS)
+        assert ours.dtype == np.float32
+        cosine = (ours * theirs).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+        assert cosine.min() >= 0.999, cosine
+
+
+def test_plain_export_ignores_a_chat_template(tmp_path: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    """An instruct model's tokenizer (SmolLM2's) has a chat template; sentence-transformers 6 would
+    wrap every text in a chat turn with it, so the export drops it."""
+    import copy
+
+    chatty = copy.deepcopy(tokenizer)
+    chatty.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    base = save_tiny_backbone(tmp_path / "chatty", chatty)
+    model = trained_like(base, "eos", "causal")
+    st = SentenceTransformer(str(export_sentence_transformers(model, tmp_path / "st", plain=True)))
+    assert_close(model.encode(TEXTS, prompt_type="query"), st.encode_query(TEXTS))
+    assert_close(model.encode(TEXTS), st.encode_document(TEXTS))

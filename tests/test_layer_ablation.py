@@ -13,12 +13,14 @@ from helpers import save_tiny_backbone, write_pairs
 from poolattn.cli import main
 from poolattn.experiment import load_experiment_config
 from poolattn.layer_ablation import (
+    LayerSubsetBackend,
     LayerVectorCache,
     ablation_tasks,
     conditions,
     contiguous_blocks,
     layer_ablation,
     layer_mask,
+    main_scores_only,
     score_condition,
 )
 from poolattn.model import EmbeddingModel
@@ -64,7 +66,7 @@ def test_cli_writes_json_and_png(trained: Path, tmp_path: Path, capsys) -> None:
     assert (out / "layer_ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["layers"] == LAYERS and [r["layer"] for r in result["per_layer"]] == [1, 2, 3, 4]
     assert [t["split"] for t in result["tasks"]] == ["dev", "test"]  # STSBenchmark's dev file
-    assert result["tasks"][0]["source"].endswith("dev.jsonl")
+    assert result["tasks"][0]["files"] == {"eval": str(Path(result["tasks"][0]["source"]) / "dev.jsonl")}
     assert [b["layers"] for b in result["blocks"]] == [[1, 2], [3, 4]]
     assert abs(sum(r["attention_mass"] for r in result["per_layer"]) - 1) < 1e-4
     for row in result["per_layer"]:
@@ -94,6 +96,32 @@ def test_only_one_layer_equals_removing_all_others_and_backbone_runs_once(traine
         kept = [j for j in range(1, LAYERS + 1) if j not in removed]
         assert score_condition(cache, kept, items, model.fingerprint()) == row["only"]
     assert rows["n"] == texts  # the whole grid and the rescoring reused the cached vectors
+
+
+@pytest.mark.needs_data
+def test_skipping_mteb_extras_keeps_every_main_score(trained: Path) -> None:
+    """The grid skips mteb's retrieval abstention metrics (most of its time at small max-items):
+    the task results lose those extra keys and keep every main score, bit for bit."""
+    from poolattn.eval_results import task_main_score
+    from poolattn.evaluation.encoder import MTEBEncoder
+    from poolattn.evaluation.runner import run_mteb_task
+
+    model = EmbeddingModel.load(trained)
+    cache = LayerVectorCache(model, batch_size=8)
+    items = [item for item, _ in ablation_tasks(None, ["STSBenchmark", "SciFact", "TREC"], 8)]
+    for kept in ([1, 2, 3, 4], [2]):
+        encoder = MTEBEncoder(LayerSubsetBackend(cache, kept, "fp"), cache_dir=None)
+        for item in items:
+            full = run_mteb_task(encoder, item.task, 32)
+            with main_scores_only(items):
+                lean = run_mteb_task(encoder, item.task, 32)
+            splits = item.task.metadata.eval_splits
+            assert task_main_score(lean, splits) == task_main_score(full, splits)
+            if item.family == "Retrieval":
+                extra = {k for k in full["scores"]["test"][0] if k.startswith("nauc")}
+                assert extra and not extra & set(lean["scores"]["test"][0])
+    again = run_mteb_task(encoder, items[1].task, 32)  # the evaluator is whole again afterwards
+    assert any(k.startswith("nauc") for k in again["scores"]["test"][0])
 
 
 def test_masking_a_layer_equals_dropping_its_key(trained: Path) -> None:

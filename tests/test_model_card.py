@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers import save_tiny_backbone, tiny_backbone, training_config, write_pairs
+from huggingface_hub import ModelCard
 from transformers import PreTrainedTokenizerBase
 
 from poolattn.design import model_config
@@ -45,6 +46,9 @@ def test_saved_model_has_a_card_with_front_matter(
     assert matter["base_model"] == hub_id and matter["license"] == licence
     assert matter["pipeline_tag"] == "sentence-similarity"
     assert {"poolattn", "pooling-multilayer", "attention-bidirectional"} <= set(matter["tags"])
+    card = ModelCard.load(out / "README.md")  # the hub's own parser reads the metadata back
+    assert card.data.base_model == hub_id and card.data.license == licence
+    assert card.data.pooling == "multilayer" and card.data.attention == "bidirectional"
     assert "# my-model" in body and "**bidirectional** attention and **multilayer** pooling" in body
     assert f"`{base}` ({hub_id})" in body
     assert "16 latents, 8 heads x 64 dims" in body  # the head size
@@ -62,7 +66,9 @@ def test_loading_ignores_the_card(tokenizer: PreTrainedTokenizerBase, tmp_path: 
     )
     out = model.save(tmp_path / "m")
     matter, body = read_card(out)
-    assert "base_model" not in matter and "license" not in matter  # a local path is no hub id
+    assert "base_model" not in matter and matter["license"] == "other"  # a local path is no hub id
+    card = ModelCard.load(out / "README.md")
+    assert card.data.poolattn_base == str(backbone_dir) and card.data.pooling == "latent"
     assert f"`{backbone_dir}`" in body and "design `latent+causal`" in body
     before = EmbeddingModel.load(out).fingerprint()
     (out / "README.md").write_text("hand-edited nonsense\n---\n: [")
@@ -114,6 +120,7 @@ def test_trained_model_card_has_recipe_and_evaluation(
     recipe = json.loads((final / CARD_DATA_FILE).read_text())["training"]
     assert recipe["steps"] == 2 and recipe["seed"] == 7 and recipe["examples"] == 20
     assert recipe["data"][0]["location"].endswith("triples.jsonl")
+    assert recipe["instructions"] == {"triples": recipe["default_instruction"]}
     assert "## Training" in body and "triples.jsonl" in body and "| seed | 7 |" in body
     assert "| learning rate (backbone / head) | 0.002 / 0.002 |" in body
 
@@ -145,8 +152,13 @@ def test_export_directory_has_a_card(tokenizer: PreTrainedTokenizerBase, tmp_pat
     )
     assert {"poolattn", "sentence-transformers", "pooling-eos", "attention-causal"} <= set(matter["tags"])
     assert "design `eos+causal`" in body and f"`{backbone_dir}`" in body
-    assert f'SentenceTransformer("{out}", trust_remote_code=True)' in body and '"Find it"' in body
+    assert f'SentenceTransformer("{out}")' in body and "Find it" in body  # plain: no remote code
     assert "| STS | 2 | 60.00 |" in body  # the evaluation travels with the export
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pooling == "eos" and card.data.attention == "causal" and card.data.license == "other"
+    out = export_sentence_transformers(model_dir, tmp_path / "m-mod", instruction="Find it", plain=False)
+    matter, body = read_card(out)
+    assert f'SentenceTransformer("{out}", trust_remote_code=True)' in body
     module = next(p for p in out.iterdir() if p.is_dir() and p.name.endswith("PoolattnModule"))
     inner_matter, inner_body = read_card(module)
     assert inner_matter["library_name"] == "poolattn"

@@ -41,24 +41,54 @@ def test_every_family_undecided_says_what_could_be_detected(tmp_path: Path) -> N
 
 
 def test_one_pair_clearly_better(tmp_path: Path) -> None:
-    a = write_item_results(
-        tmp_path / "a", "multilayer+bidirectional", FAMILIES, noisy(100, shift=0.1, noise=0.1), seed=1
-    )
-    b = write_item_results(tmp_path / "b", "eos+causal", FAMILIES, noisy(100, noise=0.1), seed=2)
-    c = write_item_results(tmp_path / "c", "latent+causal", FAMILIES, noisy(100, noise=0.1), seed=3)
-    summary = compare([a, b, c], tmp_path / "r", plots=False)
+    """Two trained designs with seed replicates: a design-level "better", naming what it accounts for."""
+    families = {"STS": 4, "Retrieval": 4}
+    dirs, names = [], []
+    for design, shift, seeds in (
+        ("multilayer+bidirectional", 0.1, 2),
+        ("eos+causal", 0.0, 2),
+        ("latent+causal", 0.0, 1),
+    ):
+        for s in range(seeds):
+            seed = len(dirs) + 1
+            dirs.append(
+                write_item_results(
+                    tmp_path / f"{seed}", design, families, noisy(100, shift=shift, noise=0.1), seed=seed
+                )
+            )
+            names.append(f"{design}-seed{s}")
+    summary = compare(dirs, tmp_path / "r", plots=False, names=names)
     found = verdicts(summary)
-    for family in FAMILIES:
+    for family in families:
         for loser in ("eos+causal", "latent+causal"):
             v = found[(family, "multilayer+bidirectional", loser)]
             assert v["kind"] == "better" and v["winner"] == "multilayer+bidirectional"
             assert v["text"].startswith(f"multilayer+bidirectional better than {loser} by ")
-            assert "hierarchical bootstrap over datasets, items" in v["text"] and "Holm p = " in v["text"]
+            assert "t-test over 4 datasets" in v["text"] and "Holm p = " in v["text"]
+            assert "seed-to-seed variance pooled over multilayer+bidirectional, eos+causal" in v["text"]
         assert found[(family, "eos+causal", "latent+causal")]["kind"] != "better"
     # the Wilcoxon column shows why the paper's test could not have said it
     wilcoxon = next(t for t in summary["family_tests"] if t["family"] == "STS")["wilcoxon"]
-    assert wilcoxon["floor"] == pytest.approx(2 / 2**3) and not wilcoxon["can_reject"]
-    assert "cannot reject with 3 datasets" in (tmp_path / "r" / "report.md").read_text()
+    assert wilcoxon["floor"] == pytest.approx(2 / 2**4) and not wilcoxon["can_reject"]
+    assert "cannot reject with 4 datasets" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_one_seed_per_design_is_a_comparison_of_checkpoints(tmp_path: Path) -> None:
+    """Issue 22 acceptance 2: no seed replicate anywhere, so no design-level "better"."""
+    families = {"STS": 4}
+    a = write_item_results(tmp_path / "a", "eos+causal", families, noisy(100, shift=0.1, noise=0.1), seed=1)
+    b = write_item_results(tmp_path / "b", "latent+causal", families, noisy(100, noise=0.1), seed=2)
+    summary = compare([a, b], tmp_path / "r", plots=False)
+    (row,) = summary["family_tests"]
+    assert row["verdict"]["kind"] == "checkpoints" and row["verdict"]["winner"] is None
+    assert row["verdict"]["text"].startswith("these two checkpoints differ: eos+causal ahead of latent+causal")
+    assert "not seed-to-seed variance" in row["verdict"]["text"]
+    assert "better" not in (tmp_path / "r" / "report.md").read_text().split("## Methods")[0]
+    # the same pair with the baseline declared a fixed checkpoint: only one side has a seed,
+    # still unmeasured; with both fixed (published models) the checkpoints are the designs
+    both = compare([a, b], tmp_path / "r2", plots=False, fixed=["eos+causal", "latent+causal"])
+    assert both["family_tests"][0]["verdict"]["kind"] == "better"
+    assert "no seed term (fixed checkpoints)" in both["family_tests"][0]["verdict"]["text"]
 
 
 def test_model_compared_with_itself_is_practically_equivalent(tmp_path: Path) -> None:
@@ -95,7 +125,7 @@ def test_seeds_are_one_design_with_their_spread(tmp_path: Path) -> None:
     sts = summary["families"]["STS"]
     assert sts["seed_sd"]["eos+causal"] > 0.005  # seeds shifted by 2 points each
     row = next(t for t in summary["family_tests"] if t["family"] == "STS")
-    assert "seeds" in row["hierarchical"]["levels"]
+    assert "seed-to-seed variance pooled over eos+causal" in row["hierarchical"]["levels"]
     assert row["below_seed_spread"] == (abs(row["diff"]) < sts["seed_sd"]["eos+causal"])
     report = (tmp_path / "r" / "report.md").read_text()
     assert (
@@ -114,30 +144,41 @@ def test_holm_scope_and_plan_on_the_command_line(tmp_path: Path, capsys: pytest.
     stats = json.loads((tmp_path / "r" / "stats.json").read_text())
     assert stats["settings"]["holm_scope"] == "global"
     assert "Holm correction global-wide" in (tmp_path / "r" / "report.md").read_text()
+    for t in stats["family_tests"]:  # the plan's MDE now is the verdict's MDE, at the Holm level
+        h = t["hierarchical"]
+        now = plan(t["power"], 0.02, 0.05, 0.8, h["tests"])["mde_now"]
+        assert h["tests"] == 2 and now == pytest.approx(h["mde"])
     with pytest.raises(SystemExit):  # argparse rejects an unknown scope
         main([*args, "--holm-scope", "nope"])
 
 
 def test_plan_inverts_the_mde() -> None:
+    per_item = 0.02
     c = {
         "datasets": 6,
         "items": 100.0,
-        "tau2": 0.0,
-        "per_item_var": 0.02,
-        "seed_var": {"a": None, "b": None},
+        "dataset_var": per_item / 100,
+        "per_item_var": per_item,
+        "seed_var": None,
+        "seed_df": None,
         "seeds": {"a": 1, "b": 1},
+        "trained": ["a", "b"],
+        "se": float(np.sqrt(per_item / 100 / 6)),
+        "df": 5.0,
     }
     now = plan(c, 1.0)["mde_now"]
     at_now = plan(c, now)
-    assert at_now["items"] == pytest.approx(100, abs=1) and at_now["datasets"] == pytest.approx(6, abs=1)
+    assert at_now["items"] == pytest.approx(100, abs=1) and at_now["datasets"] == 6
     half = plan(c, now / 2)
-    assert half["items"] == pytest.approx(400, abs=2) and half["datasets"] == pytest.approx(24, abs=1)
+    assert half["items"] == pytest.approx(400, abs=2)  # df stays K - 1: SE must halve
+    assert 6 < half["datasets"] < 24  # more datasets also add degrees of freedom
     assert half["seeds"] is None and "seed variance unknown" in half["seeds_note"]
-    c_tau = {**c, "tau2": 0.001, "seed_var": {"a": 1e-9, "b": 1e-9}, "seeds": {"a": 2, "b": 2}}
+    assert plan(c, now, tests=15)["items"] > 100  # the Holm level needs more
+    c_tau = {**c, "dataset_var": 0.001 + per_item / 100, "seed_var": 1e-9, "seed_df": 2}
     tight = plan(c_tau, 0.004)
     assert tight["items"] is None and tight["seeds"] is None  # neither items nor seeds beat tau^2 / K
     assert tight["datasets"] > 6  # only more datasets average the heterogeneity away
-    noisy_seeds = {**c, "seed_var": {"a": 1e-4, "b": 1e-4}, "seeds": {"a": 2, "b": 2}}
+    noisy_seeds = {**c, "seed_var": 1e-4, "seed_df": 2, "seeds": {"a": 2, "b": 2}}
     assert plan(noisy_seeds, 0.001)["datasets"] is None  # seed noise shared by all datasets
 
 
@@ -148,5 +189,5 @@ def test_identical_scores_on_a_handful_of_items_are_not_called_equivalent(tmp_pa
     for row in summary["family_tests"]:
         assert row["verdict"]["kind"] == "undecided"
         assert row["verdict"]["text"].startswith(
-            "undecided: 8 items in a dataset are too few to claim equivalence"
+            "undecided: 8 items in a dataset are too few to decide either way"
         )

@@ -22,7 +22,7 @@ from .config import ConfigError, ModelConfig
 from .dtypes import resolve_dtype
 from .io import atomic_directory, atomic_file
 from .runtime import limit_onednn_caches
-from .settings import cache_dir
+from .settings import ALLOW_PICKLE_ENV, cache_dir, pickled_weights_allowed
 
 log = logging.getLogger(__name__)
 limit_onednn_caches()  # before any model runs: oneDNN reads the capacities once
@@ -141,10 +141,27 @@ def resolve_source(base: str, gguf_file: str | None = None) -> Path | str:
     if path.is_dir() and gguf_file:
         return _convert_gguf(path / gguf_file, cache_dir() / "models" / f"gguf-{Path(gguf_file).stem}")
     if path.is_dir():
+        check_weights_format(path)
         return path
     if path.exists() or base.startswith((".", "/", "~")):
         raise ConfigError(f"model.base: {base!r} is not a model directory or .gguf file")
     return base  # a hub id, for online users
+
+
+def check_weights_format(folder: Path) -> None:
+    """Refuse a backbone folder whose weights are only pickles, unless the user opted in.
+
+    Loading a pickle can run arbitrary code; safetensors cannot. A folder without either kind
+    is left to transformers, whose error names what is missing.
+    """
+    if any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        return
+    pickles = sorted(p.name for p in folder.glob("*.bin") if p.name.startswith(("pytorch_model", "model")))
+    if pickles and not pickled_weights_allowed():
+        raise ConfigError(
+            f"model.base: {folder} holds only pickled weights ({', '.join(pickles)}), which can run "
+            f"code when loaded; convert them to safetensors, or set {ALLOW_PICKLE_ENV}=1 if you trust them"
+        )
 
 
 def load_backbone(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -164,6 +181,8 @@ def load_backbone(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenize
             dtype=choice.torch_dtype,
             attn_implementation=cfg.attn_implementation,
             trust_remote_code=cfg.trust_remote_code,
+            # safetensors only, unless the user opted in to pickles (check_weights_format)
+            use_safetensors=None if pickled_weights_allowed() else True,
         )
     check_dtype(model, choice.name)
     setup_tokenizer(tokenizer, cfg.padding_side)

@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from .config import ConfigError
+from .io import CorruptFileError
 
 # One line per command, in the order ``poolattn --help`` lists them.
 COMMANDS = [
@@ -45,7 +46,41 @@ MODEL is a saved model directory, a design such as smollm2-135m:eos+causal, or a
 Run `poolattn COMMAND --help` for a command's options."""
 
 # Errors a user can fix from the message alone: one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, FileExistsError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    CorruptFileError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+
+def user_message(exc: BaseException) -> str:
+    """One line for a user error; an OS error is ``path: reason`` rather than ``[Errno N] ...``."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
+# mteb both logs and warns that a task is superseded: the log line is enough.
+SUPERSEDED_WARNING = r"The task '.*' is superseded by"
+
+
+def quiet_process(args: argparse.Namespace) -> None:
+    """Process-wide output settings of one command (the library itself changes none).
+
+    ``--no-progress`` also hides the loading bars of transformers and the hub, which other
+    libraries (sentence-transformers, PEFT) start from inside their own loaders.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=SUPERSEDED_WARNING, category=UserWarning)
+    if getattr(args, "no_progress", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # transformers' bars and huggingface_hub's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    quiet_process(args)
     try:
         return int(args.handler(args) or 0)
     except USER_ERRORS as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"poolattn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"poolattn {args.command}: error: {user_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"poolattn {args.command}: interrupted", file=sys.stderr)

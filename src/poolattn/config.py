@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import tomllib
 import types
 import typing
@@ -250,6 +251,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(f"--set {text!r}: {part} is not a table")
         node[path[-1]] = value
     return data
+
+
+def config_relative(path: str | Path, base_dir: str | Path) -> Path:
+    """The one rule for output paths in a config file: ``~`` and ``$VARS`` expanded, and a
+    relative path taken from the config file's folder (not the working directory), so a
+    config writes to the same place from wherever it is run."""
+    expanded = Path(os.path.expandvars(str(path))).expanduser()
+    return expanded if expanded.is_absolute() else Path(base_dir) / expanded
 
 
 def load_toml(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .config import DTYPES, ConfigError, check_choice
-from .io import atomic_file, write_json_atomic
+from .io import atomic_file, bad_line_message, check_output_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,9 @@ def _csv_records(path: Path, column: str, id_field: str | None, delimiter: str) 
         except StopIteration:
             raise InputError(f"{path}: empty file (expected a header row naming the columns)") from None
         except csv.Error as exc:
-            raise InputError(f"{path} line 1: unreadable header ({exc})") from exc
+            raise InputError(f"{path}:1: unreadable header ({exc})") from exc
         if bad_lines:
-            raise InputError(f"{path} line 1: header has {bad_lines[1]}")
+            raise InputError(f"{path}:1: header has {bad_lines[1]}")
         names = [h.strip() for h in header]
         if column not in names:
             raise InputError(f"{path}: no column {column!r} in the header (columns: {', '.join(names)})")
@@ -196,9 +196,7 @@ def _csv_records(path: Path, column: str, id_field: str | None, delimiter: str) 
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise InputError(
-                    f"{path} line {last + 1}: malformed {path.suffix[1:].upper()} ({exc})"
-                ) from exc
+                raise InputError(f"{path}:{last + 1}: malformed {path.suffix[1:].upper()} ({exc})") from exc
             start, last = last + 1, reader.line_num
             problem = next((bad_lines[n] for n in range(start, last + 1) if n in bad_lines), None)
             if problem:
@@ -257,10 +255,7 @@ def scan_input(
             ids.append(record.id)
     if skipped and not skip_invalid:
         line, reason = skipped[0]
-        more = f" ({len(skipped) - 1} more bad lines)" if len(skipped) > 1 else ""
-        raise InputError(
-            f"{path} line {line}: {reason}{more}; fix it or pass --skip-invalid to skip bad lines"
-        )
+        raise InputError(bad_line_message(f"{path}:{line}", reason, "pass --skip-invalid", len(skipped) - 1))
     if not ids:
         raise InputError(
             f"{path}: no texts to encode" + (f" ({len(skipped)} bad lines skipped)" if skipped else "")
@@ -463,6 +458,7 @@ def _check_request(
         )
     if output.suffix.lower() == ".parquet":
         _check_parquet()
+    check_output_path(output, "--output")
     if output.exists() and not overwrite:
         raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
     if output.resolve() == input_path.resolve():
@@ -523,7 +519,7 @@ def encode_file(
     _check_request(input_path, output, settings, dtype=dtype, overwrite=overwrite)
     scan = scan_input(input_path, field=field, id_field=id_field, skip_invalid=skip_invalid)
     for line, reason in scan.skipped[:MAX_REPORTED]:
-        log.info("%s line %d skipped: %s", input_path, line, reason)
+        log.info("%s:%d: skipped: %s", input_path, line, reason)
 
     backend, restore = _resolve(model, max_length, dtype)
     try:

@@ -1,30 +1,259 @@
-"""Export a poolattn model to other ecosystems (for now: sentence-transformers).
+"""Export a poolattn model to sentence-transformers: plain where ST can express the design,
+else as one poolattn module (needs ``trust_remote_code``). ONNX lives in ``onnx_export``.
 
-``export_sentence_transformers(model_or_dir, "out/")`` writes a directory that
-``SentenceTransformer("out/", trust_remote_code=True)`` loads (poolattn must be installed;
-ST >= 6 demands ``trust_remote_code`` for any module class outside its own package) and
-whose embeddings match ``EmbeddingModel.encode``:
+**Plain export** (eos -> ``lasttoken``, ``mean``, ``weighted_mean``; causal or bidirectional):
+the LoRA adapter merged into the weights, stored in the compute dtype (default: the model's),
+the attention mode in the saved ``config.json`` (transformers builds it bidirectional on load;
+the export loads it back and proves it with ``verify_attention``), EOS appended by the saved
+tokenizer's post-processor, ST's own ``Transformer`` + ``Pooling`` + ``Normalize`` modules and
+one named prompt per training instruction plus poolattn's evaluation instruction table.
+``SentenceTransformer(path)`` loads it with no poolattn installed and no remote code.
 
-- documents: ``st.encode(texts)`` or ``st.encode_document(texts)`` == ``model.encode(texts)``;
-- queries: ``st.encode_query(texts)`` (prompt ``"query"``) == ``model.encode(texts, "query")``;
-  another instruction: ``st.encode_query(texts, instruction="...")`` or
-  ``prompt=query_prompt(template, "...")``.
+Where ST cannot express the design the export says why (``plain_export_blocker``) and writes
+the **module export**: ``PoolattnModule`` (poolattn tokenization + backbone + pooler) then
+``Normalize``, loaded with ``SentenceTransformer(path, trust_remote_code=True)``.
 
-The pipeline is ``PoolattnModule`` (poolattn tokenization + backbone + pooler) then ST's
-``Normalize``, so ST's output is L2-normalised like ``encode``'s default.
+Both reproduce ``EmbeddingModel.encode``: ``st.encode_document(texts)`` == ``model.encode(texts)``,
+``st.encode_query(texts)`` == ``model.encode(texts, "query")``. A plain export truncates a
+query's prompt and text together to ``max_length`` tokens (poolattn never cuts the prompt),
+so only queries longer than ``max_length`` minus the prompt differ.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from .config import DEFAULT_INSTRUCTION
+import torch
+
+from .backbone import AttentionModeError, verify_attention
+from .config import DEFAULT_INSTRUCTION, ConfigError
 from .io import atomic_directory
 from .model import EmbeddingModel
-from .model_card import write_export_card
+from .model_card import read_card_data, write_export_card
 from .st_module import PICKLE_SUFFIXES, PoolattnModule, load_model_dir, query_prompt
 
-FORMATS = ("sentence-transformers",)
+log = logging.getLogger(__name__)
+
+FORMATS = ("sentence-transformers", "onnx")
+# poolattn pooler -> sentence-transformers Pooling mode
+ST_POOLING = {"eos": "lasttoken", "mean": "mean", "weighted_mean": "weightedmean"}
+PROBE_TEXT = "Hello world, this is a text."
+
+
+class PlainExportError(ConfigError):
+    """The design cannot be written as plain sentence-transformers modules; the message says why."""
+
+
+def _check_output(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir}: already exists and is not empty (pass overwrite=True / --overwrite)"
+        )
+
+
+def prepare_export(
+    model_or_dir: EmbeddingModel | str | Path, output_dir: Path, instruction: str | None, overwrite: bool
+) -> tuple[EmbeddingModel, Path | None, bool, Path | None, dict[str, str]]:
+    """What every export starts from: ``(model, bundled base, owned, source dir, prompts)``,
+    after refusing an existing ``output_dir``."""
+    _check_output(output_dir, overwrite)
+    model, base_dir, owned = _load(model_or_dir)
+    source_dir = None if isinstance(model_or_dir, EmbeddingModel) else Path(model_or_dir)
+    training = read_card_data(source_dir).get("training") if source_dir else None
+    return model, base_dir, owned, source_dir, export_prompts(model, training, instruction)
+
+
+def _load(model_or_dir: EmbeddingModel | str | Path) -> tuple[EmbeddingModel, Path | None, bool]:
+    """``(model, bundled base dir, owned)``: ``owned`` when loaded here (free to modify)."""
+    if isinstance(model_or_dir, EmbeddingModel):
+        return model_or_dir, None, False
+    model, base_dir = load_model_dir(model_or_dir)
+    return model, base_dir, True
+
+
+def export_prompts(
+    model: EmbeddingModel, training: dict[str, Any] | None, instruction: str | None
+) -> dict[str, str]:
+    """ST prompts: ``query`` (``instruction``, else the one training instruction, else poolattn's
+    default), ``document`` (bare), one per training source and one per evaluation task."""
+    from .evaluation.instructions import TASK_INSTRUCTIONS
+    from .training.recipe import training_instructions
+
+    template = model.config.query_template
+    trained = training_instructions(training)
+    distinct = sorted(set(trained.values()))
+    default = instruction or (distinct[0] if len(distinct) == 1 else None)
+    default = default or (training or {}).get("default_instruction") or DEFAULT_INSTRUCTION
+    prompts = {name: query_prompt(template, text) for name, text in TASK_INSTRUCTIONS.items()}
+    prompts.update({name: query_prompt(template, text) for name, text in trained.items()})
+    prompts.update({"query": query_prompt(template, default), "document": ""})
+    return prompts
+
+
+def plain_export_blocker(model: EmbeddingModel, prompts: dict[str, str] | None = None) -> str | None:
+    """Why ST's own modules cannot reproduce this design (None when they can). Attention modes
+    are checked later, on the saved weights (``_check_attention``)."""
+    cfg = model.config
+    if cfg.pooling not in ST_POOLING:
+        return f"pooling {cfg.pooling!r} has trained weights that sentence-transformers' Pooling cannot hold"
+    if not cfg.append_eos:
+        return "append_eos = false: the saved tokenizer always appends EOS"
+    if cfg.exclude_instruction and cfg.pooling == "weighted_mean":
+        return "weighted_mean with exclude_instruction: ST's position weights count the prompt tokens"
+    if cfg.exclude_instruction and cfg.pooling == "mean":
+        lead = len(_lead_ids(model.tokenizer))
+        for name, prompt in (prompts or {}).items():
+            if not prompt:
+                continue
+            alone = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            feats = _prompted_features(model, prompt)
+            prefix = int((feats["attention_mask"] - feats["pooling_mask"]).sum())
+            if lead + alone != prefix:  # ST excludes the prompt's own tokens (and any BOS)
+                return (
+                    f"exclude_instruction: prompt {name!r} tokenizes differently alone than before a text "
+                    f"({lead + alone} vs {prefix} prefix tokens), so ST would exclude the wrong tokens"
+                )
+    return None
+
+
+def _prompted_features(model: EmbeddingModel, prompt: str) -> dict[str, torch.Tensor]:
+    """poolattn's features of PROBE_TEXT behind a literal prompt (as ST hands it over)."""
+    from .tokenization import tokenize
+
+    cfg = model.config
+    return tokenize(
+        model.tokenizer,
+        [PROBE_TEXT],
+        max_length=cfg.max_length,
+        template="{instruction}{text}",
+        instruction=prompt,
+        append_eos=cfg.append_eos,
+    )
+
+
+def _lead_ids(tokenizer: Any) -> list[int]:
+    """The special token ids the tokenizer puts before a text (e.g. BOS)."""
+    ids = tokenizer("x", add_special_tokens=True)["input_ids"]
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    start = next((i for i in range(len(ids)) if ids[i : i + len(bare)] == bare), 0)
+    return list(ids[:start])
+
+
+def eos_tokenizer(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` whose post-processor appends EOS (after any BOS it adds), so a
+    plain ``tokenizer(texts)`` gives poolattn's input ids; right padding, so positions match;
+    no chat template, so sentence-transformers embeds the text itself, not a chat turn."""
+    from tokenizers import processors
+
+    tok = copy.deepcopy(tokenizer)
+    # sentence-transformers 6 wraps texts in a chat template when the tokenizer has one
+    tok.chat_template = None
+    eos, eos_id = tok.eos_token, tok.eos_token_id
+    lead = _lead_ids(tok)
+    if tok("x", add_special_tokens=True)["input_ids"][-1] == eos_id:
+        tok.padding_side = "right"
+        return tok
+    special = {tok.convert_ids_to_tokens(i): i for i in [*lead, eos_id]}
+    head = " ".join(tok.convert_ids_to_tokens(i) for i in lead)
+    single = f"{head} $A:0 {eos}".strip()
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=single,
+        pair=f"{single} $B:1 {eos}",
+        special_tokens=list(special.items()),
+    )
+    tok.padding_side = "right"
+    return tok
+
+
+def _merged_backbone(model: EmbeddingModel, dtype: torch.dtype, owned: bool) -> torch.nn.Module:
+    """The backbone with any LoRA adapter merged in, in ``dtype`` (the caller's model untouched)."""
+    backbone = model.backbone if owned else copy.deepcopy(model.backbone)
+    if model.has_adapter:  # merge in float32: one rounding to ``dtype`` instead of two
+        backbone = backbone.float().merge_and_unload()
+    return backbone.to(dtype)
+
+
+def _check_attention(directory: Path, mode: str) -> None:
+    """Load the saved backbone as transformers would and prove its attention mode."""
+    from transformers import AutoModel
+
+    loaded = AutoModel.from_pretrained(directory)
+    verify_attention(loaded, mode)
+
+
+def export_plain(
+    model: EmbeddingModel,
+    output_dir: Path,
+    *,
+    prompts: dict[str, str],
+    dtype: torch.dtype,
+    owned: bool,
+    name: str,
+    source_dir: Path | None,
+) -> Path:
+    """Write ``model`` as ST's own Transformer + Pooling + Normalize; raises PlainExportError."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    cfg = model.config
+    blocker = plain_export_blocker(model, prompts)
+    if blocker:
+        raise PlainExportError(blocker)
+    with tempfile.TemporaryDirectory(prefix="poolattn-export-") as scratch:
+        scratch_dir = Path(scratch)
+        backbone = _merged_backbone(model, dtype, owned)
+        backbone.save_pretrained(scratch_dir, safe_serialization=True)
+        eos_tokenizer(model.tokenizer).save_pretrained(scratch_dir)
+        try:
+            _check_attention(scratch_dir, cfg.attention)
+        except AttentionModeError as exc:
+            raise PlainExportError(
+                f"{type(backbone).__name__}: the saved config does not express {cfg.attention} attention ({exc})"
+            ) from exc
+        transformer = Transformer(
+            str(scratch_dir), max_seq_length=cfg.max_length, model_kwargs={"dtype": dtype}
+        )
+        check = transformer.tokenizer(PROBE_TEXT)["input_ids"]
+        if check[-1] != model.tokenizer.eos_token_id:
+            raise PlainExportError("the saved tokenizer does not append EOS after loading")
+        pooling = Pooling(
+            transformer.get_embedding_dimension(),
+            pooling_mode=ST_POOLING[cfg.pooling],
+            include_prompt=not cfg.exclude_instruction,
+        )
+        st = SentenceTransformer(
+            modules=[transformer, pooling, Normalize()],
+            prompts=prompts,
+            default_prompt_name=None,
+            similarity_fn_name="cosine",
+            device="cpu",
+        )
+        with atomic_directory(output_dir) as tmp:
+            st.save(str(tmp), create_model_card=False, safe_serialization=True)
+            write_export_card(
+                tmp,
+                model,
+                kind="plain",
+                name=name,
+                path=str(output_dir),
+                source_dir=source_dir,
+                query_prompt=prompts["query"],
+                dtype=str(dtype).removeprefix("torch."),
+            )
+            _refuse_pickles(tmp)
+    return output_dir
+
+
+def _refuse_pickles(directory: Path) -> None:
+    pickles = [p for p in directory.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    if pickles:
+        raise RuntimeError(f"export would contain pickle files: {pickles}")
 
 
 def export_sentence_transformers(
@@ -32,6 +261,8 @@ def export_sentence_transformers(
     output_dir: str | Path,
     *,
     instruction: str | None = None,
+    plain: bool | None = None,
+    dtype: str | None = None,
     bundle_backbone: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -40,48 +271,72 @@ def export_sentence_transformers(
     Args:
         model_or_dir: an ``EmbeddingModel`` or a saved poolattn model directory.
         output_dir: where to write (atomically: a failed export leaves nothing behind).
-        instruction: the instruction of the ``"query"`` prompt (default: poolattn's default).
-        bundle_backbone: copy the base backbone inside, so the export loads on a machine
-            without the base (False keeps it small and resolves ``config.base`` at load).
+        instruction: the instruction of the ``"query"`` prompt (default: the training one).
+        plain: True = plain export or an error; False = module export; None (default) = plain
+            where the design allows, else the module export with a logged reason.
+        dtype: the weights' dtype in a plain export (default: the model's compute dtype).
+        bundle_backbone: module export: copy the base backbone inside (self-contained).
         overwrite: replace an existing ``output_dir``.
     """
+    output_dir = Path(output_dir)
+    model, base_dir, owned, source_dir, prompts = prepare_export(
+        model_or_dir, output_dir, instruction, overwrite
+    )
+    if plain is not False:
+        torch_dtype = getattr(torch, dtype) if dtype else model.compute_dtype
+        try:
+            return export_plain(
+                model,
+                output_dir,
+                prompts=prompts,
+                dtype=torch_dtype,
+                owned=owned,
+                name=output_dir.name,
+                source_dir=source_dir,
+            )
+        except PlainExportError as exc:
+            if plain:
+                raise
+            log.warning("plain sentence-transformers export impossible (%s): writing the module export", exc)
+            if owned:  # the merge changed our copy: reload
+                model, base_dir, owned = _load(model_or_dir)
+    return _export_module(model, output_dir, base_dir, prompts, bundle_backbone, source_dir)
+
+
+def _export_module(
+    model: EmbeddingModel,
+    output_dir: Path,
+    base_dir: Path | None,
+    prompts: dict[str, str],
+    bundle_backbone: bool,
+    source_dir: Path | None,
+) -> Path:
+    """The module export: one ``PoolattnModule`` then ``Normalize`` (needs trust_remote_code)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{output_dir}: already exists and is not empty (pass overwrite=True / --overwrite)"
-        )
-    if isinstance(model_or_dir, EmbeddingModel):
-        model, base_dir = model_or_dir, None
-    else:
-        model, base_dir = load_model_dir(model_or_dir)
-    instruction = instruction or DEFAULT_INSTRUCTION
     module = PoolattnModule(model, base_dir=base_dir, bundle_backbone=bundle_backbone)
     was_training = model.training
     st = SentenceTransformer(
-        modules=[module, Normalize()],
-        prompts={"query": query_prompt(model.config.query_template, instruction), "document": ""},
-        similarity_fn_name="cosine",
-        device=str(model.device),
+        modules=[module, Normalize()], prompts=prompts, similarity_fn_name="cosine", device=str(model.device)
     )
     model.train(was_training)  # ST's constructor must not change the caller's model mode
-
     with atomic_directory(output_dir) as tmp:
         st.save(str(tmp), create_model_card=False)
-        module_dir = next(
-            p.name for p in tmp.iterdir() if p.is_dir() and p.name.endswith(PoolattnModule.__name__)
-        )
-        write_export_card(  # README.md with front matter, design, recipe, scores, usage
+        write_export_card(
             tmp,
-            module_dir,
-            instruction=instruction,
+            model,
+            kind="module",
             name=output_dir.name,
             path=str(output_dir),
-            source_dir=None if isinstance(model_or_dir, EmbeddingModel) else model_or_dir,
+            source_dir=source_dir,
+            query_prompt=prompts["query"],
         )
-        pickles = [p for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
-        if pickles:
-            raise RuntimeError(f"export would contain pickle files: {pickles}")
+        _refuse_pickles(tmp)
     return output_dir
+
+
+def export_kind(directory: str | Path) -> str:
+    """``plain`` or ``module``: which kind of sentence-transformers export ``directory`` holds."""
+    modules = json.loads((Path(directory) / "modules.json").read_text())
+    return "module" if any(PoolattnModule.__name__ in m.get("type", "") for m in modules) else "plain"

@@ -36,6 +36,7 @@ def atomic_directory(target: str | Path, *, keep_existing: bool = False) -> Iter
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        share_like_umask(tmp)
         if keep_existing:
             try:
                 os.replace(tmp, target)
@@ -59,6 +60,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def share_like_umask(root: str | Path) -> None:
+    """Give ``root`` and everything under it the modes ``open``/``mkdir`` would have given.
+
+    ``mkdtemp`` makes its folder 0700 and safetensors writes files 0600, so without this a
+    saved model is its owner's alone whatever the umask, and a shared output folder (workers
+    running as other users) or an exported model cannot be read by anyone else.
+    """
+    mask = _umask()
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                executable = os.stat(path).st_mode & 0o100
+                os.chmod(path, (0o777 if executable else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
@@ -131,6 +149,54 @@ def replace_json_durably(path: str | Path, data: dict[str, Any]) -> None:
     """Rewrite ``path`` with ``data`` in one rename after an fsync (the name never disappears)."""
     path = Path(path)
     os.replace(_durable_temp(path, data), path)
+
+
+# ----------------------------------------------------------------------------- paths and weights
+class CorruptFileError(ValueError):
+    """A file poolattn wrote (weights, a checkpoint) cannot be read back; the message names it."""
+
+
+def load_safetensors(path: str | Path) -> dict[str, Any]:
+    """``safetensors.torch.load_file``, with a truncated or corrupt file reported by its path.
+
+    Never unpickles. A missing file stays ``FileNotFoundError``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CorruptFileError(
+            f"{path}: corrupt or truncated weights file ({exc}); restore it or save it again"
+        ) from exc
+
+
+def check_output_path(path: str | Path, what: str = "output") -> Path:
+    """Refuse an output path that can never be created: one of its parents is a regular file.
+
+    Called before any work, so a bad ``--output``/``output_dir`` costs nothing and leaves
+    nothing half-written; missing folders are fine (writers create them).
+    """
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"{what} {path}: {parent} is a file, not a folder; choose another path"
+                )
+            break
+    return path
+
+
+def bad_line_message(where: str, reason: str, skip_hint: str, more: int = 0) -> str:
+    """The one wording of a bad input line (``file:line: reason; ...``) for every reader that
+    can skip them: training data names ``data.skip_invalid = true``, encode ``--skip-invalid``."""
+    extra = f" ({more} more bad lines)" if more else ""
+    return f"{where}: {reason}{extra}; fix it or {skip_hint} to skip bad lines"
 
 
 # ----------------------------------------------------------------------------- JSONL

@@ -8,8 +8,10 @@ its key in the head's cross-attention (``MultiLayerPooler.pool_vectors``); nothi
 retrained, so the score change says how much the trained head depends on that layer.
 
 Cost: the backbone runs once per distinct (prompt, text); its per-layer vectors are cached
-(``LayerVectorCache``), so every condition of the grid costs pooler passes and the task's
-evaluator only.
+(``LayerVectorCache``), so every condition of the grid costs one pooler pass over the cached
+vectors and one run of each task's mteb evaluator (``main_scores_only``: without the extra
+metrics no main score reads). With tens of conditions, the evaluators are most of the time at
+small ``max_items``.
 
 Tasks (``DEFAULT_TASKS``): STSBenchmark on its dev split (so the analysis does not touch the
 test pairs), TREC question classification and SciFact retrieval on their test splits; all
@@ -23,10 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TASKS = ("STSBenchmark", "TREC", "SciFact")
 DEFAULT_MAX_ITEMS = 100
 DEFAULT_BLOCKS = 4
-DEV_SPLITS = {"STSBenchmark": "dev.jsonl"}  # local datasets with a dev split the ablation uses
+DEV_SPLITS = {"STSBenchmark": "dev"}  # local datasets whose dev split the ablation reads
 JSON_FILE = "layer_ablation.json"
 PNG_FILE = "layer_ablation.png"
 
@@ -92,6 +94,9 @@ def layer_mask(kept: Sequence[int], num_layers: int) -> torch.Tensor:
     return mask
 
 
+CacheKey = tuple[bool, str | None, str]  # (query?, instruction of a query, text)
+
+
 class LayerVectorCache:
     """Per-layer vectors (L x D, float32) of every text a task encodes, from one backbone pass.
 
@@ -110,27 +115,30 @@ class LayerVectorCache:
             )
         self.model = model
         self.batch_size = batch_size
-        self.vectors_by_key: dict[tuple[bool, str | None, str], torch.Tensor] = {}
+        self.vectors_by_key: dict[CacheKey, torch.Tensor] = {}
         self.backbone_texts = 0
 
     @property
     def num_layers(self) -> int:
         return int(self.model.pooler.num_layers)
 
-    @torch.inference_mode()
-    def vectors(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> torch.Tensor:
-        """N x L x D for ``texts`` in order; texts not seen before run through the backbone once."""
+    def keys(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> list[CacheKey]:
+        """The cache keys of ``texts`` in order; texts not seen before run through the backbone once."""
         keys = [(query, instruction if query else None, t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.vectors_by_key))
         if missing:
             self._encode(missing, query=query, instruction=instruction)
+        return keys
+
+    def vectors(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> torch.Tensor:
+        """N x L x D for ``texts`` in order; texts not seen before run through the backbone once."""
+        keys = self.keys(texts, query=query, instruction=instruction)
         if not keys:
             return torch.zeros((0, self.num_layers, self.model.embedding_dim))
         return torch.stack([self.vectors_by_key[k] for k in keys])
 
-    def _encode(
-        self, keys: list[tuple[bool, str | None, str]], *, query: bool, instruction: str | None
-    ) -> None:
+    @torch.inference_mode()
+    def _encode(self, keys: list[CacheKey], *, query: bool, instruction: str | None) -> None:
         model = self.model
         was_training = model.training
         model.eval()
@@ -171,7 +179,12 @@ class LayerVectorCache:
 
 class LayerSubsetBackend:
     """A backend (``poolattn.encoding.backends.Backend``) for one condition: the model's head
-    restricted to ``kept`` layers, fed from the cache."""
+    restricted to ``kept`` layers, fed from the cache.
+
+    Every cached text is pooled in one pass (``LayerVectorCache.pool``'s batches) the first time
+    the condition needs it, so a condition costs a few large pooler calls rather than small ones
+    per task and side: on a busy CPU each small torch call waits for its threads, and a 65-condition
+    grid makes thousands of them."""
 
     uses_instructions = True
 
@@ -180,6 +193,7 @@ class LayerSubsetBackend:
         self.kept = tuple(kept)
         self.name = f"poolattn/{cache.model.config.name}/layers"
         self._fingerprint = derived_fingerprint(json.dumps([fingerprint, self.kept]))
+        self._pooled: dict[CacheKey, np.ndarray] = {}
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -195,9 +209,15 @@ class LayerSubsetBackend:
     def encode(
         self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
     ) -> np.ndarray:
-        vectors = self.cache.vectors(texts, query=query, instruction=instruction)
-        out = torch.nn.functional.normalize(self.cache.pool(vectors, self.kept), dim=-1)
-        return out.numpy().astype(np.float32, copy=False)
+        keys = self.cache.keys(texts, query=query, instruction=instruction)
+        new = [k for k in self.cache.vectors_by_key if k not in self._pooled]
+        if new:
+            vectors = torch.stack([self.cache.vectors_by_key[k] for k in new])
+            pooled = torch.nn.functional.normalize(self.cache.pool(vectors, self.kept), dim=-1)
+            self._pooled.update(zip(new, pooled.numpy().astype(np.float32, copy=False), strict=True))
+        if not keys:
+            return np.zeros((0, self.cache.model.embedding_dim), dtype=np.float32)
+        return np.stack([self._pooled[k] for k in keys])
 
 
 def ablation_tasks(
@@ -205,35 +225,47 @@ def ablation_tasks(
     tasks: Sequence[str] = DEFAULT_TASKS,
     max_items: int | None = DEFAULT_MAX_ITEMS,
 ) -> list[tuple[LocalTask, str]]:
-    """The local tasks (down-sampled as in evaluation) and the split each one reads.
-
-    A dataset listed in ``DEV_SPLITS`` is read from its dev file, through the same loader (a
-    staging folder presents the dev file under the loader's file name).
-    """
-    from .evaluation.local import FOLDERS, build_task, discover, local_tasks
+    """The local tasks (down-sampled as in evaluation) and the split each one reads: the split
+    of ``DEV_SPLITS`` where the dataset has its files, else test."""
+    from .evaluation.local import build_task, task_names
+    from .evaluation.local_discovery import FOLDERS, discover
     from .settings import data_dir
 
     root = data_dir(local_data)
-    found = {name: (folder, path) for folder, name, path in discover(root)}
+    found = discover(root)
     out: list[tuple[LocalTask, str]] = []
     for name in tasks:
-        dev = DEV_SPLITS.get(name)
-        if name in found and dev and (found[name][1] / dev).exists():
-            folder, path = found[name]
-            with tempfile.TemporaryDirectory(prefix="poolattn-dev-") as staging:
-                staged = Path(staging) / name
-                staged.mkdir()
-                (staged / "test.jsonl").symlink_to((path / dev).resolve())
-                item = build_task(folder, name, staged, max_items)  # reads the data now
-            item.path = str(path / dev)
-            out.append((item, "dev"))
-            continue
-        items = local_tasks(root, max_items, [name])
-        if not items:
+        datasets = [d for d in found if name in task_names(d)]
+        if not datasets:
             families = ", ".join(FOLDERS)
             raise FileNotFoundError(f"layer ablation: no local dataset {name!r} under {root} ({families})")
-        out.extend((item, "test") for item in items)
+        for dataset in datasets:
+            split = DEV_SPLITS.get(dataset.name, "test")
+            split = split if dataset.has_split(split) else "test"
+            out.append((build_task(dataset, max_items, split), split))
     return out
+
+
+@contextmanager
+def main_scores_only(tasks: Sequence[LocalTask]) -> Iterator[None]:
+    """Skip what mteb computes beside the main scores of ``tasks``: its retrieval evaluator's
+    abstention nAUCs (about a hundred sklearn AUCs per evaluation, 70% of an ablation grid at
+    ``--max-items 4``). They are extra metrics, never an input of nDCG or MAP, so main scores
+    are unchanged; with an nAUC main score, or another mteb layout, nothing is skipped."""
+    try:
+        from mteb._evaluators import retrieval_metrics
+    except ImportError:  # another mteb version: evaluate everything
+        retrieval_metrics = None
+    original = getattr(retrieval_metrics, "evaluate_abstention", None)
+    needed = any(str(item.task.metadata.main_score).startswith("nAUC") for item in tasks)
+    if original is None or needed:
+        yield
+        return
+    retrieval_metrics.evaluate_abstention = lambda results, metric_scores: {}
+    try:
+        yield
+    finally:
+        retrieval_metrics.evaluate_abstention = original
 
 
 def _main_score(encoder: Any, task: Any, batch_size: int) -> float:
@@ -261,7 +293,8 @@ def score_condition(
 
     encoder = MTEBEncoder(LayerSubsetBackend(cache, kept, fingerprint), cache_dir=None, batch_size=batch_size)
     try:
-        scores = {item.name: _main_score(encoder, item.task, batch_size) for item in tasks}
+        with main_scores_only(tasks):
+            scores = {item.name: _main_score(encoder, item.task, batch_size) for item in tasks}
     finally:
         encoder.cache.close()
     scores["mean"] = float(np.mean([scores[item.name] for item in tasks]))
@@ -364,6 +397,7 @@ def _task_rows(planned: Sequence[tuple[LocalTask, str]]) -> list[dict[str, Any]]
             "dataset": item.dataset,
             "split": split,
             "source": item.path,
+            "files": item.files,
             "family": item.family,
             "main_score_name": str(item.task.metadata.main_score),
             "sampling": item.sampling,

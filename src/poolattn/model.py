@@ -37,7 +37,7 @@ from .model_dir import (
     write_design,
 )
 from .peft_compat import quiet_peft
-from .pooling import Pooler, build_pooler
+from .pooling import LAST_LAYER, Pooler, build_pooler
 from .tokenization import check_texts, per_text, tokenize
 
 log = logging.getLogger(__name__)
@@ -198,17 +198,23 @@ class EmbeddingModel(nn.Module):
         )
 
     def hidden_states(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Every layer's states (embeddings first) for tokenized ``features``, computed in
-        ``compute_dtype`` (the states come out in that dtype; poolers take them to float32)."""
+        """The states the pooler reads (its ``layers_read``) for tokenized ``features``, computed
+        in ``compute_dtype`` (they come out in that dtype; poolers take them to float32).
+
+        ``"all"``: every layer's states, embeddings first. ``"last"``: a 1-tuple holding the
+        backbone's ``last_hidden_state`` (after the final norm, the same tensor as
+        ``hidden_states[-1]``), and the backbone keeps no other layer's activations alive.
+        """
+        every = self.pooler.layers_read != LAST_LAYER
         with compute_autocast(self.device, self.compute_dtype):
             out = self.backbone(
                 input_ids=features["input_ids"].to(self.device),
                 attention_mask=features["attention_mask"].to(self.device),
                 position_ids=features["position_ids"].to(self.device),
-                output_hidden_states=True,
+                output_hidden_states=every,
                 use_cache=False,
             )
-        return out.hidden_states
+        return out.hidden_states if every else (out.last_hidden_state,)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Un-normalised float32 embeddings (B x D) for tokenized ``features``; keeps the graph."""

@@ -70,60 +70,6 @@ def base_info(base: str) -> tuple[str | None, str | None]:
 
 
 # --------------------------------------------------------------------------- card data
-def training_recipe(config: Any, data: list[dict[str, Any]], processes: int = 1) -> dict[str, Any]:
-    """The card's record of a training run from a ``TrainConfig`` and the loaded sources' summary."""
-    t, d, lora = config.training, config.data, config.lora
-    return {
-        "data": [dict(item) for item in data],
-        "examples": sum(int(item.get("examples", 0)) for item in data),
-        "hub_datasets": list(d.hub),
-        "num_negatives": d.num_negatives,
-        "steps": t.steps,
-        "batch_size": t.batch_size,
-        "mini_batch_size": t.mini_batch_size,
-        "gradcache": t.gradcache,
-        "learning_rate": t.learning_rate,
-        "head_learning_rate": t.head_learning_rate or t.learning_rate,
-        "warmup_steps": t.warmup_steps,
-        "weight_decay": t.weight_decay,
-        "temperature": t.temperature,
-        "symmetric_loss": t.symmetric,
-        "seed": t.seed,
-        "mixed_precision": t.mixed_precision,
-        "dtype": config.model.dtype,
-        "full_finetune": t.full_finetune,
-        "lora": None
-        if t.full_finetune
-        else {
-            "r": lora.r,
-            "alpha": lora.alpha,
-            "dropout": lora.dropout,
-            "target_modules": list(lora.target_modules),
-        },
-        "processes": processes,
-    }
-
-
-def recipe_text(recipe: Mapping[str, Any]) -> str:
-    """A ``training_recipe`` record's optimisation settings in one line; every place that
-    describes a recipe in words (card, experiment plan and report) uses this one."""
-    lr, head = recipe.get("learning_rate"), recipe.get("head_learning_rate")
-    text = f"{recipe.get('steps')} steps, batch {recipe.get('batch_size')} queries"
-    if recipe.get("gradcache"):
-        text += f" (GradCache mini-batch {recipe.get('mini_batch_size')})"
-    text += f", lr {lr}" + (f" (head {head})" if head is not None and head != lr else "")
-    return text + f", warm-up {recipe.get('warmup_steps')}, temperature {recipe.get('temperature')}"
-
-
-def adapter_text(recipe: Mapping[str, Any]) -> str:
-    """What a ``training_recipe`` record trains: ``full fine-tuning`` or the LoRA settings."""
-    lora = recipe.get("lora")
-    if recipe.get("full_finetune") or not lora:
-        return "full fine-tuning"
-    targets = ", ".join(lora["target_modules"])
-    return f"LoRA r {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']} on {targets}"
-
-
 def evaluation_summary(results: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """The card's record of an evaluation: a ``run.json`` (its content or its path, or the
     results directory holding it) reduced to per-task scores and per-family means."""
@@ -233,36 +179,49 @@ def _store_card(directory: Path, data: dict[str, Any], **sections: Mapping[str, 
 
 def write_export_card(
     export_dir: str | Path,
-    module_dir: str,
+    model: Any,
     *,
-    instruction: str,
-    name: str | None = None,
-    path: str | None = None,
+    kind: str,
+    name: str,
+    path: str,
     source_dir: str | Path | None = None,
+    dtype: str | None = None,
+    query_prompt: str = "",
 ) -> Path:
-    """The ``README.md`` of a sentence-transformers export, from its poolattn module folder.
+    """The ``README.md`` of an export (``kind``: ``plain``, ``module`` or ``onnx``) of ``model``.
 
     The training recipe and evaluation of the exported model directory (``source_dir``) are
-    carried into the module folder's card and the export's card.
-    """
+    carried into the export's card (and a module export's inner poolattn directory)."""
+    from .config import to_dict
+
     export_dir = Path(export_dir)
-    inner = export_dir / module_dir
-    design = _read_design(inner)
-    data = read_card_data(inner)
     source = read_card_data(source_dir) if source_dir is not None else {}
-    name = name or export_dir.name
-    path = path or str(export_dir)
+    data: dict[str, Any] = {"name": name, "path": path, "parameters": model.describe()}
     data.update({key: source[key] for key in ("training", "evaluation") if key in source})
-    data.update(name=module_dir, path=f"{path}/{module_dir}")  # not the temporary folder it was saved in
-    write_json_atomic(inner / CARD_DATA_FILE, data)
-    _render_into(inner, data)
-    text = render_model_card(
-        design,
-        data,
-        name=name,
-        path=path,
-        export={"module_dir": module_dir, "instruction": instruction},
+    design = {
+        "model": to_dict(model.config),
+        "has_adapter": model.has_adapter and kind == "module",
+        "full_finetune": model.full_finetune,
+    }
+    module_dir = next(
+        (p.name for p in export_dir.iterdir() if p.is_dir() and p.name.endswith("PoolattnModule")), None
     )
+    if module_dir:  # the inner poolattn directory keeps its own card, with its final location
+        inner = {
+            **read_card_data(export_dir / module_dir),
+            **data,
+            "name": module_dir,
+            "path": f"{path}/{module_dir}",
+        }
+        write_json_atomic(export_dir / module_dir / CARD_DATA_FILE, inner)
+        _render_into(export_dir / module_dir, inner)
+    export = {
+        "kind": kind,
+        "dtype": dtype or data["parameters"].get("compute_dtype"),
+        "module_dir": module_dir,
+        "query_prompt": query_prompt,
+    }
+    text = render_model_card(design, data, name=name, path=path, export=export)
     write_text_atomic(export_dir / CARD_FILE, text)
     return export_dir / CARD_FILE
 
@@ -276,13 +235,22 @@ def _render_into(directory: Path, data: Mapping[str, Any]) -> Path:
 
 
 # --------------------------------------------------------------------------- rendering
-def front_matter(design: Mapping[str, Any], *, export: bool = False) -> dict[str, Any]:
-    """The YAML front matter fields of a card."""
+TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
+
+
+def card_data(design: Mapping[str, Any], *, export: str | None = None) -> Any:
+    """The card's metadata (``huggingface_hub.ModelCardData``): what ``ModelCard.load`` reads back.
+
+    ``base_model``/``license`` follow the hub's fields when the base is a known hub model; a
+    local base is named in ``poolattn_base`` and its licence is ``other`` (unknown)."""
+    from huggingface_hub import ModelCardData
+
     model = design["model"]
     hub_id, licence = base_info(str(model["base"]))
     tags = [
         "poolattn",
-        "sentence-transformers" if export else None,
+        "sentence-transformers" if export in ("plain", "module") else None,
+        "onnx" if export == "onnx" else None,
         "sentence-similarity",
         "feature-extraction",
         "text-embeddings",
@@ -291,14 +259,18 @@ def front_matter(design: Mapping[str, Any], *, export: bool = False) -> dict[str
         f"design-{model['pooling']}-{model['attention']}".replace("_", "-"),
         "lora" if design.get("has_adapter") else None,
     ]
-    matter: dict[str, Any] = {"library_name": "sentence-transformers" if export else "poolattn"}
-    if hub_id:
-        matter["base_model"] = hub_id
-    if licence:
-        matter["license"] = licence
-    matter["pipeline_tag"] = "sentence-similarity"
-    matter["tags"] = [t for t in tags if t]
-    return matter
+    library = {"plain": "sentence-transformers", "module": "sentence-transformers", "onnx": "onnx"}
+    return ModelCardData(
+        library_name=library.get(export or "", "poolattn"),
+        base_model=hub_id,
+        license=licence or "other",
+        license_name=None if licence else "see-base-model",
+        pipeline_tag="sentence-similarity",
+        tags=[t for t in tags if t],
+        poolattn_base=str(model["base"]),
+        pooling=str(model["pooling"]),
+        attention=str(model["attention"]),
+    )
 
 
 def render_model_card(
@@ -307,47 +279,44 @@ def render_model_card(
     *,
     name: str,
     path: str,
-    export: Mapping[str, str] | None = None,
+    export: Mapping[str, Any] | None = None,
 ) -> str:
-    """The whole ``README.md``: front matter, design, training, evaluation, usage."""
-    import yaml
+    """The whole ``README.md`` from ``templates/model_card.md`` via ``ModelCard.from_template``."""
+    from huggingface_hub import ModelCard
 
     from ._version import __version__
+    from .stats.report import sampling_text
 
     model = design["model"]
-    matter = yaml.safe_dump(
-        front_matter(design, export=export is not None), sort_keys=False, allow_unicode=True
-    )
     hub_id, licence = base_info(str(model["base"]))
-    base_text = f"`{model['base']}`" + (f" ({hub_id})" if hub_id and hub_id != model["base"] else "")
-    kind = "sentence-transformers export of a " if export else ""
-    parts = [
-        f"---\n{matter}---",
-        f"# {name}",
-        f"A {kind}poolattn text-embedding model: the decoder LLM {base_text} with "
-        f"**{model['attention']}** attention and **{model['pooling']}** pooling "
-        f"(design `{model['pooling']}+{model['attention']}`)."
-        + (f" The base model's licence is `{licence}`." if licence else ""),
-        _design_section(design, data.get("parameters") or {}),
-        _training_section(data.get("training")),
-        _evaluation_section(data.get("evaluation")),
-        _usage_section(model, path, export),
-        f"---\n\n*Generated by poolattn {__version__} from `{DESIGN_FILE}` and `{CARD_DATA_FILE}`, "
-        "regenerated on every save: do not edit by hand.*",
-    ]
-    return "\n\n".join(p for p in parts if p) + "\n"
+    evaluation = data.get("evaluation")
+    rows = sorted((evaluation or {}).get("tasks", {}).items(), key=lambda kv: (kv[1]["family"], kv[0]))
+    card = ModelCard.from_template(
+        card_data(design, export=(export or {}).get("kind")),
+        template_path=str(TEMPLATE),
+        name=name,
+        path=path,
+        model=model,
+        hub_id=hub_id,
+        licence=licence,
+        export=export,
+        design_rows=_design_rows(design, data.get("parameters") or {}, export),
+        training=data.get("training"),
+        training_rows=_training_rows(data["training"]) if data.get("training") else [],
+        evaluation=evaluation,
+        evaluation_rows=[
+            {**info, "task": task, "sampling": sampling_text(info.get("sampling"))} for task, info in rows
+        ],
+        version=__version__,
+    )
+    return str(card).rstrip("\n") + "\n"
 
 
-def _table(rows: list[tuple[str, str]], header: tuple[str, str] = ("", "")) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rows]
-    return "\n".join(lines)
-
-
-def _design_section(design: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+def _design_rows(
+    design: Mapping[str, Any], params: Mapping[str, Any], export: Mapping[str, Any] | None
+) -> list[tuple[str, str]]:
     model = design["model"]
     pooling = str(model["pooling"])
-    head = model.get("head") or {}
     rows = [
         ("base", f"`{model['base']}`"),
         ("attention", str(model["attention"])),
@@ -360,15 +329,12 @@ def _design_section(design: Mapping[str, Any], params: Mapping[str, Any]) -> str
         rows.append(
             ("per-layer vector", f"{vector} (`layer_vector = {model.get('layer_vector', 'auto')!r}`)")
         )
-    trainable = (
-        int(params["head_parameters"]) > 0
-        if params.get("head_parameters") is not None
-        else pooling in TRAINABLE_POOLERS
-    )
+    head_params = params.get("head_parameters")
+    trainable = int(head_params) > 0 if head_params is not None else pooling in TRAINABLE_POOLERS
     if trainable:
-        rows.append(("head", _head_text(head, str(model.get("head_preset", "small")))))
-    if params.get("head_parameters") is not None:
-        rows.append(("head parameters", f"{int(params['head_parameters']):,}"))
+        rows.append(("head", _head_text(model.get("head") or {}, str(model.get("head_preset", "small")))))
+    if head_params is not None:
+        rows.append(("head parameters", f"{int(head_params):,}"))
     if params.get("adapter_parameters"):
         rows.append(("LoRA adapter parameters", f"{int(params['adapter_parameters']):,}"))
     if params.get("backbone_parameters") is not None:
@@ -377,34 +343,27 @@ def _design_section(design: Mapping[str, Any], params: Mapping[str, Any]) -> str
         rows.append(("embedding dimension", str(params["embedding_dim"])))
     if params.get("layers") is not None:
         rows.append(("layers", str(params["layers"])))
-    weights = (
-        "full fine-tuned backbone (`backbone/`)"
-        if design.get("full_finetune")
-        else "LoRA adapter (`adapter/`, PEFT) on the base"
-        if design.get("has_adapter")
-        else "the base's own weights"
-    )
+    if export and export.get("kind") in ("plain", "onnx"):
+        weights = f"LoRA merged into the backbone, stored in {export.get('dtype')}"
+    elif design.get("full_finetune"):
+        weights = "full fine-tuned backbone (`backbone/`)"
+    elif design.get("has_adapter"):
+        weights = "LoRA adapter (`adapter/`, PEFT) on the base"
+    else:
+        weights = "the base's own weights"
     template = str(model.get("query_template", "")).replace("\n", "\\n")
+    dtype = str(model.get("dtype", "float32"))
+    if params.get("compute_dtype") and params["compute_dtype"] != model.get("dtype"):
+        dtype += f" (computed in {params['compute_dtype']} when saved)"
     rows += [
-        (
-            "weights",
-            weights + (" + pooling head (`pooler.safetensors`)" if trainable else ""),
-        ),
+        ("weights", weights + (" + pooling head" if trainable else "")),
         ("max length", f"{model['max_length']} tokens (EOS appended: {model.get('append_eos', True)})"),
         ("query prompt", f"`{template}`; documents are embedded bare"),
         ("instruction tokens pooled", "no" if model.get("exclude_instruction") else "yes"),
-        (
-            "dtype",
-            str(model.get("dtype", "float32"))
-            + (
-                f" (computed in {params['compute_dtype']} when saved)"
-                if params.get("compute_dtype") and params.get("compute_dtype") != model.get("dtype")
-                else ""
-            ),
-        ),
+        ("dtype", dtype),
         ("output", "float32, L2-normalised; compare with cosine similarity / dot product"),
     ]
-    return "## Design\n\n" + _table(rows, ("setting", "value"))
+    return rows
 
 
 def _head_text(head: Mapping[str, Any], preset: str) -> str:
@@ -416,118 +375,48 @@ def _head_text(head: Mapping[str, Any], preset: str) -> str:
     return ", ".join(parts) + f" (preset `{preset}`)"
 
 
-def _fmt_lr(x: Any) -> str:
-    return f"{float(x):g}" if x is not None else "–"
+def _training_rows(training: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The recipe's settings as card rows (the schema itself: ``poolattn.training.recipe``)."""
+    from .training.recipe import adapter_text
 
+    def lr(x: Any) -> str:
+        return f"{float(x):g}" if x is not None else "–"
 
-def _training_section(training: Mapping[str, Any] | None) -> str:
-    if not training:
-        return "## Training\n\nNo training is recorded for this directory (an untrained design, or saved outside `poolattn train`)."
-    data = training.get("data") or []
-    lines = ["## Training", "", "Data (one contrastive example: query, positive, hard negatives):", ""]
-    lines += ["| source | file | examples | skipped | weight |", "|---|---|---:|---:|---:|"]
-    for item in data:
-        lines.append(
-            f"| {item.get('name')} | `{item.get('location')}` | {item.get('examples')} | "
-            f"{item.get('skipped', 0)} | {item.get('weight') if item.get('weight') is not None else '–'} |"
-        )
-    rows = [
-        ("examples", str(training.get("examples"))),
-        ("steps", str(training.get("steps"))),
-        ("batch size (queries per step)", str(training.get("batch_size"))),
-        ("hard negatives per query", str(training.get("num_negatives"))),
+    t = training
+    return [
+        ("examples", str(t.get("examples"))),
+        ("steps", str(t.get("steps"))),
+        ("batch size (queries per step)", str(t.get("batch_size"))),
+        ("hard negatives per query", str(t.get("num_negatives"))),
         (
             "forward mini-batch",
-            f"{training.get('mini_batch_size')} texts (GradCache: {'on' if training.get('gradcache') else 'off'})",
+            f"{t.get('mini_batch_size')} texts (GradCache: {'on' if t.get('gradcache') else 'off'})",
         ),
         (
             "loss",
-            f"InfoNCE, in-batch + hard negatives, temperature {training.get('temperature')}"
-            + (" (symmetric)" if training.get("symmetric_loss") else ""),
+            f"InfoNCE, in-batch + hard negatives, temperature {t.get('temperature')}"
+            + (" (symmetric)" if t.get("symmetric_loss") else ""),
         ),
         (
             "learning rate (backbone / head)",
-            f"{_fmt_lr(training.get('learning_rate'))} / {_fmt_lr(training.get('head_learning_rate'))}",
+            f"{lr(t.get('learning_rate'))} / {lr(t.get('head_learning_rate'))}",
         ),
-        ("warm-up steps", str(training.get("warmup_steps"))),
-        ("weight decay", str(training.get("weight_decay"))),
-        ("adapter", adapter_text(training)),
-        ("seed", str(training.get("seed"))),
-        ("dtype / mixed precision", f"{training.get('dtype')} / {training.get('mixed_precision')}"),
-        ("processes", str(training.get("processes", 1))),
+        ("warm-up steps", str(t.get("warmup_steps"))),
+        ("weight decay", str(t.get("weight_decay"))),
+        ("adapter", adapter_text(t)),
+        ("seed", str(t.get("seed"))),
+        ("dtype / mixed precision", f"{t.get('dtype')} / {t.get('mixed_precision')}"),
+        ("processes", str(t.get("processes", 1))),
     ]
-    lines += ["", _table(rows, ("setting", "value"))]
-    return "\n".join(lines)
 
 
-def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
-    if not evaluation:
-        return ""
-    from .stats.report import sampling_text
-
-    lines = [
-        "## Evaluation",
-        "",
-        "Scores from `poolattn eval` with the real MTEB evaluators (main score x 100); "
-        f"max items per dataset: {evaluation.get('max_items') or 'all'}"
-        + (
-            f"; model fingerprint `{str(evaluation['fingerprint'])[:12]}`"
-            if evaluation.get("fingerprint")
-            else ""
-        )
-        + (f"; mteb {evaluation['mteb_version']}" if evaluation.get("mteb_version") else "")
-        + ".",
-        "",
-        "| family | datasets | mean score |",
-        "|---|---:|---:|",
-    ]
-    for family, info in evaluation.get("families", {}).items():
-        lines.append(f"| {family} | {info['datasets']} | {info['mean'] * 100:.2f} |")
-    lines += ["", "| family | task | metric | score | data used |", "|---|---|---|---:|---|"]
-    for task, info in sorted(evaluation.get("tasks", {}).items(), key=lambda kv: (kv[1]["family"], kv[0])):
-        lines.append(
-            f"| {info['family']} | {task} | {info['metric']} | {info['score'] * 100:.2f} | "
-            f"{sampling_text(info.get('sampling'))} |"
-        )
-    return "\n".join(lines)
+_MOVED = ("training_recipe", "recipe_text", "adapter_text")  # now in poolattn.training.recipe
 
 
-def _usage_section(model: Mapping[str, Any], path: str, export: Mapping[str, str] | None) -> str:
-    st_snippet = (
-        "```python\n"
-        "from sentence_transformers import SentenceTransformer\n\n"
-        f'model = SentenceTransformer("{path}", trust_remote_code=True)  # needs `pip install poolattn`\n'
-        'docs = model.encode_document(["Photosynthesis converts light into chemical energy."])\n'
-        'queries = model.encode_query(["how do plants make energy?"])  # the default instruction\n'
-        'queries = model.encode_query(["how do plants make energy?"], '
-        'instruction="Retrieve passages that answer the question")\n'
-        "print(model.similarity(queries, docs))\n"
-        "```"
-    )
-    if export is not None:
-        return (
-            "## Usage\n\n"
-            + st_snippet
-            + f'\n\nThe `"query"` prompt carries the instruction "{export["instruction"]}"; documents are bare. '
-            f"`{export['module_dir']}/` is a regular poolattn model directory (its `base/` holds the base "
-            "backbone when it was bundled; weights are safetensors only), so poolattn loads it too:\n\n"
-            "```python\nfrom poolattn import EmbeddingModel\n\n"
-            f'model = EmbeddingModel.load("{path}/{export["module_dir"]}")\n```'
-        )
-    return (
-        "## Usage\n\n"
-        "With poolattn:\n\n"
-        "```python\n"
-        "from poolattn import EmbeddingModel\n\n"
-        f'model = EmbeddingModel.load("{path}")\n'
-        'queries = model.encode(["how do plants make energy?"], prompt_type="query",\n'
-        '                       instruction="Retrieve passages that answer the question")\n'
-        'docs = model.encode(["Photosynthesis converts light into chemical energy."], prompt_type="document")\n'
-        "print(queries @ docs.T)  # float32, L2-normalised\n"
-        "```\n\n"
-        "A file of texts from the command line (`.txt`, `.jsonl`, `.csv`; output `.npy`, `.jsonl`, `.parquet`):\n\n"
-        f"```bash\npoolattn encode {path} --input texts.txt --output vectors.npy\n```\n\n"
-        "With sentence-transformers, after an export:\n\n"
-        f"```bash\npoolattn export {path} --output {path}-st\n```\n\n"
-        + st_snippet.replace(f'"{path}"', f'"{path}-st"')
-    )
+def __getattr__(name: str) -> Any:
+    """Callers that still import the recipe schema from here get it from its home."""
+    if name in _MOVED:
+        from .training import recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

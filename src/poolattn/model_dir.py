@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ModelConfig, from_dict, to_dict
+from .io import load_safetensors
 
 if TYPE_CHECKING:
     import torch
@@ -117,8 +118,6 @@ def load_parts(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
     """The backbone (with its LoRA adapter when saved with one), its tokenizer and the head's
     weights of a saved model. Never unpickles: safetensors, JSON and a PEFT adapter."""
-    from safetensors.torch import load_file
-
     from .backbone import load_backbone
 
     backbone, tokenizer = load_backbone(design.backbone_config())
@@ -129,5 +128,5 @@ def load_parts(
 
         with quiet_peft():
             backbone = PeftModel.from_pretrained(backbone, design.directory / ADAPTER_DIR)
-    head = load_file(str(design.directory / HEAD_FILE))
+    head = load_safetensors(design.directory / HEAD_FILE)
     return backbone, tokenizer, head

@@ -2,7 +2,8 @@
 
 Every pooler has the same interface: ``forward(hidden_states, attention_mask, pooling_mask)``
 where ``hidden_states`` is the tuple of every layer's states (embeddings first, as
-transformers returns them). Adding a pooler is one class and one ``@register`` line.
+transformers returns them), or only the last layer's (a 1-tuple) for a pooler whose
+``layers_read`` is ``"last"``. Adding a pooler is one class and one ``@register`` line.
 
 The trainable poolers share one block, :class:`CrossAttentionBlock`, the block of the paper's
 ``PerceiverResampler`` (and of NV-Embed's latent attention): pre-norm cross-attention with a
@@ -71,11 +72,22 @@ def float32_math(device: torch.device) -> Iterator[None]:
         yield
 
 
+LAST_LAYER = "last"  # the pooler reads hidden_states[-1] only (after the final norm)
+ALL_LAYERS = "all"  # the pooler reads every layer's states (embeddings first)
+
+
 class Pooler(nn.Module):
-    """Base class: subclasses implement ``forward``; ``trainable`` says if it has parameters."""
+    """Base class: subclasses implement ``forward``; ``trainable`` says if it has parameters.
+
+    ``layers_read`` declares which hidden states ``forward`` reads: ``"last"`` lets the model
+    ask the backbone for its last layer alone (then ``hidden_states`` is a 1-tuple), so the
+    other layers' activations are freed as the forward pass goes (about 9 GB at 7B, batch
+    64 x 512). The default, ``"all"``, keeps a user pooler that indexes any layer working.
+    """
 
     name = "base"
     trainable = False
+    layers_read: str = ALL_LAYERS
 
     def __init__(
         self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
@@ -94,6 +106,8 @@ class Pooler(nn.Module):
 class EosPooler(Pooler):
     """Last-layer state of the final real token (the appended EOS)."""
 
+    layers_read = LAST_LAYER
+
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         return gather_last(hidden_states[-1], attention_mask).float()
 
@@ -102,6 +116,8 @@ class EosPooler(Pooler):
 class MeanPooler(Pooler):
     """Masked mean of the last layer over the pooled tokens (summed in float32)."""
 
+    layers_read = LAST_LAYER
+
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         return masked_mean(hidden_states[-1].float(), pooling_mask)
 
@@ -109,6 +125,8 @@ class MeanPooler(Pooler):
 @register("weighted_mean")
 class WeightedMeanPooler(Pooler):
     """Position-weighted mean (SGPT): the i-th pooled token weighs i, so later tokens count more."""
+
+    layers_read = LAST_LAYER
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         weights = pooling_mask.cumsum(dim=1) * pooling_mask
@@ -190,6 +208,7 @@ class LearnedLatentsPooler(Pooler):
     N(0, 1), model width) and one cross-attention block; subclasses choose who attends to whom."""
 
     trainable = True
+    layers_read = LAST_LAYER  # latent, nv_latent; multilayer reads all
 
     def __init__(
         self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
@@ -245,6 +264,8 @@ class MultiLayerPooler(LatentArrayPooler):
     norm); latents cross-attend over these L vectors. ``pool_vectors`` takes cached
     per-layer vectors and an optional layer mask, so a layer ablation needs no backbone pass.
     """
+
+    layers_read = ALL_LAYERS
 
     def __init__(
         self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"

@@ -7,6 +7,9 @@ from pathlib import Path
 
 DATA_DIR_ENV = "POOLATTN_DATA_DIR"
 CACHE_DIR_ENV = "POOLATTN_CACHE_DIR"
+# "1": load a backbone whose weights exist only as pickles (pytorch_model.bin); unpickling
+# can run code, so it takes the user's explicit word
+ALLOW_PICKLE_ENV = "POOLATTN_ALLOW_PICKLED_WEIGHTS"
 
 
 def cache_dir() -> Path:
@@ -34,3 +37,8 @@ def data_dir(explicit: str | Path | None = None) -> Path:
             f"data folder {path} does not exist (from {DATA_DIR_ENV} or the command line)"
         )
     return path
+
+
+def pickled_weights_allowed() -> bool:
+    """Whether the user opted in to loading pickled (``.bin``) backbone weights."""
+    return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")

@@ -26,9 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
     parser.add_argument(
         "--rope",
-        type=float,
-        default=1.0,
-        help="region of practical equivalence, in points on the x100 scale (default ±1)",
+        type=rope_arg,
+        default=None,
+        help="region of practical equivalence in points on the x100 scale: one number for every family "
+        "(e.g. 1) and/or FAMILY=POINTS overrides (e.g. 'Clustering=3,STS=0.5'); default per family: 2 for "
+        "Classification and Clustering (their evaluator is itself noisy), 1 for the rest",
+    )
+    parser.add_argument(
+        "--fixed",
+        help="comma-separated designs that are fixed checkpoints without a training seed (a published "
+        "model, an untrained baseline; 'untrained-*' designs always are): no seed variance on their side",
     )
     parser.add_argument(
         "--holm-scope",
@@ -56,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-effect",
         type=float,
-        help="the effect --plan is for, in points on the x100 scale (default: the ROPE)",
+        help="the effect --plan is for, in points on the x100 scale (default: each family's ROPE)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
@@ -72,6 +79,22 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",")] if text else None
 
 
+def rope_arg(text: str) -> dict[str, float]:
+    """``--rope``: '2' (every family), 'Clustering=3,STS=0.5' or both, in points -> family -> ROPE
+    on the 0-1 scale ('*' = every family not named)."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        family, _, value = part.rpartition("=")
+        try:
+            points = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected POINTS or FAMILY=POINTS") from None
+        if points < 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: the ROPE must be >= 0")
+        out[family.strip() or "*"] = points / 100.0
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import warnings
 
@@ -83,10 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.results) < 2:
         print("poolattn compare: error: give at least two results directories", file=sys.stderr)
         return 2
-    if args.rope < 0:
-        print("poolattn compare: error: --rope must be >= 0", file=sys.stderr)
-        return 2
-    target = args.target_effect if args.target_effect is not None else args.rope
+    target = args.target_effect / 100.0 if args.target_effect is not None else None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -98,18 +118,22 @@ def run(args: argparse.Namespace) -> int:
                 plots=not args.no_plots,
                 names=_split(args.names),
                 designs=_split(args.designs),
-                rope=args.rope / 100.0,
+                rope=args.rope,
                 holm_scope=args.holm_scope,
                 n_resamples=args.resamples,
                 seed=args.seed,
-                plan_target=target / 100.0 if args.plan else None,
+                plan_target=target if args.plan else None,
+                plan=args.plan,
+                fixed=_split(args.fixed) or (),
             )
     except (ResultsError, ItemsError, ValueError) as exc:
         print(f"poolattn compare: error: {exc}", file=sys.stderr)
         return 2
     for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
         print(f"warning: {text}", file=sys.stderr)
-    print(f"Holm scope: {args.holm_scope}; ROPE ±{args.rope:g} points; alpha {args.alpha}")
+    from ..stats.report import rope_text
+
+    print(f"Holm scope: {args.holm_scope}; {rope_text(summary)}; alpha {args.alpha}")
     for family, info in summary["families"].items():
         means = ", ".join(f"{name} {value * 100:.2f}" for name, value in info["means"].items())
         print(f"{family} ({info['n']} datasets): {means}")
@@ -120,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         from ..stats.report import plan_section
 
         print(
-            "\n".join(line for line in plan_section(summary, target / 100.0) if line.startswith("|") or line)
+            "\n".join(line for line in plan_section(summary, target) if line.startswith("|") or line)
         )
     print(f"report: {args.output}/report.md")
     return 0
@@ -140,11 +164,12 @@ def _run_backbones(args: argparse.Namespace) -> int:
             args.results[1],
             args.output,
             alpha=args.alpha,
-            rope=args.rope / 100.0,
+            rope=args.rope,
             holm_scope=args.holm_scope,
             n_resamples=args.resamples,
             seed=args.seed,
             min_datasets=args.min_datasets,
+            fixed=_split(args.fixed) or (),
         )
     except (ResultsError, ValueError) as exc:
         print(f"poolattn compare: error: {exc}", file=sys.stderr)

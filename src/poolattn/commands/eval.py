@@ -35,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.distributed import evaluate  # sharded under `accelerate launch`
+    from ..io import check_output_path
     from ..stats.report import format_run_table
 
+    check_output_path(args.output, "--output")  # before any model is loaded
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     kwargs = {"cache_dir_path": None} if args.no_embedding_cache else {}
     result = evaluate(

@@ -31,9 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K/N",
         help="take every N-th run from the K-th (plan order); N workers with K = 1..N cover the grid",
     )
+    parser.add_argument(
+        "--submit",
+        metavar="CLUSTER.toml",
+        help="submit the runs (of --runs/--shard) as a job array through submitit, one task per run "
+        "(see configs/slurm/submitit.toml); run nothing here",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 when this worker's runs all finished (or nothing ran); 1 when any of them failed."""
+    import sys
+
     from ..experiment.plan import load_experiment_config
     from ..experiment.report import write_experiment_report
     from ..experiment.runner import describe_plan, run_experiment
@@ -52,9 +61,39 @@ def run(args: argparse.Namespace) -> int:
         if names or shard:
             print(f"this worker's runs ({len(selected)}): {', '.join(r.name for r in selected) or 'none'}")
         return 0
-    report = write_experiment_report(config) if args.report_only else run_experiment(config, names, shard)
-    if report is None:  # other workers still at work, or another worker writes the report
-        return 0
-    print("\n".join(["## Summary", "", *report.summary, ""]))
-    print(f"report: {report.path}")
+    if args.submit:
+        from ..experiment.submit import load_cluster_config, submit_grid
+
+        cluster = load_cluster_config(args.submit)
+        folder = config.output_dir / "submitit"
+        jobs = submit_grid(args.config, args.overrides, selected, cluster, folder)
+        print(
+            f"submitted {len(jobs)} task(s), one per run ({cluster.cluster}): {', '.join(j.job_id for j in jobs)}"
+        )
+        print(f"logs: {folder}; watch with: poolattn experiment {args.config} --status")
+        if cluster.cluster == "slurm":
+            return 0
+        failed = []  # local / debug: the tasks run on this machine; wait for them
+        for job, run_ in zip(jobs, selected, strict=True):
+            try:
+                job.result()
+            except Exception:
+                failed.append(run_.name)
+        if failed:
+            print(f"{len(failed)} task(s) failed: {', '.join(failed)} (logs in {folder})", file=sys.stderr)
+        return 1 if failed else 0
+    if args.report_only:
+        report, failed = write_experiment_report(config), []
+    else:
+        outcome = run_experiment(config, names, shard)
+        report, failed = outcome.report, outcome.failed
+    if report is not None:
+        print("\n".join(["## Summary", "", *report.summary, ""]))
+        print(f"report: {report.path}")
+    if failed:
+        print(
+            f"{len(failed)} run(s) failed in this worker: {', '.join(failed)} (see their state.json)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -9,7 +9,8 @@ from . import set_epilog
 HELP = "layer ablation of a multilayer model: score change per removed layer, per block, per layer alone"
 
 EPILOG = """Writes layer_ablation.json and layer_ablation.png into DIR. The backbone runs once per
-text (its per-layer vectors are cached), so the grid costs pooler passes only. Defaults (from
+text (its per-layer vectors are cached); each condition of the grid then costs one pooler pass
+and one run of each task's mteb evaluator. Defaults (from
 poolattn.layer_ablation): tasks STSBenchmark (dev split), TREC, SciFact; --max-items 100,
 down-sampled as in `poolattn eval`; --blocks 4 (quarters)."""
 

@@ -43,8 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
+    from ..io import check_output_path
     from ..training.mining import MiningSettings, mine_file
 
+    check_output_path(args.output, "--output")  # before any model is loaded
     try:
         start, end = (int(x) for x in args.range.split(":"))
     except ValueError as exc:

@@ -20,10 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..training.config import load_train_config
+
+    config = load_train_config(args.config, args.overrides)  # before torch: a typo is reported at once
     from ..training.data import DataError
     from ..training.trainer import OutputExistsError, TrainingDiverged, train
 
-    config = load_train_config(args.config, args.overrides)
     try:
         path = train(config, resume=args.resume)
     except (DataError, OutputExistsError) as exc:

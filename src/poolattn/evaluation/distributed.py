@@ -10,7 +10,8 @@ they need the model, not the task data.
 A unit is exactly one chunk of ``EmbeddingModel.encode`` (texts sorted by length, cut every
 ``batch_size * (ENCODE_CHUNK // batch_size)`` texts), so every batch is the batch a single
 process would have built and the vectors, hence the scores, are bit-identical to a
-single-process evaluation. Units go to the least-loaded rank, so a large corpus spreads
+single-process evaluation. When rank 0 fails, it tells the other ranks, which raise its error
+rather than return as if the evaluation had finished. Units go to the least-loaded rank, so a large corpus spreads
 evenly; a request smaller than one unit is encoded by one rank.
 
 The requests travel on a separate gloo group with a long timeout: the other ranks may wait
@@ -145,9 +146,12 @@ class EncodeServer:
         return {"vectors": vectors}
 
     def serve(self, group: ProcessGroup) -> int:
-        """Non-zero ranks: answer rank 0's requests until it says stop; returns texts encoded."""
+        """Non-zero ranks: answer rank 0's requests until it says stop; returns texts encoded.
+        Raises rank 0's error when it says the evaluation failed."""
         while True:
             request = group.scatter(None)
+            if request["op"] == "fail":
+                raise RuntimeError(f"evaluation failed on rank 0: {request['error']}")
             if request["op"] == "stop":
                 group.gather({"encoded": self.encoded})
                 return self.encoded
@@ -200,6 +204,10 @@ class ShardedBackend:
                     out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[unit] = vectors
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def fail(self, error: str) -> None:
+        """Release the other ranks with rank 0's error, which they raise."""
+        self.group.scatter([{"op": "fail", "error": error}] * self.group.world)
 
     def stop(self) -> list[int]:
         """Release the other ranks; returns the texts each rank encoded (rank 0 first)."""
@@ -255,8 +263,13 @@ def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any
     sharded = ShardedBackend(backend, group, fingerprints[0])
     try:
         result = evaluate_one(sharded, output_dir, **kwargs)
-    finally:
-        per_rank = sharded.stop()
+    except BaseException as exc:
+        try:
+            sharded.fail(f"{type(exc).__name__}: {exc}")
+        except Exception:  # the group itself broke (a rank died): the original error says more
+            log.debug("could not tell the other ranks", exc_info=True)
+        raise
+    per_rank = sharded.stop()
     if source is not None:
         result["model"]["source"] = source
     result["distributed"] = {"processes": group.world, "encoded_per_rank": per_rank}

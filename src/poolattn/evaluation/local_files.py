@@ -216,12 +216,12 @@ def read_queries(path: Path) -> dict[str, str]:
 
 
 def read_qrels(path: Path, queries: dict[str, Any], corpus: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """BEIR ``qrels/test.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional header line).
+    """BEIR ``qrels/<split>.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional header line).
 
     Every id must exist in ``queries.jsonl`` / ``corpus.jsonl``; the score is an integer grade.
     """
     if not path.is_file():
-        raise LocalDataError(f"{path}: missing (BEIR layout: qrels/test.tsv)")
+        raise LocalDataError(f"{path}: missing (BEIR layout: qrels/<split>.tsv)")
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):

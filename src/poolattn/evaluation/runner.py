@@ -32,6 +32,7 @@ from ..settings import DATA_DIR_ENV, cache_dir, data_dir
 from .encoder import MTEBEncoder
 from .items import collect_items
 from .local import EMPTY_TEXT_TREATMENT, LocalTask, local_tasks
+from .mteb_results import write_mteb_results
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,17 @@ def plan_tasks(
     tasks: Sequence[str] | None, benchmark: str | None, local_data: str | Path | None, max_items: int | None
 ) -> list[tuple[Any, LocalTask | None]]:
     """The tasks to run: local datasets (all, or those named / in the benchmark), then mteb's
-    own tasks for the names local data does not cover (these download their data)."""
+    own tasks for the names local data does not cover (these download their data). With both a
+    benchmark and tasks, only the benchmark's tasks named in ``tasks`` run (a subset of it)."""
     planned: list[tuple[Any, LocalTask | None]] = []
     local_names: set[str] = set()
     bench_tasks = _online_tasks(None, benchmark) if benchmark else []
+    if bench_tasks and tasks:
+        names = {str(t.metadata.name) for t in bench_tasks}
+        outside = [t for t in tasks if t not in names]
+        if outside:
+            raise ValueError(f"tasks: {', '.join(outside)} not in the benchmark {benchmark!r}")
+        bench_tasks, tasks = [t for t in bench_tasks if str(t.metadata.name) in set(tasks)], None
     wanted = list(tasks or []) + [str(t.metadata.name) for t in bench_tasks]
     if local_data is not None:  # local data stands in for the named tasks it has
         for item in local_tasks(local_data, max_items, wanted or None):
@@ -280,6 +288,8 @@ def _finish_run(run: dict[str, Any], encoder: MTEBEncoder, started: float, outpu
     }
     run["finished_at"] = datetime.now(UTC).isoformat()
     run["wall_seconds"] = round(time.monotonic() - started, 1)
+    # mteb's own layout beside ours (ModelMeta + task files): mteb's ResultCache reads it
+    run["mteb_results"] = str(write_mteb_results(output, run, encoder.backend).relative_to(output))
     write_json_atomic(output / EVAL_RUN_FILE, run)
     encoder.cache.close()
 
@@ -304,6 +314,7 @@ def evaluate(
             s-t dir, ``all-MiniLM-L6-v2``).
         output_dir: where ``run.json`` and one ``<Task>.json`` per task are written.
         tasks: mteb task names or local dataset names; local data is used where it exists.
+            With a benchmark: the benchmark's tasks to run (a subset of it).
         benchmark: an mteb benchmark name (online: mteb downloads its data).
         local_data: folder in the ../shared/data layout; default ``$POOLATTN_DATA_DIR``
             when neither tasks nor a benchmark name something else.

@@ -1,4 +1,6 @@
-"""Attention mass per layer of a multilayer pooling head over sample texts.
+"""Attention mass per layer of a multilayer pooling head over probe texts from the run's own
+training data (local JSONL files or hub datasets: whatever the run trained on), so it needs no
+local evaluation data folder.
 
 Attention mass says where the head's latents look, not what the embedding needs: a layer can
 draw attention and still be redundant. ``poolattn.layer_ablation`` measures the latter (the
@@ -7,28 +9,35 @@ score change when a layer is removed from the key set).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..layer_ablation import LayerVectorCache, attention_mass
-from ..settings import data_dir
 
 if TYPE_CHECKING:
     from ..model import EmbeddingModel
-    from .plan import ExperimentConfig
+    from ..training.config import DataConfig
+    from .plan import ExperimentConfig, Run
 
 
-def sample_texts(root: Path, count: int) -> list[str]:
-    """A fixed sample of real sentences (STSBenchmark first sentences) for probing."""
-    path = root / "eval" / "sts" / "STSBenchmark" / "test.jsonl"
-    texts: list[str] = []
-    with path.open() as fh:
-        for line in fh:
-            texts.append(json.loads(line)["sentence1"])
-            if len(texts) >= count:
-                break
-    return texts
+def probe_texts(data: DataConfig, count: int, base_dir: str | None = None) -> list[str]:
+    """A fixed sample of ``count`` distinct documents (the positives) from the training sources,
+    taken in turn from each source's first records (a hub dataset reads only those rows)."""
+    from ..training.data import _hub_examples, read_examples, resolve_data_path
+
+    per_source: list[list[str]] = []
+    for text in data.train:
+        examples, _ = read_examples(resolve_data_path(text, base_dir), skip_invalid=True)
+        per_source.append([e.positive for e in examples])
+    for dataset_id in data.hub:  # datasets' slice syntax: the first rows, not the whole split
+        per_source.append(
+            [e.positive for e in _hub_examples(dataset_id, f"{data.hub_split}[:{count}]", None)]
+        )
+    texts: dict[str, None] = {}
+    for row in range(max(map(len, per_source), default=0)):
+        for positives in per_source:
+            if row < len(positives) and len(texts) < count:
+                texts.setdefault(positives[row])
+    return list(texts)
 
 
 def attention_per_layer(model: EmbeddingModel, texts: list[str], batch_size: int = 16) -> list[float]:
@@ -39,8 +48,15 @@ def attention_per_layer(model: EmbeddingModel, texts: list[str], batch_size: int
     return attention_mass(cache, batch_size)
 
 
-def layer_attention(model: EmbeddingModel, config: ExperimentConfig) -> list[float]:
-    """Attention mass per layer of ``model``'s multilayer head on the experiment's sample texts."""
-    root = data_dir(config.evaluation.local_data)
+def layer_attention(model: EmbeddingModel, config: ExperimentConfig, run: Run) -> list[float] | None:
+    """Attention mass per layer of ``model``'s multilayer head on ``experiment.layer_attention_sample``
+    probe texts from ``run``'s training data; None when that setting is 0 (off)."""
+    from ..training.config import train_config_from_dict
+
+    count = config.experiment.layer_attention_sample
+    if count <= 0:
+        return None
+    base_dir = str(config.base_dir) if config.base_dir is not None else None
+    data = train_config_from_dict(config.train_data(run), config.base_dir).data
     model.eval()
-    return attention_per_layer(model, sample_texts(root, config.experiment.layer_attention_sample))
+    return attention_per_layer(model, probe_texts(data, count, base_dir))

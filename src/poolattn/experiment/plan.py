@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, from_dict, load_toml
+from ..config import ConfigError, config_relative, from_dict, load_toml
+from ..io import check_output_path
 
 PAPER_DESIGNS = [
     "eos+causal",
@@ -22,7 +23,7 @@ PAPER_DESIGNS = [
 class ExperimentSection:
     """The ``[experiment]`` table: where results go and which designs and seeds to run."""
 
-    output_dir: str = "runs/experiment"
+    output_dir: str = "runs/experiment"  # relative to the config file's folder
     designs: list[str] = field(default_factory=lambda: list(PAPER_DESIGNS))
     seeds: list[int] = field(default_factory=lambda: [0])
     # per-design seed lists that replace ``seeds`` for those designs: seeds are replicates
@@ -34,8 +35,6 @@ class ExperimentSection:
     # the backbone runs once per text, so its cost is pooler passes and mteb scoring
     layer_ablation_items: int = 0
     layer_ablation_tasks: list[str] = field(default_factory=lambda: ["STSBenchmark", "SciFact"])
-    # seconds without a heartbeat after which another worker takes over a run (see claims.py)
-    claim_timeout: float = 300.0
 
 
 @dataclass
@@ -76,7 +75,10 @@ class ExperimentConfig:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.experiment.output_dir)
+        """Where the grid's results go: relative to the config file's folder (``config_relative``)."""
+        if self.base_dir is None:
+            return Path(self.experiment.output_dir)
+        return config_relative(self.experiment.output_dir, self.base_dir)
 
     @property
     def base_dir(self) -> Path | None:
@@ -119,6 +121,7 @@ def load_experiment_config(path: str | Path, overrides: list[str] | None = None)
     experiment = from_dict(ExperimentSection, raw.pop("experiment", {}), f"{where}: experiment")
     evaluation = from_dict(EvaluationSection, raw.pop("evaluation", {}), f"{where}: evaluation")
     config = ExperimentConfig(experiment, evaluation, raw, Path(path))
+    check_output_path(config.output_dir, f"{where}: experiment.output_dir")
     validate(config, where)
     return config
 
@@ -140,8 +143,8 @@ def validate(config: ExperimentConfig, where: str) -> None:
             raise ConfigError(f"{where}: experiment.design_seeds.{design}: give at least one seed")
     if config.experiment.layer_ablation_items < 0:
         raise ConfigError(f"{where}: experiment.layer_ablation_items: must be >= 0 (0 = off)")
-    if config.experiment.claim_timeout <= 0:
-        raise ConfigError(f"{where}: experiment.claim_timeout: must be > 0 seconds")
+    if config.experiment.layer_attention_sample < 0:
+        raise ConfigError(f"{where}: experiment.layer_attention_sample: must be >= 0 (0 = off)")
     names = [run.name for run in config.runs()]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: experiment.designs: a design is listed twice")

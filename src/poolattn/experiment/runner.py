@@ -2,7 +2,8 @@
 
 Each run keeps ``state.json`` in its own folder; a finished phase is never redone, an
 interrupted training resumes from its last checkpoint, and a failed design is recorded
-and reported without stopping the others.
+and reported without stopping the others. Under ``accelerate launch`` every rank trains and
+evaluates, and rank 0 alone writes: state, model card, layer attention, ablation, report.
 """
 
 from __future__ import annotations
@@ -12,60 +13,51 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..evaluation.distributed import ProcessGroup, process_group
 from .plan import ExperimentConfig, Run
 from .state import read_state, write_state
 
 if TYPE_CHECKING:
-    from .report import ExperimentReport
+    from .status import GridProgress
+    from .workers import GridOutcome
 
 log = logging.getLogger(__name__)
 
 
-class Progress:
-    """Prints which run and phase is under way, with an estimate of the time left."""
-
-    def __init__(self, runs: list[Run]) -> None:
-        self.total = len(runs)
-        self.started = time.monotonic()
-        self.done_seconds: list[float] = []
-
-    def say(self, index: int, run: Run, phase: str) -> None:
-        left = ""
-        if self.done_seconds:
-            per_run = sum(self.done_seconds) / len(self.done_seconds)
-            remaining = per_run * (self.total - index)
-            left = f", about {remaining / 60:.0f} min left"
-        elapsed = (time.monotonic() - self.started) / 60
-        print(f"[{index + 1}/{self.total}] {run.name}: {phase} ({elapsed:.1f} min elapsed{left})", flush=True)
-
-
-def _start_run(run_dir: Path, run: Run) -> dict[str, Any]:
-    """The run's state marked running (an earlier error cleared), written at once."""
+def _start_run(run_dir: Path, run: Run, worker: str) -> dict[str, Any]:
+    """The run's state marked running by ``worker`` (an earlier error cleared), written at once."""
     state = read_state(run_dir)
     state.update(design=run.design, seed=run.seed, trained=run.trained, status="running")
+    state.update(worker=worker, started_at=time.time(), workers=[*state.get("workers", []), worker])
     state.pop("error", None)
     write_state(run_dir, state)
     return state
 
 
-def _train_phase(config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any]) -> None:
-    """Train the run's design (resuming from its last checkpoint); records ``model_dir``."""
+def _train_phase(
+    config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any], group: ProcessGroup
+) -> None:
+    """Train the run's design on every rank (resuming from its last checkpoint); records ``model_dir``."""
     from ..training.config import train_config_from_dict
     from ..training.trainer import train
 
     train_cfg = train_config_from_dict(config.train_data(run), config.base_dir)
     start = time.monotonic()
-    resume = (Path(train_cfg.training.output_dir) / "checkpoints").exists()
+    resume = group.broadcast((Path(train_cfg.training.output_dir) / "checkpoints").exists())
     model_dir = train(train_cfg, resume=resume)
     state.update(
         model_dir=str(model_dir), train_seconds=time.monotonic() - start + state.get("train_seconds", 0)
     )
-    write_state(run_dir, state)
+    if group.main:
+        write_state(run_dir, state)
 
 
-def _evaluate_phase(config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any]) -> None:
-    """Evaluate the trained (or untrained) model into ``eval/``; records ``eval_dir``, the
-    parameter counts and, for a multilayer head, its attention over layers."""
+def _evaluate_phase(
+    config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any], group: ProcessGroup
+) -> None:
+    """Evaluate the trained (or untrained) model into ``eval/`` (encoding over every rank);
+    rank 0 records ``eval_dir``, the parameter counts and, for a multilayer head, its
+    attention over layers."""
     from ..evaluation.distributed import evaluate  # sharded over ranks under `accelerate launch`
     from ..model import EmbeddingModel
 
@@ -86,16 +78,21 @@ def _evaluate_phase(config: ExperimentConfig, run: Run, run_dir: Path, state: di
         max_items=ev.max_items,
         batch_size=ev.batch_size,
     )
+    if not group.main:
+        return
     state.update(eval_dir=str(run_dir / "eval"), eval_seconds=time.monotonic() - start)
     if run.trained:
         from ..model_card import update_model_card
 
         update_model_card(state["model_dir"], results=run_dir / "eval")
     state["parameters"] = model.describe()
+    write_state(run_dir, state)  # evaluation recorded at once: a later failure never repeats it
     if run.design.startswith("multilayer"):
         from .layers import layer_attention
 
-        state["layer_attention"] = layer_attention(model, config)
+        attention = layer_attention(model, config, run)  # None: experiment.layer_attention_sample = 0
+        if attention is not None:
+            state["layer_attention"] = attention
 
 
 def _ablation_phase(config: ExperimentConfig, run_dir: Path, state: dict[str, Any]) -> None:
@@ -116,31 +113,42 @@ def _ablation_phase(config: ExperimentConfig, run_dir: Path, state: dict[str, An
     state.update(ablation_dir=str(run_dir / "ablation"), ablation_seconds=time.monotonic() - start)
 
 
-def run_one(config: ExperimentConfig, run: Run, index: int, progress: Progress) -> dict[str, Any]:
-    """Train (if needed) and evaluate one run, recording each finished phase."""
+def run_one(config: ExperimentConfig, run: Run, index: int, progress: GridProgress) -> dict[str, Any]:
+    """Train (if needed) and evaluate one run, recording each finished phase (rank 0); returns
+    the state, which the worker marks done once every rank got through."""
+    group = process_group()
     run_dir = config.output_dir / run.name
-    state = _start_run(run_dir, run)
+    state = group.broadcast(_start_run(run_dir, run, progress.worker) if group.main else None)
+
+    def enter(phase: str) -> None:
+        if group.main:
+            state["phase"] = phase
+            write_state(run_dir, state)
+        progress.say(index, run, phase)
+
     if run.trained and "model_dir" not in state:
-        progress.say(index, run, "training")
-        _train_phase(config, run, run_dir, state)
+        enter("training")
+        _train_phase(config, run, run_dir, state, group)
     if "eval_dir" not in state:
-        progress.say(index, run, "evaluating")
-        _evaluate_phase(config, run, run_dir, state)
+        enter("evaluating")
+        _evaluate_phase(config, run, run_dir, state, group)
     wants_ablation = run.trained and run.design.startswith("multilayer")
     if wants_ablation and "ablation_dir" not in state and config.experiment.layer_ablation_items > 0:
-        progress.say(index, run, "layer ablation")
-        _ablation_phase(config, run_dir, state)
-    state["status"] = "done"
-    write_state(run_dir, state)
+        enter("layer ablation")
+        if group.main:  # one process; the other ranks wait for it at the worker's end-of-run check
+            _ablation_phase(config, run_dir, state)
+    if group.main:
+        write_state(run_dir, state)
     return state
 
 
 def run_experiment(
     config: ExperimentConfig, runs: list[str] | None = None, shard: tuple[int, int] | None = None
-) -> ExperimentReport | None:
+) -> GridOutcome:
     """Run the grid (skipping finished runs) alongside any other workers on the same output
     directory, then compare and report. ``runs`` / ``shard`` (K, N) restrict which runs this
-    worker takes. Returns the report written, or None when another worker writes it."""
+    worker takes. The outcome holds the report written (None when another worker writes it)
+    and the runs that failed in this worker."""
     from .report import write_experiment_report
     from .workers import run_grid
 

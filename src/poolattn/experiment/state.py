@@ -1,11 +1,13 @@
 """One run's ``state.json``: which phases of a grid run are finished, read and written here only.
 
-The runner records each finished phase; the workers, the status view and the report read it.
+The runner records each finished phase; the workers record the outcome (rank 0 only, under
+the run's lock); the status view and the report read it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +25,18 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
     """Record the run's state atomically (a reader never sees half a file)."""
     write_json_atomic(run_dir / STATE_FILE, state)
+
+
+def finish_run(
+    run_dir: Path, status: str, *, error: str | None = None, state: dict[str, Any] | None = None
+) -> None:
+    """Record the run's outcome (``done`` or ``failed``) and when: the stamp tells a failure of
+    this worker's session from an older one, and keys the report of a finished grid."""
+    state = dict(read_state(run_dir) if state is None else state)
+    state.update(status=status, finished_at=time.time())
+    state.pop("phase", None)
+    if error is None:
+        state.pop("error", None)
+    else:
+        state["error"] = error
+    write_state(run_dir, state)

@@ -1,24 +1,71 @@
 """Where the grid stands, read from the shared files: each run's phase, worker and elapsed time.
 
-Behind ``poolattn experiment CONFIG --status`` and the progress line every worker prints. The
-sources are the files any worker can read on the shared filesystem: a run's ``state.json``
-(done / failed), its latest claim (holder, phase, heartbeat) and its ``metrics.jsonl`` (step).
+Behind ``poolattn experiment CONFIG --status`` and the progress line every worker prints. A run
+is running while a worker holds its lock (``<run>/run.lock``, see ``workers``); its
+``state.json`` says which worker, since when and in which phase, ``metrics.jsonl`` the step.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .claims import Claim, Worker, read_claim, stale_reason
+from filelock import FileLock, Timeout
+
 from .state import read_state
 
 if TYPE_CHECKING:
     from .plan import ExperimentConfig, Run
+
+LOCK_FILE = "run.lock"
+
+
+class RunLock:
+    """The OS lock on one run: at most one worker holds it; released when its holder dies."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._lock = FileLock(self.path, thread_local=False)
+        self._file: tuple[int, int] | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free (never waits)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        info = os.stat(self.path)
+        self._file = (info.st_dev, info.st_ino)
+        return True
+
+    def held(self) -> bool:
+        """Still ours: the file we locked is still the run's lock file (not deleted or replaced)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return self._file == (info.st_dev, info.st_ino)
+
+    def release(self) -> None:
+        self._lock.release()
+        self._file = None
+
+
+def lock_held(run_dir: Path) -> bool:
+    """Whether some worker holds the run's lock (probed without waiting)."""
+    probe = RunLock(run_dir)
+    if not probe.path.exists():
+        return False
+    if not probe.acquire():
+        return True
+    probe.release()
+    return False
 
 
 @dataclass
@@ -26,14 +73,15 @@ class RunStatus:
     """One run as the shared files describe it."""
 
     name: str
-    phase: str  # pending | claimed | training | evaluating | done | failed | interrupted | stale (...)
+    phase: str  # pending | running | done | failed | interrupted
     worker: str | None = None
-    elapsed: float | None = None  # seconds: since the claim while active, train + eval when done
+    elapsed: float | None = None  # seconds: since the worker took it while running, all phases when done
     detail: str = ""
 
     @property
     def active(self) -> bool:
-        return self.phase in ("claimed", "training", "evaluating")
+        """A worker is on it, whatever the phase (training, evaluating, layer ablation)."""
+        return self.phase == "running"
 
 
 def last_step(run_dir: Path) -> int | None:
@@ -53,44 +101,36 @@ def last_step(run_dir: Path) -> int | None:
     return None
 
 
-def run_status(
-    config: ExperimentConfig, run: Run, timeout: float | None = None, now: float | None = None
-) -> RunStatus:
-    """The status of one run from its state file, its latest claim and its training log."""
+def run_status(config: ExperimentConfig, run: Run, now: float | None = None) -> RunStatus:
+    """The status of one run from its state file, its lock and its training log."""
     run_dir = config.output_dir / run.name
-    timeout = config.experiment.claim_timeout if timeout is None else timeout
     now = time.time() if now is None else now
     state = read_state(run_dir)
-    claim = read_claim(run_dir)
-    worker = claim.get("worker") if claim else None
+    worker = state.get("worker")
     status = state.get("status")
     if status == "done":
-        seconds = float(state.get("train_seconds", 0)) + float(state.get("eval_seconds", 0))
+        seconds = sum(float(state.get(k, 0)) for k in ("train_seconds", "eval_seconds", "ablation_seconds"))
         return RunStatus(run.name, "done", worker, seconds or None)
-    if claim is not None and not claim.get("released"):
-        phase = str(claim.get("phase", "claimed"))
-        elapsed = now - float(claim.get("claimed_at", now))
-        detail = ""
+    if lock_held(run_dir):
+        phase = str(state.get("phase", "starting"))
+        detail = phase
         if phase == "training":
             step = last_step(run_dir)
             total = config.shared.get("training", {}).get("steps")
             if step is not None:
-                detail = f"step {step}/{total}" if total else f"step {step}"
-        reason = stale_reason(claim, timeout, now)
-        if reason:
-            return RunStatus(run.name, f"stale ({phase})", worker, elapsed, reason)
-        return RunStatus(run.name, phase, worker, elapsed, detail)
+                detail += f" step {step}/{total}" if total else f" step {step}"
+        return RunStatus(run.name, "running", worker, now - float(state.get("started_at", now)), detail)
     if status == "failed":
         return RunStatus(run.name, "failed", worker, None, str(state.get("error", ""))[:120])
-    if status == "running":  # no live claim: its worker was stopped
-        return RunStatus(run.name, "interrupted", worker, None, "resumes when a worker claims it")
+    if status == "running":  # no lock: its worker was stopped
+        return RunStatus(run.name, "interrupted", worker, None, "resumes when a worker takes it")
     return RunStatus(run.name, "pending")
 
 
-def grid_status(config: ExperimentConfig, timeout: float | None = None) -> list[RunStatus]:
+def grid_status(config: ExperimentConfig) -> list[RunStatus]:
     """Every run of the grid, in plan order."""
     now = time.time()
-    return [run_status(config, run, timeout, now) for run in config.runs()]
+    return [run_status(config, run, now) for run in config.runs()]
 
 
 def _minutes(seconds: float | None) -> str:
@@ -101,25 +141,25 @@ def format_status(config: ExperimentConfig, statuses: list[RunStatus]) -> str:
     """The ``--status`` table: one line per run, then counts per phase."""
     width = max([len(s.name) for s in statuses] + [3])
     rows = [f"experiment {config.source} -> {config.output_dir}"]
-    rows.append(f"{'run':<{width}}  {'phase':<20} {'worker':<24} {'elapsed':>9}  detail")
+    rows.append(f"{'run':<{width}}  {'phase':<12} {'worker':<24} {'elapsed':>9}  detail")
     for s in statuses:
         rows.append(
-            f"{s.name:<{width}}  {s.phase:<20} {s.worker or '-':<24} {_minutes(s.elapsed):>9}  {s.detail}".rstrip()
+            f"{s.name:<{width}}  {s.phase:<12} {s.worker or '-':<24} {_minutes(s.elapsed):>9}  {s.detail}".rstrip()
         )
-    counts = Counter(s.phase.split(" ")[0] for s in statuses)
+    counts = Counter(s.phase for s in statuses)
     rows.append(", ".join(f"{n} {phase}" for phase, n in sorted(counts.items())))
     return "\n".join(rows)
 
 
 def summarize_others(statuses: list[RunStatus], exclude: str) -> str:
-    """One line: what the other runs are doing (active ones named with worker and elapsed)."""
+    """One line: what the other runs are doing (running ones named with worker and elapsed)."""
     parts = []
     counts: Counter[str] = Counter()
     for s in statuses:
         if s.name == exclude:
             continue
-        if s.active or s.phase.startswith("stale"):
-            parts.append(f"{s.name} {s.phase} @{s.worker} {_minutes(s.elapsed)}")
+        if s.active:
+            parts.append(f"{s.name} {s.detail} @{s.worker} {_minutes(s.elapsed)}")
         else:
             counts[s.phase] += 1
     parts += [f"{n} {phase}" for phase, n in sorted(counts.items())]
@@ -127,44 +167,33 @@ def summarize_others(statuses: list[RunStatus], exclude: str) -> str:
 
 
 class GridProgress:
-    """The progress line of one worker: its run and phase, then every other run's from the files.
+    """The progress line of one worker: its run and phase, then every other run's from the files."""
 
-    ``run_one`` calls ``say`` at each phase; the phase also goes into this worker's claim,
-    which is how the other workers and ``--status`` learn it.
-    """
-
-    def __init__(self, config: ExperimentConfig, runs: list[Run], worker: Worker, show: bool = True) -> None:
+    def __init__(self, config: ExperimentConfig, runs: list[Run], worker: str, show: bool = True) -> None:
         self.config = config
         self.total = len(runs)
         self.worker = worker
         self.show = show
         self.started = time.monotonic()
         self.done_seconds: list[float] = []
-        self.claim: Claim | None = None
+
+    def remaining(self, statuses: list[RunStatus]) -> float | None:
+        """Seconds left: mean run time x runs not finished / workers at work (None before a run ends)."""
+        if not self.done_seconds:
+            return None
+        left = sum(1 for s in statuses if s.phase in ("pending", "interrupted") or s.active)
+        workers = max(1, len({s.worker for s in statuses if s.active}))
+        return sum(self.done_seconds) / len(self.done_seconds) * left / workers
 
     def say(self, index: int, run: Run, phase: str) -> None:
-        if self.claim is not None:
-            self.claim.set_phase(phase)
         if not self.show:
             return
         statuses = grid_status(self.config)
-        left = ""
-        if self.done_seconds:
-            pending = sum(1 for s in statuses if s.phase in ("pending", "interrupted") or s.active)
-            workers = max(1, len({s.worker for s in statuses if s.active}))
-            remaining = sum(self.done_seconds) / len(self.done_seconds) * pending / workers
-            left = f", about {remaining / 60:.0f} min left"
+        remaining = self.remaining(statuses)
+        left = "" if remaining is None else f", about {remaining / 60:.0f} min left"
         elapsed = (time.monotonic() - self.started) / 60
         print(
             f"[{index + 1}/{self.total}] {run.name}: {phase} ({elapsed:.1f} min elapsed{left}; "
-            f"worker {self.worker.id}) | others: {summarize_others(statuses, run.name)}",
+            f"worker {self.worker}) | others: {summarize_others(statuses, run.name)}",
             flush=True,
         )
-
-
-def describe_claim(claim: dict[str, Any] | None) -> str:
-    """``host:pid, training for 3.2 min`` for messages about a run held by someone else."""
-    if not claim:
-        return "unclaimed"
-    elapsed = time.time() - float(claim.get("claimed_at", time.time()))
-    return f"{claim.get('worker')}, {claim.get('phase', 'claimed')} for {elapsed / 60:.1f} min"

@@ -25,15 +25,24 @@ def control_pairs(designs: list[str]) -> list[tuple[str, str]]:
 
 
 def _mde_range(rows: list[dict[str, Any]]) -> str:
-    mdes = [r["hierarchical"]["mde"] * SCALE for r in rows if r["hierarchical"].get("mde") is not None]
-    if not mdes:
+    """What the undecided ``rows`` could have detected: their MDE range, and the pairs whose MDE
+    exceeds the largest possible difference of the metric (the data cannot decide those)."""
+    known = [
+        (r["hierarchical"]["mde"], r.get("span", 1.0)) for r in rows if r["hierarchical"].get("mde") is not None
+    ]
+    if not known:
         return "the data cannot measure its own noise"
-    low, high = min(mdes), max(mdes)
-    return (
-        f"only differences ≥ {low:.2f} points could be detected"
-        if high - low < 0.005
-        else (f"only differences ≥ {low:.2f}–{high:.2f} points could be detected")
-    )
+    useful = [m * SCALE for m, span in known if m < span]
+    hopeless = len(known) - len(useful)
+    parts = []
+    if useful:
+        low, high = min(useful), max(useful)
+        span_text = f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}–{high:.2f}"
+        parts.append(f"only differences ≥ {span_text} points could be detected")
+    if hopeless:
+        which = "this data cannot decide at all" if not useful else f"for {hopeless} pair(s) the data cannot decide at all"
+        parts.append(f"{which} (even the largest possible difference of the metric would not be detected)")
+    return "; ".join(parts)
 
 
 def summarise(comparison: dict[str, Any]) -> list[str]:

@@ -1,14 +1,20 @@
 """Grid workers: any number of ``poolattn experiment`` processes share one grid.
 
-Every worker walks the runs it may take (all, ``--runs NAME,...`` or ``--shard K/N``) and
-claims the first free one atomically (see ``claims``); a run held by a live worker is left to
-it, a stale claim is taken over and the run resumes from its last checkpoint. A worker with
-nothing left to claim waits while others still hold runs of its selection, so it can take
-over from one that dies; it ends when its selection is finished. The worker that finds the
-whole grid finished writes the report (once per finished state: an exclusive report claim).
+Every worker walks the runs it may take (all, ``--runs NAME,...`` or ``--shard K/N``) and takes
+the first whose lock it gets: ``<run>/run.lock``, an OS file lock (``filelock``, ``flock``).
+The operating system releases it when its holder dies (an NFS server when the holder's lease
+ends), so no heartbeat or timeout is needed: a worker with nothing free waits while others
+hold runs of its selection and takes over a run whose holder died, resuming it from its last
+checkpoint. A run that failed during this worker's life is reported, not retried (a later
+worker retries it). The worker that finds the whole grid finished writes the report, once per
+finished state (``report.lock`` and the state's key in ``.report-key``).
 
-Under ``accelerate launch`` (one run spread over several processes), rank 0 claims and tells
-the other ranks which run to work on; only rank 0 writes state and claim files.
+Under ``accelerate launch`` (one run over several processes) rank 0 takes the locks, decides
+and tells the other ranks which run to work on; only rank 0 writes files. A failure on any rank
+fails the run on every rank: the failing rank posts it on the process group's store, rank 0
+records the run "failed", and every rank exits with status 1 at once (a rank may be blocked in
+a collective, so the worker does not go on to another run). Rank 0 losing its lock (the lock
+file deleted or replaced) stops every rank the same way, recording nothing.
 """
 
 from __future__ import annotations
@@ -16,22 +22,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
+import sys
+import threading
 import time
-import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 from ..config import ConfigError
-from ..io import create_json_exclusive
-from .claims import CLAIMS_DIR, Claim, Worker, generations, read_claim, try_claim
+from ..io import write_text_atomic
 from .plan import ExperimentConfig, Run
-from .state import read_state, write_state
-from .status import GridProgress, describe_claim
+from .state import finish_run, read_state
+from .status import GridProgress, RunLock
 
 log = logging.getLogger(__name__)
 
 RunOne = Callable[[ExperimentConfig, Run, int, Any], dict[str, Any]]
+POLL = 2.0  # seconds between looks while waiting for runs other workers hold
+WATCH = 0.5  # seconds between the watchdog's looks at the lock and at the other ranks
+ACK_TIMEOUT = timedelta(seconds=60)  # how long a failing rank waits for rank 0 to record it
+STOP_KEY, STOPPED_KEY = "poolattn/stop", "poolattn/stopped"
+REPORT_KEY_FILE = ".report-key"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -63,10 +80,47 @@ def select_runs(
     return runs
 
 
-def _mark_failed(run_dir: Path, exc: BaseException) -> None:
-    state = read_state(run_dir)
-    state.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    write_state(run_dir, state)
+def _exit_now(message: str) -> None:
+    """End this process at once (a rank may sit in a collective that never returns)."""
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+class StopSignal:
+    """The ranks' side channel, torch.distributed's rendezvous store (reachable while the
+    collectives are blocked): any rank posts why the run stops; rank 0 acknowledges once the
+    outcome is recorded, so a failing rank does not exit (and have the launcher kill rank 0)
+    before that."""
+
+    def __init__(self) -> None:
+        from torch.distributed import distributed_c10d
+
+        self.store = distributed_c10d._get_default_store()  # the store every launcher sets up
+
+    def post(self, reason: str) -> None:
+        if not self.store.check([STOP_KEY]):
+            self.store.set(STOP_KEY, reason)
+
+    def posted(self) -> str | None:
+        return self.store.get(STOP_KEY).decode() if self.store.check([STOP_KEY]) else None
+
+    def acknowledge(self) -> None:
+        self.store.set(STOPPED_KEY, "1")
+
+    def wait_acknowledged(self) -> None:
+        try:
+            self.store.wait([STOPPED_KEY], ACK_TIMEOUT)
+        except Exception:  # rank 0 gone or silent: nothing more to wait for
+            pass
+
+
+@dataclass
+class GridOutcome:
+    """What a worker did: the report it wrote (None when it wrote none) and the runs that failed."""
+
+    report: Any = None
+    failed: list[str] = field(default_factory=list)
 
 
 class GridWorker:
@@ -85,21 +139,23 @@ class GridWorker:
         self.run_one = run_one
         self.runs = config.runs()
         self.selected = select_runs(self.runs, names, shard)
-        self.timeout = float(config.experiment.claim_timeout)
-        self.poll = max(0.2, min(30.0, self.timeout / 4))  # seconds between looks while waiting
         self.group = process_group()
-        self.worker = Worker.current()
-        self.progress = GridProgress(config, self.runs, self.worker, show=self.group.main)
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.progress = GridProgress(config, self.runs, self.id, show=self.group.main)
+        self.signal = StopSignal() if self.group.world > 1 else None
         self.ran: list[str] = []
+        self.failed: list[str] = []
         self.waited = False
         self._said: set[str] = set()
-        self._waiting_for: tuple[str, ...] = ()
-        self.start_generation: dict[str, int] = {}
+        self._current: tuple[Run, RunLock | None] | None = None
+        self._ending = threading.Lock()  # the main thread or the watchdog finishes a failed run
+        self.failed_at_start: dict[str, Any] = {}
         if self.group.main:
             config.output_dir.mkdir(parents=True, exist_ok=True)
             for run in self.selected:
-                found = generations(self._dir(run))
-                self.start_generation[run.name] = found[-1] if found else 0
+                state = read_state(self._dir(run))
+                if state.get("status") == "failed":
+                    self.failed_at_start[run.name] = state.get("finished_at")
 
     def _dir(self, run: Run) -> Path:
         return self.config.output_dir / run.name
@@ -112,137 +168,186 @@ class GridWorker:
     def _label(self, run: Run) -> str:
         return f"[{self.runs.index(run) + 1}/{len(self.runs)}] {run.name}"
 
-    def next_step(self) -> tuple[tuple[str, str | None], Claim | None]:
-        """Rank 0: claim the next free run, or wait for runs others hold, or finish."""
+    def _finished(self, run: Run, state: dict[str, Any]) -> bool:
+        """Done, or failed since this worker started (reported, not retried now)."""
+        status = state.get("status")
+        if status == "done":
+            return True
+        return status == "failed" and self.failed_at_start.get(run.name, "new") != state.get("finished_at")
+
+    # ------------------------------------------------------------------------- deciding (rank 0)
+    def next_step(self) -> tuple[tuple[str, str | None], RunLock | None]:
+        """Rank 0: lock the next free run, or wait for runs others hold, or finish."""
         waiting: list[str] = []
         for run in self.selected:
             if run.name in self.ran:
                 continue
             run_dir = self._dir(run)
-            state = read_state(run_dir)
-            latest = read_claim(run_dir)
-            if state.get("status") == "done" or (latest and latest.get("outcome") == "done"):
-                self._say_once(f"done:{run.name}", f"{self._label(run)}: done already, skipped")
+            if self._finished(run, read_state(run_dir)):
+                if read_state(run_dir).get("status") == "done":
+                    self._say_once(f"done:{run.name}", f"{self._label(run)}: done already, skipped")
                 continue
-            if (
-                state.get("status") == "failed"
-                and latest is not None
-                and latest.get("outcome") == "failed"
-                and latest["generation"] > self.start_generation[run.name]
-            ):
-                continue  # failed since this worker started: reported, not retried now
-            claim = try_claim(run_dir, self.worker, self.timeout, run=run.name)
-            if claim is not None:
-                took = claim.data.get("takeover_of")
-                if took:
-                    print(
-                        f"{self._label(run)}: taking over from {took['worker']}: {took['reason']}", flush=True
-                    )
-                return ("run", run.name), claim
-            waiting.append(run.name)
-            self._say_once(
-                f"held:{run.name}:{latest and latest.get('generation')}",
-                f"{self._label(run)}: held by {describe_claim(read_claim(run_dir))}",
-            )
+            lock = RunLock(run_dir)
+            if not lock.acquire():
+                waiting.append(run.name)
+                holder = read_state(run_dir).get("worker", "another worker")
+                self._say_once(f"held:{run.name}:{holder}", f"{self._label(run)}: held by {holder}")
+                continue
+            state = read_state(run_dir)  # read again under the lock: finished meanwhile?
+            if self._finished(run, state):
+                lock.release()
+                continue
+            if state.get("status") == "running":
+                print(f"{self._label(run)}: resuming the run {state.get('worker')} left", flush=True)
+            return ("run", run.name), lock
         if waiting:
             self.waited = True
-            if tuple(waiting) != self._waiting_for:
-                self._waiting_for = tuple(waiting)
-                print(f"waiting for {', '.join(waiting)} (held by other workers)", flush=True)
+            self._say_once(f"wait:{waiting}", f"waiting for {', '.join(waiting)} (held by other workers)")
             return ("wait", None), None
         return ("finish", None), None
 
-    def execute(self, run: Run, claim: Claim | None) -> None:
-        """Train and evaluate one run under its claim; record the outcome."""
-        index = self.runs.index(run)
-        self.progress.claim = claim
-        if claim is not None:
-            claim.start()
-        outcome = "done"
-        start = time.monotonic()
-        try:
-            self.run_one(self.config, run, index, self.progress)
-        except KeyboardInterrupt:
-            if claim is None or not claim.lost.is_set():
-                if claim is not None:
-                    claim.release("interrupted")
-                raise
-            print(f"{self._label(run)}: claim lost to another worker; leaving the run to it", flush=True)
-            return
-        except Exception as exc:  # one failed design must not destroy the others
-            outcome = "failed"
-            log.error("%s failed: %s", run.name, exc)
+    # ------------------------------------------------------------------------- failing (every rank)
+    def _fail(self, run: Run, lock: RunLock | None, reason: str, *, record: bool = True) -> None:
+        """Record the run failed (rank 0, while it holds the lock); multi-process: stop every rank."""
+        with self._ending:
             if self.group.main:
-                print(f"{self._label(run)}: FAILED: {exc}", flush=True)
-                _mark_failed(self._dir(run), exc)
+                other = self.signal.posted() if self.signal else None
+                if other and other != reason:
+                    reason = f"{reason} ({other})"
+                if record and (lock is None or lock.held()):
+                    print(f"{self._label(run)}: FAILED: {reason}", flush=True)
+                    finish_run(self._dir(run), "failed", error=reason)
+                    self.failed.append(run.name)
+                if self.signal is None:
+                    return
+                self.signal.post(reason)
+                self.signal.acknowledge()
+                _exit_now(f"{run.name}: stopping every rank: {reason}")
+            assert self.signal is not None
+            self.signal.post(f"rank {self.group.rank}: {reason}")
+            self.signal.wait_acknowledged()
+            _exit_now(f"{run.name} (rank {self.group.rank}): stopping: {reason}")
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Watchdog thread: rank 0's lock still its own, no other rank stopped."""
+        while not stop.wait(WATCH):
+            current = self._current
+            name = current[0].name if current else "worker"
+            if current is not None and current[1] is not None and not current[1].held():
+                if self.signal is not None:
+                    self.signal.post(f"rank 0 lost the lock of {name}")
+                    self.signal.acknowledge()
+                _exit_now(
+                    f"{name}: lost its lock {current[1].path} (deleted or replaced); stopping, recording nothing"
+                )
+            if self.signal is None:
+                continue
+            try:
+                reason = self.signal.posted()
+            except Exception as exc:  # the store is gone with the process that hosted it
+                _exit_now(f"{name} (rank {self.group.rank}): lost the other ranks: {exc}")
+            if reason is not None:
+                if self.group.main and current is not None:
+                    self._fail(current[0], current[1], reason)
+                _exit_now(f"{name} (rank {self.group.rank}): stopping: {reason}")
+
+    # ------------------------------------------------------------------------- running (every rank)
+    def execute(self, run: Run, lock: RunLock | None) -> None:
+        """Train and evaluate one run under its lock; every rank agrees before "done"."""
+        start = time.monotonic()
+        self._current = (run, lock)
+        try:
+            state = self.run_one(self.config, run, self.runs.index(run), self.progress)
+            self.group.all_gather(True)  # every rank got here: the run is done on all of them
+        except KeyboardInterrupt:
+            if self.signal is not None:
+                self._fail(run, lock, "interrupted", record=False)
+            raise  # the state stays "running": the run resumes when a worker takes it
+        except Exception as exc:  # one failed design must not destroy the others
+            log.debug("%s failed", run.name, exc_info=True)
+            self._fail(run, lock, f"{type(exc).__name__}: {exc}")
+        else:
+            if self.group.main:
+                finish_run(self._dir(run), "done", state=state)
         finally:
-            self.progress.claim = None
+            self._current = None
+            if lock is not None:
+                lock.release()
         self.progress.done_seconds.append(time.monotonic() - start)
         self.ran.append(run.name)
-        if claim is not None:
-            claim.release(outcome)
 
     def work(self) -> None:
-        """Claim and run until this worker's selection is finished."""
-        while True:
-            decision, claim = self.next_step() if self.group.main else ((None, None), None)
-            kind, name = self.group.broadcast(decision)
-            if kind == "finish":
-                return
-            if kind == "wait":
-                if self.group.main:
-                    time.sleep(self.poll)
-                continue
-            self.execute(next(run for run in self.runs if run.name == name), claim)
+        """Lock and run until this worker's selection is finished."""
+        stop = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(stop,), name="poolattn-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            while True:
+                decision, lock = self.next_step() if self.group.main else ((None, None), None)
+                kind, name = self.group.broadcast(decision)
+                if kind == "finish":
+                    return
+                if kind == "wait":
+                    if self.group.main:
+                        time.sleep(POLL)
+                    continue
+                self.execute(next(run for run in self.runs if run.name == name), lock)
+        finally:
+            stop.set()
 
+    # ------------------------------------------------------------------------- the report (rank 0)
     def grid_finished(self) -> bool:
         return all(read_state(self._dir(run)).get("status") in ("done", "failed") for run in self.runs)
 
     def report_key(self) -> str:
-        """A hash of the finished grid: run names, outcomes and claim numbers."""
+        """A hash of the finished grid: run names, outcomes and when they finished."""
         items = []
         for run in self.runs:
-            found = generations(self._dir(run))
-            items.append([run.name, read_state(self._dir(run)).get("status"), found[-1] if found else 0])
+            state = read_state(self._dir(run))
+            items.append([run.name, state.get("status"), state.get("finished_at")])
         return hashlib.blake2b(json.dumps(items).encode(), digest_size=8).hexdigest()
 
-    def should_write_report(self) -> bool:
-        """Whether this worker writes the report: the grid is finished and no other worker
-        has claimed this finished state's report. A worker that found the grid finished from
-        the start rewrites it, as a plain rerun always did."""
+    def write_report(self, write: Callable[[ExperimentConfig], Any]) -> Any:
+        """The report, when the grid is finished and no other worker wrote this finished state's.
+        A worker that found the grid finished from the start rewrites it, as a plain rerun does."""
         if not self.grid_finished():
-            return False
-        if not self.ran and not self.waited:
-            return True
-        path = self.config.output_dir / CLAIMS_DIR / f"report-{self.report_key()}.json"
-        return create_json_exclusive(path, {"worker": self.worker.id, "at": time.time()})
-
-
-Report = TypeVar("Report")
-
-
-def run_grid(
-    config: ExperimentConfig,
-    run_one: RunOne,
-    write_report: Callable[[ExperimentConfig], Report],
-    names: list[str] | None = None,
-    shard: tuple[int, int] | None = None,
-) -> Report | None:
-    """Work through the grid with any other workers; returns what ``write_report`` returned when
-    this worker wrote the report, else None (others still working, or it was theirs to write)."""
-    worker = GridWorker(config, run_one, names, shard)
-    worker.work()
-    if not worker.group.main:
-        return None
-    if not worker.should_write_report():
-        if worker.grid_finished():
-            print("the grid is finished; another worker writes the report", flush=True)
-        else:
             print(
                 "this worker's runs are finished; the last worker writes the report "
                 "(or run again with --report-only)",
                 flush=True,
             )
-        return None
-    print("comparing and writing the report", flush=True)
-    return write_report(config)
+            return None
+        out = self.config.output_dir
+        if not self.ran and not self.waited:
+            print("comparing and writing the report", flush=True)
+            return write(self.config)
+        try:
+            with FileLock(out / "report.lock", timeout=3600):
+                key = self.report_key()
+                stamp = out / REPORT_KEY_FILE
+                if stamp.exists() and stamp.read_text() == key:
+                    print("the grid is finished; another worker wrote the report", flush=True)
+                    return None
+                print("comparing and writing the report", flush=True)
+                report = write(self.config)
+                write_text_atomic(stamp, key)
+                return report
+        except Timeout:
+            print("the grid is finished; another worker is writing the report", flush=True)
+            return None
+
+
+def run_grid(
+    config: ExperimentConfig,
+    run_one: RunOne,
+    write_report: Callable[[ExperimentConfig], Any],
+    names: list[str] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> GridOutcome:
+    """Work through the grid with any other workers; the outcome holds what ``write_report``
+    returned when this worker wrote the report (None otherwise) and the runs that failed here."""
+    worker = GridWorker(config, run_one, names, shard)
+    worker.work()
+    if not worker.group.main:
+        return GridOutcome()
+    return GridOutcome(worker.write_report(write_report), worker.failed)

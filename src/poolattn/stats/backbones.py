@@ -36,10 +36,16 @@ from scipy import stats
 
 from ..eval_results import EVAL_RUN_FILE
 from ..io import write_json_atomic, write_text_atomic
-from .compare import ModelResults, ResultsError, compare_models, design_groups, load_results
+from .compare import (
+    UNTRAINED_PREFIX,
+    ModelResults,
+    ResultsError,
+    compare_models,
+    design_groups,
+    load_results,
+)
 from .report import format_number, format_p
 
-UNTRAINED_PREFIX = "untrained-"
 STATE_FILE = "state.json"
 REPORT_FILE = "backbones.md"
 JSON_FILE = "backbones.json"
@@ -120,6 +126,7 @@ def _verdict(row: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "kind": v.get("kind", "undecided"),
         "winner": v.get("winner"),
+        "ahead": v.get("ahead"),
         "diff": float(row.get("diff", math.nan)),
         "text": v.get("text", ""),
     }
@@ -271,6 +278,8 @@ def compare_backbones(
 def _verdict_cell(v: dict[str, Any]) -> str:
     if v["kind"] == "better":
         return f"{v['winner']} better"
+    if v["kind"] == "checkpoints":
+        return f"checkpoints differ ({v.get('ahead')} ahead)"
     return {"equivalent": "equivalent", "missing": "not compared"}.get(v["kind"], "undecided")
 
 

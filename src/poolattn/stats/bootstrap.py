@@ -8,13 +8,10 @@ a design's score is the mean over its seed runs, and seed resampling is drawn on
 for all datasets (a seed's runs are correlated across datasets). Seed deviations are scaled
 by sqrt(S/(S-1)) so the bootstrap variance of a mean of S seeds is s^2/S, not (S-1)/S of it.
 
-Family level (``hierarchical_test``): resample datasets, then items within each dataset, and
-seeds. Resampling both levels naively counts the item noise twice (it is already inside the
-spread of the dataset scores), so the dataset level resamples *shrunken* dataset effects
-whose variance is the between-dataset variance tau^2 estimated by DerSimonian-Laird from the
-item/seed variances (the residual bootstrap of Carpenter, Goldstein & Rasbash, 2003). With
-no heterogeneity the test reduces to the item/seed variance; with strong heterogeneity it
-approaches resampling datasets alone.
+Family level (``family_test``): a t-test over the per-dataset differences with the pooled
+seed variance (``family`` module says why not a bootstrap over a handful of datasets). The
+item bootstrap here gives the per-dataset CIs and tests and the item variance components
+that ``power`` plans with.
 """
 
 from __future__ import annotations
@@ -25,18 +22,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as sps
-
+from .family import (
+    SeedVariance,
+    mde_factor,
+    satterthwaite,
+    t_interval,
+    t_over_datasets,
+    t_pvalue,
+    tost_pvalue,
+)
 from .items import Entry
 from .tests import sign_flip_test
 
 N_RESAMPLES = 2000
-Z_POWER = float(sps.norm.ppf(0.8))
-
-
-def mde_factor(alpha: float = 0.05, power: float = 0.8) -> float:
-    """(z_{1-alpha/2} + z_power): an effect this many standard errors away is detected with ``power``."""
-    return float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
 
 
 def rng_for(seed: int, *keys: str) -> np.random.Generator:
@@ -198,13 +196,26 @@ def _p_centered(replicates: np.ndarray, observed: float) -> float | None:
     return float((1 + np.sum(np.abs(centred) >= abs(observed) - tol)) / (1 + replicates.size))
 
 
+CONDITIONAL_FAMILIES = ("Clustering", "Classification", "MultilabelClassification")
+"""Families whose per-dataset score carries the evaluator's own randomness (mteb's k-means runs
+on resamples of one document set; classifiers trained on a few samples per label): their items
+are not independent, so per-dataset tests over items are conditional on the evaluator."""
+
+
+def is_conditional(family: str) -> bool:
+    """True when items of ``family`` share the evaluator's randomness (``CONDITIONAL_FAMILIES``)."""
+    return family in CONDITIONAL_FAMILIES
+
+
 def paired_dataset_test(
     data: DatasetReplicates, a: str, b: str, *, seed: int = 0, alpha: float = 0.05, power: float = 0.8
 ) -> dict[str, object]:
     """Difference a - b on one dataset: 95% CI (paired bootstrap), p and the MDE.
 
     p is a paired sign-flip permutation test when the metric is a mean over items and both
-    designs have one run; otherwise a bootstrap test (items and seeds resampled).
+    designs have one run; otherwise a bootstrap test (items and seeds resampled). In
+    clustering and classification the items share the evaluator's randomness, so the test is
+    labelled conditional on it; the family verdict never treats items as independent units.
     """
     diff = data.obs[a] - data.obs[b]
     reps = data.rep(a) - data.rep(b)
@@ -219,6 +230,8 @@ def paired_dataset_test(
         method = "paired bootstrap" + (" over items and seeds" if data.has_items else " over seeds")
         if not data.has_items and single:
             method = "none (no item-level results, one run each)"
+    if data.has_items and is_conditional(data.family):
+        method += ", conditional on the evaluator's runs (items share its randomness)"
     low, high = (float(x) for x in np.percentile(reps, [2.5, 97.5]))
     if not se > 0:
         low = high = diff if p is not None else math.nan
@@ -239,91 +252,96 @@ def paired_dataset_test(
     }
 
 
-def dersimonian_laird(d: np.ndarray, v: np.ndarray) -> float:
-    """Between-dataset variance tau^2 (method of moments, truncated at 0) from dataset
-    differences ``d`` with within-dataset variances ``v`` (all > 0)."""
-    w = 1.0 / v
-    mean = np.sum(w * d) / np.sum(w)
-    q = np.sum(w * (d - mean) ** 2)
-    denom = np.sum(w) - np.sum(w**2) / np.sum(w)
-    return float(max(0.0, (q - (d.size - 1)) / denom)) if denom > 0 else 0.0
-
-
-def hierarchical_test(
+def family_test(
     datasets: Sequence[DatasetReplicates],
     a: str,
     b: str,
     *,
-    seed: int = 0,
-    alpha: float = 0.05,
-    power: float = 0.8,
+    seed_var: SeedVariance | None = None,
+    fixed: frozenset[str] | set[str] = frozenset(),
+    rope: float = 0.01,
 ) -> dict[str, object]:
-    """Family mean difference a - b (unweighted over datasets): CI, p, SE, MDE, tau^2.
+    """Family mean difference a - b (unweighted over datasets): t-test over the per-dataset
+    differences on K - 1 df plus the pooled seed variance (``family`` module), its CIs, p, the
+    TOST p for +-``rope`` and the variance sources it accounts for. The MDE is added once the
+    Holm family size is known (``compare``).
 
-    Replicate b: D + mean over K datasets drawn with replacement of (shrunken dataset effect
-    + that dataset's item deviation from an independent item resample) + the family's seed
-    deviation at b. See the module docstring for why the dataset effects are shrunken.
-    """
+    ``fixed`` designs (untrained baselines, published checkpoints) have no training seed. With
+    one dataset the item bootstrap of that dataset stands in for the spread over datasets."""
     k = len(datasets)
     if k == 0:
-        raise ValueError("hierarchical_test: no datasets")
-    if not any(ds.has_items for ds in datasets):
-        return dataset_t_test(datasets, a, b, alpha=alpha, power=power)
-    n_res = datasets[0].item_rep[a].size
+        raise ValueError("family_test: no datasets")
+    family = datasets[0].family
     d = np.array([ds.obs[a] - ds.obs[b] for ds in datasets])
-    item = np.stack([ds.item_rep[a] - ds.item_rep[b] for ds in datasets])  # (K, B)
-    item = item - item.mean(axis=1, keepdims=True)
-    seeds = np.stack([ds.seed_dev[a] - ds.seed_dev[b] for ds in datasets])  # (K, B)
-    v = item.var(axis=1, ddof=1) + seeds.var(axis=1, ddof=1) if n_res > 1 else np.zeros(k)
-    family_mean = float(d.mean())
+    weight = sum(1.0 / len(datasets[0].runs[g]) for g in (a, b) if g not in fixed)
+    seeded = seed_var is not None and weight > 0
+    seed_term = seed_var.var * weight if seeded else 0.0
+    seed_df = seed_var.df if seeded else math.inf
     all_items = all(ds.has_items for ds in datasets)
-    if k == 1:
-        tau2, how = 0.0, "one dataset"
-    elif all_items and np.all(v > 0):
-        tau2, how = dersimonian_laird(d, v), "DerSimonian-Laird"
-    elif all_items and np.any(v > 0):
-        tau2, how = dersimonian_laird(d, np.maximum(v, v[v > 0].min() * 1e-3)), "DerSimonian-Laird"
-    else:  # no item-level variance to separate: plain resampling of datasets
-        tau2, how = float(np.var(d, ddof=1)), "dataset scores (no item-level results)"
-    resid = d - family_mean
-    spread = float(np.mean(resid**2))
-    shrunk = resid * math.sqrt(tau2 / spread) if spread > 0 and tau2 > 0 else np.zeros(k)
-    rng = rng_for(seed, "hierarchical", datasets[0].family, a, b)
-    pick = rng.integers(0, k, size=(n_res, k))
-    rep_idx = rng.integers(0, n_res, size=(n_res, k))
-    cols = np.arange(n_res)[:, None]
-    replicates = (
-        family_mean
-        + shrunk[pick].mean(axis=1)
-        + item[pick, rep_idx].mean(axis=1)
-        + seeds[pick, np.broadcast_to(cols, pick.shape)].mean(axis=1)
-    )
-    se = float(np.std(replicates, ddof=1)) if varies(replicates) else 0.0
-    p = _p_centered(replicates, family_mean)
-    if se > 0:
-        ci95 = [float(x) for x in np.percentile(replicates, [2.5, 97.5])]
-        ci90 = [float(x) for x in np.percentile(replicates, [5, 95])]
+    item_var = [
+        float(np.var(ds.item_rep[a] - ds.item_rep[b], ddof=1)) if ds.has_items and ds.item_rep[a].size > 1 else 0.0
+        for ds in datasets
+    ]
+    sources = [f"the spread over {k} datasets (item, evaluator and per-dataset seed noise inside it)"]
+    blocked = None
+    if k >= 2:
+        mean, se, df = (float(x) for x in t_over_datasets(d, seed_term, seed_df))
+        method = f"t-test over {k} datasets"
+    elif all_items:
+        c1 = item_var[0]
+        mean, se = float(d[0]), math.sqrt(c1 + seed_term)
+        df = float(satterthwaite(c1, math.inf, seed_term, seed_df))
+        method = "one dataset: paired item bootstrap"
+        sources = ["items of this one dataset (conditional on it)"]
+        if is_conditional(family):
+            blocked = "one dataset, whose evaluator's randomness (k-means runs / classifiers) is not resampled"
     else:
-        ci95 = ci90 = [family_mean, family_mean] if p is not None else [math.nan, math.nan]
+        mean, se, df = float(d[0]), math.nan, math.nan
+        method = "none (one dataset without item-level results)"
+    if seeded:
+        sources.append(
+            f"seed-to-seed variance pooled over {', '.join(seed_var.designs)} "
+            f"(SD {math.sqrt(seed_var.var) * 100:.2f}, df {seed_var.df})"
+        )
+        scope = "design"
+    elif weight == 0:
+        scope = "design"  # fixed checkpoints: no training seed to vary
+        sources.append("no seed term (fixed checkpoints)")
+    else:
+        scope = "checkpoints"
+        sources.append("not seed-to-seed variance (no design has seed replicates)")
+    defined = math.isfinite(se)
+    p = float(t_pvalue(mean, se, df)) if defined else None
+    if defined:
+        ci95 = [float(x) for x in t_interval(mean, se, df, 0.95)]
+        ci90 = [float(x) for x in t_interval(mean, se, df, 0.90)]
+        tost = float(tost_pvalue(mean, se, df, rope))
+    else:
+        ci95 = ci90 = [math.nan, math.nan]
+        tost = None
+    resid = float(np.var(d, ddof=1)) if k > 1 else 0.0
     return {
-        "family": datasets[0].family,
+        "family": family,
         "model_a": a,
         "model_b": b,
         "n": k,
-        "diff": family_mean,
+        "diff": mean,
         "ci95": ci95,
         "ci90": ci90,
-        "se": se,
+        "se": se if defined else math.nan,
+        "df": df if defined else None,
         "pvalue": p,
-        "mde": mde_factor(alpha, power) * se if p is not None else None,
-        "method": "hierarchical bootstrap",
-        "tau2": tau2,
-        "tau2_method": how,
-        "item_var": float(np.mean(item.var(axis=1, ddof=1)) / k) if n_res > 1 else 0.0,
-        "seed_var": float(np.var(seeds.mean(axis=0), ddof=1)) if n_res > 1 else 0.0,
-        "levels": ", ".join(
-            ["datasets"] + (["items"] if all_items else []) + (["seeds"] if np.any(seeds) else [])
-        ),
+        "pvalue_tost": tost,
+        "rope": rope,
+        "method": method,
+        "scope": scope,
+        "blocked": blocked,
+        "sources": sources,
+        "levels": "; ".join(sources),
+        "dataset_var": resid,
+        "item_var": float(np.mean(item_var)) if all_items else 0.0,
+        "seed_term": seed_term,
+        "seed_df": seed_df if seeded else None,
     }
 
 
@@ -335,52 +353,3 @@ def design_family_ci(datasets: Sequence[DatasetReplicates], design: str) -> tupl
         return mean, mean, mean
     low, high = np.percentile(reps, [2.5, 97.5])
     return mean, float(low), float(high)
-
-
-def dataset_t_test(
-    datasets: Sequence[DatasetReplicates], a: str, b: str, *, alpha: float = 0.05, power: float = 0.8
-) -> dict[str, object]:
-    """The family test when no dataset has item-level results: a one-sample t-test of the
-    dataset differences (a bootstrap over a handful of datasets has too few distinct
-    resamples and too narrow intervals). Same fields as ``hierarchical_test``."""
-    d = np.array([ds.obs[a] - ds.obs[b] for ds in datasets])
-    k = d.size
-    mean = float(d.mean())
-    out: dict[str, object] = {
-        "family": datasets[0].family,
-        "model_a": a,
-        "model_b": b,
-        "n": k,
-        "diff": mean,
-        "method": "t-test over datasets (no item-level results)",
-        "tau2": float(np.var(d, ddof=1)) if k > 1 else 0.0,
-        "tau2_method": "dataset scores (no item-level results)",
-        "item_var": 0.0,
-        "seed_var": 0.0,
-        "levels": "datasets (t-test; no item-level results)",
-    }
-    if k < 2:
-        return {
-            **out,
-            "ci95": [math.nan, math.nan],
-            "ci90": [math.nan, math.nan],
-            "se": math.nan,
-            "pvalue": None,
-            "mde": None,
-        }
-    se = float(np.std(d, ddof=1) / math.sqrt(k))
-    df = k - 1
-    if se == 0:
-        p = 1.0 if mean == 0 else 0.0
-        return {**out, "ci95": [mean, mean], "ci90": [mean, mean], "se": 0.0, "pvalue": p, "mde": 0.0}
-    t95, t90 = sps.t.ppf(0.975, df), sps.t.ppf(0.95, df)
-    p = float(2 * sps.t.sf(abs(mean) / se, df))
-    mde = float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * se)
-    return {
-        **out,
-        "ci95": [mean - t95 * se, mean + t95 * se],
-        "ci90": [mean - t90 * se, mean + t90 * se],
-        "se": se,
-        "pvalue": p,
-        "mde": mde,
-    }

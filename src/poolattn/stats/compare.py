@@ -9,13 +9,18 @@ them. For every family and pair of designs the comparison reports, side by side:
   p-value (``bootstrap.paired_dataset_test``);
 - the paper's Wilcoxon signed-rank test over datasets, with the smallest p attainable at
   that n (before and after Holm) and a flag when it cannot reject;
-- a hierarchical bootstrap of the family mean difference (datasets, items, seeds): CI, p, MDE;
+- the family test (``bootstrap.family_test``): a t-test over the per-dataset differences on
+  K - 1 df plus the seed-to-seed variance pooled over the designs with seed replicates
+  (Satterthwaite df); CI, p, TOST p for the family's ROPE, and the MDE at the Holm level;
 - the Bayesian signed-rank test with a ROPE (P(A better), P(equivalent), P(B better));
-- Friedman and Nemenyi over all designs (families with >= 3 datasets and >= 3 designs);
+- Friedman over all designs (families with >= 3 datasets and >= 3 designs), and Nemenyi only
+  when Friedman rejects;
 - a verdict in words (``verdict.decide``).
 
 Holm's correction runs within each family over its design pairs (the paper's per-family
-claims) or, with ``holm_scope="global"``, over every test of a kind at once.
+claims) or, with ``holm_scope="global"``, over every test of a kind at once; equivalence
+claims (TOST) get their own Holm correction. Designs labelled ``untrained-*`` or listed in
+``fixed`` are fixed checkpoints without a training seed: no seed term on their side.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import re
 import warnings
 from collections import defaultdict
@@ -40,22 +46,24 @@ from .bootstrap import (
     DatasetReplicates,
     build_replicates,
     design_family_ci,
-    hierarchical_test,
+    family_test,
     paired_dataset_test,
     rng_for,
     seed_resamples,
     varies,
 )
+from .family import SeedVariance, mde, pooled_seed_variance
 from .items import DatasetItems, Entry, ItemsError, read_items
 from .power import components
 from .ranks import friedman, nemenyi
 from .tests import holm_by, wilcoxon_paired
-from .verdict import decide
+from .verdict import decide, metric_span, rope_for
 
 log = logging.getLogger(__name__)
 
 ALPHA = 0.05
-ROPE = 0.01  # 1 point on the x100 scale
+ROPE = None  # per family: verdict.DEFAULT_ROPE_POINTS
+UNTRAINED_PREFIX = "untrained-"  # designs named so are untrained baselines: fixed checkpoints
 HOLM_SCOPES = ("family", "global")
 SEED_NAME = re.compile(r"^(?P<design>.+)-seed(?P<seed>\d+)$")
 
@@ -231,13 +239,18 @@ class _Options:
     """The options of one comparison, in the order the summary's ``settings`` lists them."""
 
     alpha: float
-    rope: float
+    rope: float | dict[str, float] | None
     holm_scope: str
     n_resamples: int
     seed: int
     power: float
     min_datasets: int
     bayes_samples: int
+    fixed: tuple[str, ...] = ()
+
+    def is_fixed(self, design: str) -> bool:
+        """A fixed checkpoint (untrained baseline, published model): no training seed varies it."""
+        return design in self.fixed or design.startswith(UNTRAINED_PREFIX)
 
     def check(self) -> None:
         """Refuse options the tests cannot run with; the message names the option."""
@@ -245,8 +258,10 @@ class _Options:
             raise ValueError(f"holm_scope: expected one of {', '.join(HOLM_SCOPES)}, got {self.holm_scope!r}")
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples: at least 100, got {self.n_resamples}")
-        if self.rope < 0:
-            raise ValueError(f"rope: must be >= 0, got {self.rope}")
+        ropes = self.rope.values() if isinstance(self.rope, dict) else [self.rope]
+        for value in ropes:
+            if value is not None and value < 0:
+                raise ValueError(f"rope: must be >= 0, got {value}")
 
 
 def _group_runs(models: list[ModelResults], designs: Sequence[str] | None) -> dict[str, list[ModelResults]]:
@@ -323,8 +338,8 @@ def _dataset_row(rep: DatasetReplicates, names: list[str], metric: str, sampling
 def _family_row(
     tasks: list[str], reps: list[DatasetReplicates], names: list[str], opts: _Options
 ) -> dict[str, Any]:
-    """One family in the summary: mean, CI and seed spread per design; Friedman and Nemenyi
-    when it has >= 3 datasets and >= 3 designs."""
+    """One family in the summary: mean, CI and seed spread per design, its ROPE; Friedman when
+    it has >= 3 datasets and >= 3 designs, and Nemenyi when Friedman rejects."""
     info: dict[str, Any] = {"datasets": tasks, "n": len(tasks), "means": {}, "ci95": {}, "seed_sd": {}}
     for g in names:
         mean, low, high = design_family_ci(reps, g)
@@ -335,9 +350,12 @@ def _family_row(
     info["item_level"] = all(r.has_items for r in reps)
     info["tested"] = len(tasks) >= opts.min_datasets  # the paper's rule, for the Wilcoxon column
     scores = np.array([[r.obs[g] for g in names] for r in reps])
+    info["rope"] = rope_for(reps[0].family, opts.rope)
     if len(tasks) >= 3 and len(names) >= 3:
         info["friedman"] = friedman(scores)
-        info["nemenyi"] = nemenyi(scores, names)
+        # Nemenyi is a post-hoc test: shown only when Friedman (Iman-Davenport F) rejects
+        rejects = info["friedman"]["pvalue_f"] < opts.alpha
+        info["nemenyi"] = nemenyi(scores, names) if rejects else None
     return info
 
 
@@ -348,16 +366,20 @@ def _pair_test(
     a: str,
     b: str,
     opts: _Options,
+    seed_var: SeedVariance | None = None,
+    span: float = 1.0,
 ) -> dict[str, Any]:
-    """Design ``a`` against ``b`` over one family: hierarchical bootstrap, Wilcoxon, Bayes, power
+    """Design ``a`` against ``b`` over one family: the family t-test, Wilcoxon, Bayes, power
     (p-values before Holm; ``_holm_and_verdicts`` completes the row)."""
-    h = hierarchical_test(reps, a, b, seed=opts.seed, alpha=opts.alpha, power=opts.power)
+    fixed = frozenset(g for g in (a, b) if opts.is_fixed(g))
+    rope = rope_for(family, opts.rope)
+    h = family_test(reps, a, b, seed_var=seed_var, fixed=fixed, rope=rope)
     scores_a, scores_b = [r.obs[a] for r in reps], [r.obs[b] for r in reps]
     w = wilcoxon_paired(scores_a, scores_b)
     w["family"] = family
     w["paper_rule"] = len(reps) >= opts.min_datasets
     bayes = bayesian_signed_rank(
-        scores_a, scores_b, opts.rope, nsamples=opts.bayes_samples, seed=opts.seed
+        scores_a, scores_b, rope, nsamples=opts.bayes_samples, seed=opts.seed
     ).as_dict()
     seed_sd = [s for s in (seed_sds[a], seed_sds[b]) if s is not None]
     return {
@@ -369,17 +391,34 @@ def _pair_test(
         "wilcoxon": w,
         "hierarchical": h,
         "bayes": bayes,
-        "power": components(reps, a, b, h["tau2"]),
+        "power": components(reps, a, b, h, fixed),
+        "rope": rope,
+        "span": span,
         "seed_sd": max(seed_sd) if seed_sd else None,
         "min_items": min((r.n_items for r in reps if r.has_items), default=None),
         "below_seed_spread": bool(seed_sd and abs(h["diff"]) < max(seed_sd)),
     }
 
 
+def family_seed_variance(reps: list[DatasetReplicates], names: list[str], opts: _Options) -> SeedVariance | None:
+    """The seed variance of a family mean pooled over the trained designs with >= 2 seeds."""
+    seeded = [g for g in names if not opts.is_fixed(g) and len(reps[0].runs[g]) > 1]
+    if not seeded:
+        return None
+    means = [np.mean([r.runs[g] for r in reps], axis=0) for g in seeded]
+    var, df = pooled_seed_variance(means)
+    return SeedVariance(float(var), int(df), tuple(seeded))
+
+
 def _test_families(
-    replicates: dict[str, DatasetReplicates], names: list[str], opts: _Options
+    replicates: dict[str, DatasetReplicates],
+    names: list[str],
+    opts: _Options,
+    metrics: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(family rows, per-dataset tests, family tests): every pair of designs within each family."""
+    """(family rows, per-dataset tests, family tests): every pair of designs within each family.
+
+    ``metrics`` (task -> main score name) sets each family's largest possible difference."""
     by_family: dict[str, list[str]] = defaultdict(list)
     for task in sorted(replicates):
         by_family[replicates[task].family].append(task)
@@ -389,22 +428,29 @@ def _test_families(
     for family, tasks in sorted(by_family.items()):
         reps = [replicates[t] for t in tasks]
         families[family] = _family_row(tasks, reps, names, opts)
+        seed_var = family_seed_variance(reps, names, opts)
+        families[family]["seed_variance"] = asdict(seed_var) if seed_var else None
+        span = max((metric_span((metrics or {}).get(t, "")) for t in tasks), default=1.0)
         for a, b in itertools.combinations(names, 2):
             for r in reps:
                 dataset_tests.append(
                     paired_dataset_test(r, a, b, seed=opts.seed, alpha=opts.alpha, power=opts.power)
                 )
-            family_tests.append(_pair_test(family, reps, families[family]["seed_sd"], a, b, opts))
+            family_tests.append(
+                _pair_test(family, reps, families[family]["seed_sd"], a, b, opts, seed_var, span)
+            )
     return families, dataset_tests, family_tests
 
 
 def _holm_and_verdicts(
     dataset_tests: list[dict[str, Any]], family_tests: list[dict[str, Any]], opts: _Options
 ) -> None:
-    """Holm's correction (per family or global), the Wilcoxon floor after Holm, and each verdict."""
+    """Holm's correction (per family or global; for differences and, separately, equivalence
+    claims), the Wilcoxon floor after Holm, the MDE at the Holm level, and each verdict."""
     scope = (lambda row: row["family"]) if opts.holm_scope == "family" else (lambda row: "all")
     holm_by(dataset_tests, scope)
     holm_by([t["hierarchical"] for t in family_tests], scope)
+    holm_by([t["hierarchical"] for t in family_tests], scope, key="pvalue_tost", out="pvalue_tost_holm")
     holm_by([t["wilcoxon"] for t in family_tests], scope)
     sizes: dict[Any, int] = defaultdict(int)
     for t in family_tests:
@@ -416,7 +462,12 @@ def _holm_and_verdicts(
         w["m"] = sizes[scope(t)]
         w["floor_holm"] = min(1.0, w["floor"] * w["m"])
         w["can_reject"] = w["floor_holm"] < opts.alpha
-        t["verdict"] = decide(t, opts.alpha, opts.rope)
+        h = t["hierarchical"]
+        h["tests"] = w["m"]
+        h["mde"] = mde(h["se"], h["df"] or math.nan, opts.alpha, opts.power, w["m"]) if h["df"] else None
+        if h["mde"] is not None and math.isnan(h["mde"]):
+            h["mde"] = None
+        t["verdict"] = decide(t, opts.alpha, t["rope"])
 
 
 def _runs_summary(models: list[ModelResults], groups: dict[str, list[ModelResults]]) -> dict[str, Any]:
@@ -425,7 +476,7 @@ def _runs_summary(models: list[ModelResults], groups: dict[str, list[ModelResult
         "models": [
             {
                 "name": m.name,
-                "design": next(g for g, ms in groups.items() if m in ms),
+                "design": next(g for g, ms in groups.items() if any(m is r for r in ms)),
                 "directory": m.directory,
                 "model_design": m.design,
                 "fingerprint": m.fingerprint,
@@ -443,17 +494,23 @@ def compare_models(
     designs: Sequence[str] | None = None,
     min_datasets: int = 5,
     alpha: float = ALPHA,
-    rope: float = ROPE,
+    rope: float | dict[str, float] | None = ROPE,
     holm_scope: str = "family",
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
     power: float = 0.8,
     bayes_samples: int = 50000,
+    fixed: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Everything ``compare`` reports, as one JSON-ready dict (scores on the 0-1 scale)."""
+    """Everything ``compare`` reports, as one JSON-ready dict (scores on the 0-1 scale).
+
+    ``rope``: one number for every family, a mapping family -> ROPE ("*" = the others), or None
+    for ``verdict.DEFAULT_ROPE_POINTS``; ``fixed``: designs that are fixed checkpoints."""
     if len(models) < 2:
         raise ValueError("compare needs at least two results directories")
-    opts = _Options(alpha, rope, holm_scope, n_resamples, seed, power, min_datasets, bayes_samples)
+    opts = _Options(
+        alpha, rope, holm_scope, n_resamples, seed, power, min_datasets, bayes_samples, tuple(fixed)
+    )
     opts.check()
     groups = _group_runs(models, designs)
     names = list(groups)
@@ -463,7 +520,9 @@ def compare_models(
         task: _dataset_row(rep, names, models[0].metrics[task], models[0].sampling[task])
         for task, rep in replicates.items()
     }
-    families, dataset_tests, family_tests = _test_families(replicates, names, opts)
+    families, dataset_tests, family_tests = _test_families(
+        replicates, names, opts, {t: models[0].metrics[t] for t in common}
+    )
     _holm_and_verdicts(dataset_tests, family_tests, opts)
     return {
         **_runs_summary(models, groups),
@@ -487,17 +546,20 @@ def compare(
     plots: bool = True,
     names: Sequence[str] | None = None,
     designs: Sequence[str] | None = None,
-    rope: float = ROPE,
+    rope: float | dict[str, float] | None = ROPE,
     holm_scope: str = "family",
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
     plan_target: float | None = None,
+    plan: bool = False,
+    fixed: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Load results directories, compare them and write report.md, scores.csv, stats.json, plots.
 
     ``names`` overrides the run names (default: each directory's design) in the same order;
     ``designs`` groups runs into designs (default: ``<design>-seed<N>`` names share one);
-    ``plan_target`` (0-1 scale) adds a planning section: what detecting that effect needs.
+    ``plan_target`` (0-1 scale) adds a planning section: what detecting that effect needs
+    (``plan=True`` alone: each family's ROPE); ``fixed``: designs without a training seed.
     """
     from .report import write_comparison_report
 
@@ -518,9 +580,11 @@ def compare(
             holm_scope=holm_scope,
             n_resamples=n_resamples,
             seed=seed,
+            fixed=fixed,
         )
     summary["warnings"] = [str(w.message) for w in caught]
     summary["plan_target"] = plan_target
+    summary["plan"] = plan or plan_target is not None
     for w in caught:  # re-emit so callers (and the CLI) still see them
         warnings.warn(str(w.message), w.category, stacklevel=2)
     write_comparison_report(summary, Path(output_dir), plots=plots)

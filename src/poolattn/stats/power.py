@@ -1,14 +1,16 @@
 """Power: a family comparison's minimum detectable effect (MDE), and what a target effect needs.
 
-The family mean difference of two designs over K datasets of about n items each, with S_g
-seed runs of design g, has variance (from the components the hierarchical test measures)
+For the test the verdicts use (``family``: t over K datasets plus the pooled seed variance),
+the family mean difference of two designs over K datasets of about n items each has
 
-    SE^2 = tau^2 / K  +  C / (n K)  +  sum_g sigma_g^2 / S_g
+    SE^2 = (tau^2 + C / n) / K  +  V * sum_g 1 / S_g
 
-tau^2 the between-dataset variance of the difference, C the per-item variance of a dataset's
-difference (its bootstrap variance times its item count, averaged over datasets), sigma_g^2
-the seed-to-seed variance of design g's family mean. The MDE at power 1 - beta and two-sided
-alpha is (z_{1-alpha/2} + z_{1-beta}) * SE; ``plan`` solves it for n, K or S.
+with tau^2 + C / n the variance of a dataset's difference (observed as s_d^2; C the per-item
+variance of a dataset's difference from the item bootstrap, so tau^2 = s_d^2 - C / n, which also
+holds the evaluator's noise), V the pooled seed variance of a family mean and S_g the seeds of
+each trained design. Degrees of freedom by Satterthwaite (K - 1 and the seed df). The MDE is the
+effect the Holm-corrected t-test detects with the stated power at its strictest step
+(``family.mde``); ``plan`` searches items, datasets or seeds, each changed alone.
 """
 
 from __future__ import annotations
@@ -19,72 +21,104 @@ from typing import Any
 
 import numpy as np
 
-from .bootstrap import DatasetReplicates, mde_factor
+from .bootstrap import DatasetReplicates
+from .family import mde, satterthwaite
+
+MAX_ITEMS = 10_000_000
+MAX_DATASETS = 10_000
+MAX_SEEDS = 1_000
 
 
-def components(datasets: Sequence[DatasetReplicates], a: str, b: str, tau2: float) -> dict[str, Any]:
-    """The variance components of the family difference a - b measured on ``datasets``."""
-    k = len(datasets)
+def components(
+    datasets: Sequence[DatasetReplicates], a: str, b: str, test: dict[str, Any], fixed: frozenset[str]
+) -> dict[str, Any]:
+    """The variance components of the family difference a - b that ``test`` (``family_test``) used."""
     per_item = [
         float(np.var(ds.item_rep[a] - ds.item_rep[b], ddof=1)) * ds.n_items for ds in datasets if ds.has_items
     ]
-    seed_var: dict[str, float | None] = {}
-    seeds: dict[str, int] = {}
-    for g in (a, b):
-        runs = np.array([ds.runs[g] for ds in datasets])  # (K, S)
-        seeds[g] = runs.shape[1]
-        seed_var[g] = float(np.var(runs.mean(axis=0), ddof=1)) if runs.shape[1] > 1 else None
+    seeds = {g: len(datasets[0].runs[g]) for g in (a, b)}
+    trained = [g for g in (a, b) if g not in fixed]
+    weight = sum(1.0 / seeds[g] for g in trained)
     return {
-        "datasets": k,
+        "datasets": len(datasets),
         "items": float(np.mean([ds.n_items for ds in datasets])) if per_item else None,
-        "tau2": tau2,
+        "dataset_var": test["dataset_var"],
         "per_item_var": float(np.mean(per_item)) if per_item else None,
-        "seed_var": seed_var,
+        "seed_var": test["seed_term"] / weight if test.get("seed_df") else None,
+        "seed_df": test.get("seed_df"),
         "seeds": seeds,
+        "trained": trained,
+        "se": test["se"],
+        "df": test["df"],
     }
 
 
-def se_of(
-    c: dict[str, Any], datasets: float | None = None, items: float | None = None, seeds: float | None = None
-) -> float:
-    """SE of the family difference for a design of the experiment (defaults: as observed).
-
-    Unknown seed variances (one seed) count as 0: the result is then a lower bound."""
+def se_df(
+    c: dict[str, Any], datasets: int | None = None, items: float | None = None, seeds: int | None = None
+) -> tuple[float, float]:
+    """(SE, df) of the family difference for a design of the experiment (defaults: as observed,
+    which reproduces the test's own SE and df)."""
+    if datasets is None and items is None and seeds is None:
+        return c["se"], c["df"] if c["df"] is not None else math.nan
     k = datasets or c["datasets"]
-    var = c["tau2"] / k
-    if c["per_item_var"] is not None:
-        var += c["per_item_var"] / ((items or c["items"]) * k)
-    for g, sv in c["seed_var"].items():
-        if sv is not None:
-            var += sv / (seeds or c["seeds"][g])
-    return math.sqrt(var)
-
-
-def plan(c: dict[str, Any], target: float, alpha: float = 0.05, power: float = 0.8) -> dict[str, Any]:
-    """What detecting ``target`` (same unit as the scores) needs: items per dataset, datasets
-    or seeds per design, each changed alone; None where that knob alone cannot reach it."""
-    factor = mde_factor(alpha, power)
-    budget = (target / factor) ** 2
-    k, n = c["datasets"], c["items"]
-    seed_term = sum(sv / c["seeds"][g] for g, sv in c["seed_var"].items() if sv is not None)
-    seed_total = sum(sv for sv in c["seed_var"].values() if sv is not None)
-    item_term = c["per_item_var"] / (n * k) if c["per_item_var"] is not None else 0.0
-    out: dict[str, Any] = {"target": target, "mde_now": factor * se_of(c)}
-    rest = budget - c["tau2"] / k - seed_term
-    out["items"] = (
-        math.ceil(c["per_item_var"] / (k * rest)) if c["per_item_var"] is not None and rest > 0 else None
-    )
-    rest = budget - seed_term
-    per_dataset = c["tau2"] + (c["per_item_var"] / n if c["per_item_var"] is not None else 0.0)
-    out["datasets"] = (
-        math.ceil(per_dataset / rest) if rest > 0 and per_dataset > 0 else (k if rest > 0 else None)
-    )
-    rest = budget - c["tau2"] / k - item_term
-    if any(sv is None for sv in c["seed_var"].values()):
-        out["seeds"] = None
-        out["seeds_note"] = "seed variance unknown: a design has one seed (run >= 2 seeds to measure it)"
+    c_item = c["per_item_var"]
+    if items is not None and c_item is not None:
+        var_ds = max(c["dataset_var"] - c_item / c["items"], 0.0) + c_item / items
     else:
-        out["seeds"] = (
-            math.ceil(seed_total / rest) if rest > 0 and seed_total > 0 else (1 if rest > 0 else None)
-        )
+        var_ds = c["dataset_var"]
+    if k < 2:  # one dataset: the item bootstrap stands in for the spread over datasets
+        c1 = c_item / (items or c["items"]) if c_item is not None else math.nan
+        df1 = math.inf
+    else:
+        c1, df1 = var_ds / k, k - 1
+    c2, df2 = 0.0, math.inf
+    if c["seed_var"] is not None:
+        c2 = c["seed_var"] * sum(1.0 / (seeds or c["seeds"][g]) for g in c["trained"])
+        df2 = c["seed_df"] if seeds is None else max(c["seed_df"], len(c["trained"]) * (seeds - 1))
+    return math.sqrt(c1 + c2), float(satterthwaite(c1, df1, c2, df2))
+
+
+def mde_of(c: dict[str, Any], alpha: float, power: float, tests: int = 1, **knobs: Any) -> float:
+    """The MDE for ``c`` with ``knobs`` (datasets, items, seeds) changed."""
+    se, df = se_df(c, **knobs)
+    return mde(se, df, alpha, power, tests)
+
+
+def _smallest(lo: int, hi: int, fits: Any) -> int | None:
+    """The smallest integer in [lo, hi] for which the monotone ``fits`` holds, None if none."""
+    if not fits(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def plan(
+    c: dict[str, Any], target: float, alpha: float = 0.05, power: float = 0.8, tests: int = 1
+) -> dict[str, Any]:
+    """What detecting ``target`` (same unit as the scores) with ``power`` needs, for one of
+    ``tests`` Holm-corrected comparisons: items per dataset, datasets or seeds per trained
+    design, each changed alone; None where that knob alone cannot reach it."""
+
+    def fits(**knob: Any) -> bool:
+        value = mde_of(c, alpha, power, tests, **knob)
+        return math.isfinite(value) and value <= target
+
+    out: dict[str, Any] = {"target": target, "mde_now": mde_of(c, alpha, power, tests)}
+    out["items"] = (
+        _smallest(1, MAX_ITEMS, lambda n: fits(items=n)) if c["per_item_var"] is not None else None
+    )
+    out["datasets"] = _smallest(2, MAX_DATASETS, lambda k: fits(datasets=k))
+    if not c["trained"]:
+        out["seeds"] = None
+        out["seeds_note"] = "both are fixed checkpoints: seeds do not apply"
+    elif c["seed_var"] is None:
+        out["seeds"] = None
+        out["seeds_note"] = "seed variance unknown: no design has seed replicates (run >= 2 seeds)"
+    else:
+        out["seeds"] = _smallest(1, MAX_SEEDS, lambda s: fits(seeds=s))
     return out

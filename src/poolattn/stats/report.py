@@ -76,7 +76,12 @@ def _ci(ci: list[float] | None) -> str:
 
 
 def _bold_kind(kind: str) -> str:
-    return {"better": "**better**", "equivalent": "**equivalent**", "undecided": "undecided"}[kind]
+    return {
+        "better": "**better**",
+        "checkpoints": "checkpoints differ",
+        "equivalent": "**equivalent**",
+        "undecided": "undecided",
+    }[kind]
 
 
 def scores_csv(summary: dict[str, Any]) -> str:
@@ -112,12 +117,24 @@ def scores_csv(summary: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- sections
+def rope_text(summary: dict[str, Any]) -> str:
+    """The ROPE of every family, e.g. ``ROPE ±1 points`` or ``ROPE (points) Clustering ±2, STS ±1``."""
+    ropes = {f: info.get("rope") for f, info in summary["families"].items() if info.get("rope") is not None}
+    if len(set(ropes.values())) == 1:
+        return f"ROPE ±{next(iter(ropes.values())) * SCALE:g} points"
+    return "ROPE (points) " + ", ".join(f"{f} ±{r * SCALE:g}" for f, r in ropes.items())
+
+
 def settings_text(summary: dict[str, Any]) -> str:
     s = summary["settings"]
+    fixed = s.get("fixed") or []
     return (
-        f"alpha {s['alpha']}; ROPE ±{s['rope'] * SCALE:g} points; Holm correction {s['holm_scope']}-wide "
+        f"alpha {s['alpha']}; {rope_text(summary)}; Holm correction {s['holm_scope']}-wide "
         f"({'within each family over its design pairs' if s['holm_scope'] == 'family' else 'over all families at once'}); "
-        f"{s['n_resamples']} bootstrap resamples, seed {s['seed']}; MDE at {s['power']:.0%} power."
+        f"{s['n_resamples']} bootstrap resamples, seed {s['seed']}; MDE at {s['power']:.0%} power and the "
+        "Holm level"
+        + (f"; fixed checkpoints (no training seed): {', '.join(fixed)}" if fixed else "")
+        + "."
     )
 
 
@@ -164,9 +181,9 @@ def family_table(summary: dict[str, Any]) -> list[str]:
 def family_tests_table(summary: dict[str, Any]) -> list[str]:
     """All family-level tests side by side."""
     lines = [
-        "| family | A | B | n | A−B | hierarchical 95% CI | p (Holm) | MDE | Wilcoxon p (Holm) | "
+        "| family | A | B | n | A−B | 95% CI (t) | df | p (Holm) | TOST p (Holm) | MDE | Wilcoxon p (Holm) | "
         "Wilcoxon floor (after Holm) | P(A>B) / P(≈) / P(B>A) |",
-        "|---|---|---|---:|---:|---|---|---:|---|---|---|",
+        "|---|---|---|---:|---:|---|---:|---|---|---:|---|---|---|",
     ]
     for t in summary["family_tests"]:
         h, w, b = t["hierarchical"], t["wilcoxon"], t["bayes"]
@@ -178,7 +195,8 @@ def family_tests_table(summary: dict[str, Any]) -> list[str]:
             floor += " (paper: not tested)"
         lines.append(
             f"| {t['family']} | {t['model_a']} | {t['model_b']} | {t['n']} | {_pts(h['diff'])} | {_ci(h['ci95'])} | "
-            f"{format_p(h['pvalue'])} ({format_p(h['pvalue_holm'])}) | {_pts(h['mde'])} | "
+            f"{format_number(h.get('df'), 1)} | {format_p(h['pvalue'])} ({format_p(h['pvalue_holm'])}) | "
+            f"{format_p(h.get('pvalue_tost'))} ({format_p(h.get('pvalue_tost_holm'))}) | {_pts(h['mde'])} | "
             f"{format_p(w['pvalue'])} ({format_p(w['pvalue_holm'])}) | {floor} | "
             f"{b['p_a_better']:.2f} / {b['p_equivalent']:.2f} / {b['p_b_better']:.2f} |"
         )
@@ -186,20 +204,24 @@ def family_tests_table(summary: dict[str, Any]) -> list[str]:
 
 
 def ranks_section(summary: dict[str, Any], prefix: str = "", plots: bool = True) -> list[str]:
-    """Friedman + Nemenyi per family with >= 3 datasets and >= 3 designs, with CD diagrams."""
+    """Friedman per family with >= 3 datasets and >= 3 designs; Nemenyi and its CD diagram only
+    where Friedman rejects (a post-hoc test after a non-rejection would be read as a finding)."""
     from .plots import cd_file
 
     lines: list[str] = []
     for family, info in summary["families"].items():
         if "friedman" not in info:
             continue
-        fr, nem = info["friedman"], info["nemenyi"]
-        ranks = ", ".join(f"{n} {r:.2f}" for n, r in sorted(nem["ranks"].items(), key=lambda kv: kv[1]))
-        lines.append(
+        fr, nem = info["friedman"], info.get("nemenyi")
+        head = (
             f"- **{family}** ({info['n']} datasets): Friedman χ² = {fr['statistic']:.2f}, p = {format_p(fr['pvalue'])} "
-            f"(Iman–Davenport F = {fr['iman_davenport_f']:.2f}, p = {format_p(fr['pvalue_f'])}); mean ranks {ranks}; "
-            f"Nemenyi critical difference {nem['cd']:.2f}."
+            f"(Iman–Davenport F = {fr['iman_davenport_f']:.2f}, p = {format_p(fr['pvalue_f'])})"
         )
+        if nem is None:
+            lines.append(f"{head}: does not reject at alpha {summary['alpha']}, so no Nemenyi post-hoc test.")
+            continue
+        ranks = ", ".join(f"{n} {r:.2f}" for n, r in sorted(nem["ranks"].items(), key=lambda kv: kv[1]))
+        lines.append(f"{head}, rejects; mean ranks {ranks}; Nemenyi critical difference {nem['cd']:.2f}.")
         if plots:
             lines += ["", f"![critical difference diagram, {family}]({prefix}{cd_file(family)})", ""]
     return lines or ["No family has at least 3 datasets and 3 designs (Friedman needs both)."]
@@ -267,25 +289,28 @@ def seed_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plan_section(summary: dict[str, Any], target: float) -> list[str]:
-    """For each family and pair: the current MDE and what detecting ``target`` needs."""
+def plan_section(summary: dict[str, Any], target: float | None) -> list[str]:
+    """For each family and pair: the current MDE and what detecting ``target`` (None: the
+    family's ROPE) needs, for the test the verdicts use at its Holm level."""
     from .power import plan
 
     s = summary["settings"]
+    what = f"{_pts(target)} points" if target is not None else f"each family's ROPE ({rope_text(summary)})"
     lines = [
-        f"Target effect {_pts(target)} points at {s['power']:.0%} power, alpha {s['alpha']} (each knob changed alone; "
-        "'–' = that knob alone cannot reach the target).",
+        f"Target effect {what} at {s['power']:.0%} power, alpha {s['alpha']} Holm-corrected over each pair's "
+        "family of tests (each knob changed alone; '–' = that knob alone cannot reach the target).",
         "",
         "| family | pair | datasets | items/dataset | MDE now | items/dataset needed | datasets needed | seeds/design needed |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for t in summary["family_tests"]:
         c = t["power"]
-        p = plan(c, target, s["alpha"], s["power"])
+        goal = target if target is not None else t["rope"]
+        p = plan(c, goal, s["alpha"], s["power"], t["hierarchical"].get("tests", 1))
         seeds = (
             str(p["seeds"])
             if p["seeds"] is not None
-            else ("unknown (one seed)" if p.get("seeds_note") else "–")
+            else ("unknown (no seed replicates)" if c["trained"] and c["seed_var"] is None else "–")
         )
         items_now = "–" if c["items"] is None else f"{c['items']:.0f}"
         items = "–" if p["items"] is None else str(p["items"])
@@ -302,18 +327,26 @@ METHOD_NOTES = [
     "correlation, max-AP, accuracy, mean nDCG — recomputed on every resample; seeds resampled too); p from a "
     "paired sign-flip permutation test when the score is a mean over items and each design has one run, "
     "otherwise from the bootstrap.",
-    "- **Hierarchical bootstrap** (the verdicts' test): resamples datasets, then items within each, and seeds; "
-    "dataset effects are shrunken to the between-dataset variance (DerSimonian–Laird) so item noise is not "
-    "counted twice. MDE = (z₀.₉₇₅ + z₀.₈) × its standard error: differences below it cannot be told apart "
-    "with this data.",
+    "- **Clustering and classification**: their items share the evaluator's own randomness (mteb's k-means "
+    "runs on resamples of one document set; classifiers trained on a few samples per label), so their "
+    "per-dataset tests are conditional on that evaluator run; no family verdict treats items as independent.",
+    "- **Family test** (the verdicts' test): a t-test over the per-dataset differences on K − 1 degrees of "
+    "freedom, whose spread holds the between-dataset heterogeneity, item and evaluator noise; plus the "
+    "seed-to-seed variance of a family mean pooled over the designs with seed replicates (applied to every "
+    "trained design, Satterthwaite degrees of freedom). CI and p come from the same t distribution. "
+    "Without seed replicates a significant result says *these two checkpoints differ*, not that a design is "
+    "better. MDE = the effect detected with the stated power at the Holm-corrected level (noncentral t): "
+    "differences below it cannot be told apart with this data.",
     "- **Wilcoxon** (the paper's test) over datasets: with n datasets the exact two-sided test cannot go below "
     "p = 2/2ⁿ (0.0625 at n = 5), and Holm multiplies that floor by the number of pairs; such a family is "
     "marked *cannot reject*, and its failure to reject says nothing about the designs.",
     "- **Bayesian signed-rank** (Benavoli et al., JMLR 2017) over datasets, prior 0.5 at 0: probabilities that "
     "A is better, that they are within the ROPE, that B is better.",
-    "- **Verdicts**: *better* = hierarchical bootstrap significant after Holm; *practically equivalent* = "
-    "P(equivalent) ≥ 0.95 and the hierarchical 90% CI inside the ROPE; otherwise *undecided* with the MDE. "
-    "A test that fails to reject gives *undecided*, with what the data could have detected.",
+    "- **Verdicts**: *better* = family test significant after Holm, seed variance accounted for; *checkpoints "
+    "differ* = the same without any seed replicate; *practically equivalent* = TOST within the family's "
+    "ROPE significant after its own Holm correction and P(equivalent) ≥ 0.95; neither with fewer than 20 "
+    "items in a dataset; otherwise *undecided* with the MDE. A test that fails to reject gives *undecided*, "
+    "with what the data could have detected. Each verdict names the variance sources it accounts for.",
 ]
 
 
@@ -342,8 +375,8 @@ def report_markdown(summary: dict[str, Any], plots: bool) -> str:
     if plots:
         lines += ["", "![per-dataset scores](heatmap.png)"]
     lines += ["", "## Per-dataset paired tests (x100)", "", *dataset_tests_table(summary)]
-    if summary.get("plan_target") is not None:
-        lines += ["", "## Planning", "", *plan_section(summary, summary["plan_target"])]
+    if summary.get("plan") or summary.get("plan_target") is not None:
+        lines += ["", "## Planning", "", *plan_section(summary, summary.get("plan_target"))]
     lines += ["", "## Methods", "", *METHOD_NOTES]
     return "\n".join(lines) + "\n"
 
@@ -360,5 +393,5 @@ def write_comparison_report(summary: dict[str, Any], output: Path, plots: bool =
         family_means(summary, output / "family_means.png")
         heatmap(summary, output / "heatmap.png")
         for family, info in summary["families"].items():
-            if "friedman" in info:
+            if info.get("nemenyi"):
                 cd_diagram(summary, family, output / cd_file(family))

@@ -1,27 +1,71 @@
-"""One verdict in words per family and pair of designs, exactly one of three:
+"""One verdict in words per family and pair of designs, exactly one of four:
 
-- **better**: the hierarchical bootstrap (datasets, items, seeds) rejects equality after Holm;
-- **practically equivalent** within +-ROPE: the Bayesian signed-rank test gives P(equivalent)
-  >= 0.95 *and* the 90% CI of the hierarchical bootstrap lies inside the ROPE (a TOST at 5%),
-  so neither few datasets nor noisy items can produce the claim alone;
-- **undecided**: neither; the text says which differences this data could have detected (MDE).
+- **better**: the family t-test (``family``: over datasets, plus the pooled seed variance)
+  rejects equality after Holm, and the seed-to-seed variance is accounted for (pooled from the
+  designs with seed replicates, or both sides are fixed checkpoints without a training seed);
+- **checkpoints** ("these two checkpoints differ"): the same test rejects, but no design has
+  seed replicates: the claim is about these two trained models, not about their designs;
+- **practically equivalent** within +-ROPE (per metric family, ``DEFAULT_ROPE_POINTS``): the
+  TOST of the same t distribution, Holm-corrected over the equivalence claims, rejects
+  |difference| >= ROPE, *and* the Bayesian signed-rank gives P(equivalent) >= 0.95;
+- **undecided**: none of these; the text says which differences this data could have detected
+  (the MDE of the test actually used, at the Holm-corrected level), or that it cannot decide at
+  all when even the largest possible difference of the metric is below that.
 
-It never says "no difference" because a test failed to reject. When equivalence and a
-significant difference both hold (a real but negligible gap), the verdict is equivalence and
-the text names the gap. Equivalence also needs at least ``MIN_EQUIVALENCE_ITEMS`` items in
-every dataset: on a handful of items two different models easily agree item for item, and a
-bootstrap of identical values has no spread to doubt them.
+It never says "no difference" because a test failed to reject. Neither a difference nor an
+equivalence is claimed with fewer than ``MIN_ITEMS`` items in some dataset: on a handful of
+items scores are coarse and two models easily agree or disagree item for item. Each decided
+verdict names the variance sources its test accounts for.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 SCALE = 100.0
 EQUIVALENCE_PROBABILITY = 0.95
-MIN_EQUIVALENCE_ITEMS = 20
-KINDS = ("better", "equivalent", "undecided")
+MIN_ITEMS = 20
+KINDS = ("better", "checkpoints", "equivalent", "undecided")
+
+# ROPE per task family, in points on the x100 scale. Ranking and correlation metrics (nDCG,
+# MAP, AP, Spearman) are deterministic given the embeddings: 1 point. Classification and
+# clustering scores also carry the evaluator's own randomness (logistic regressions on a few
+# samples per label, k-means on resamples), whose run-to-run spread is itself about a point or
+# two, so a gap under 2 points there is not practically meaningful. Override with ``rope=``.
+DEFAULT_ROPE_POINTS: dict[str, float] = {
+    "Retrieval": 1.0,
+    "Reranking": 1.0,
+    "STS": 1.0,
+    "Summarization": 1.0,
+    "PairClassification": 1.0,
+    "BitextMining": 1.0,
+    "Classification": 2.0,
+    "MultilabelClassification": 2.0,
+    "Clustering": 2.0,
+}
+DEFAULT_ROPE = 1.0  # points, for a family not listed
+
+
+def rope_for(family: str, rope: float | Mapping[str, float] | None) -> float:
+    """The ROPE of ``family`` on the score scale (0.01 = 1 point): ``rope`` as one number for
+    every family, or a mapping of family -> ROPE ("*" = every other family) over the defaults."""
+    if isinstance(rope, (int, float)):
+        return float(rope)
+    rope = rope or {}
+    if family in rope:
+        return float(rope[family])
+    if "*" in rope:
+        return float(rope["*"])
+    return DEFAULT_ROPE_POINTS.get(family, DEFAULT_ROPE) / SCALE
+
+
+def metric_span(metric: str) -> float:
+    """The largest possible difference of a metric on the score scale: 2 for correlations
+    (-1..1), 1 for the rest (0..1)."""
+    name = metric.lower()
+    return 2.0 if "spearman" in name or "pearson" in name else 1.0
 
 
 def _pts(x: float) -> str:
@@ -32,61 +76,75 @@ def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
-def decide(row: dict[str, Any], alpha: float, rope: float) -> dict[str, Any]:
-    """The verdict of one family-level comparison row (with ``hierarchical`` and ``bayes``).
+def detectable(mde: float | None, span: float) -> str:
+    """What the data could detect, as a clause: the MDE, or that it cannot decide at all."""
+    if mde is None or math.isnan(mde):
+        return "this data cannot measure its own noise (one dataset without item-level results)"
+    if mde >= span:
+        return (
+            f"this data cannot decide at all (even the largest possible difference, {_pts(span)} points, "
+            "would not be detected reliably)"
+        )
+    return f"only differences ≥ {_pts(mde)} points could be detected"
 
-    ``rope`` is on the score scale (0.01 = 1 point on the x100 scale).
-    """
+
+def _test_text(h: dict[str, Any]) -> str:
+    df = h.get("df")
+    return h["method"] + (f", df {df:.1f}" if df is not None and math.isfinite(df) else "")
+
+
+def decide(row: dict[str, Any], alpha: float, rope: float) -> dict[str, Any]:
+    """The verdict of one family-level comparison row (with ``hierarchical`` = the family test,
+    its Holm-adjusted p and TOST p, and ``bayes``); ``rope`` on the score scale."""
     a, b = row["model_a"], row["model_b"]
     h, bayes = row["hierarchical"], row.get("bayes")
     diff = h["diff"]
-    p_holm = h.get("pvalue_holm")
-    significant = p_holm is not None and p_holm < alpha
-    ci90 = h.get("ci90") or [math.nan, math.nan]
-    inside = all(not math.isnan(x) for x in ci90) and -rope < ci90[0] and ci90[1] < rope
+    observed = f"observed {a} − {b} = {diff * SCALE:+.2f}"
+    sources = "accounts for " + "; ".join(h.get("sources", []))
+    p_holm, tost_holm = h.get("pvalue_holm"), h.get("pvalue_tost_holm")
+    ci95 = h.get("ci95") or [math.nan, math.nan]
+    excludes_zero = ci95[0] > 0 or ci95[1] < 0  # same distribution as p: a guard, never binding
+    significant = p_holm is not None and p_holm < alpha and excludes_zero and not h.get("blocked")
     p_eq = bayes["p_equivalent"] if bayes else 0.0
-    method = h.get("method", "hierarchical bootstrap")
-    test = (
-        f"hierarchical bootstrap over {h.get('levels', 'datasets, items')}"
-        if method == "hierarchical bootstrap"
-        else method
+    equivalent = (
+        tost_holm is not None
+        and tost_holm < alpha
+        and p_eq >= EQUIVALENCE_PROBABILITY
+        and not h.get("blocked")
     )
     few = row.get("min_items")
-    enough = few is None or few >= MIN_EQUIVALENCE_ITEMS
-    if inside and p_eq >= EQUIVALENCE_PROBABILITY and not enough and not significant:
-        return {
-            "kind": "undecided",
-            "winner": None,
-            "text": (
-                f"undecided: {few} items in a dataset are too few to claim equivalence "
-                f"(≥ {MIN_EQUIVALENCE_ITEMS} needed); observed {a} − {b} = {diff * SCALE:+.2f}"
-            ),
-        }
-    if inside and p_eq >= EQUIVALENCE_PROBABILITY and enough:
+    if few is not None and few < MIN_ITEMS and (significant or equivalent):
         text = (
-            f"{a} and {b} practically equivalent within ±{_pts(rope)} points: "
-            f"P(equivalent) = {p_eq:.2f} (Bayesian signed-rank), 90% CI of {a} − {b} "
-            f"[{_pts(ci90[0])}, {_pts(ci90[1])}]"
+            f"undecided: {few} items in a dataset are too few to decide either way "
+            f"(≥ {MIN_ITEMS} needed in every dataset); {observed}"
+        )
+        return {"kind": "undecided", "winner": None, "text": text}
+    checkpoints = h.get("scope") == "checkpoints"
+    if equivalent:
+        ci90 = h["ci90"]
+        text = (
+            f"{a} and {b} practically equivalent within ±{_pts(rope)} points"
+            + (" (as these checkpoints: one seed per design, seed-to-seed variance not measured)" if checkpoints else "")
+            + f": TOST Holm p = {_p(tost_holm)} ({_test_text(h)}), 90% CI of {a} − {b} "
+            f"[{_pts(ci90[0])}, {_pts(ci90[1])}], P(equivalent) = {p_eq:.2f} (Bayesian signed-rank)"
         )
         if significant:
             ahead = a if diff > 0 else b
             text += f"; {ahead} is ahead by {_pts(abs(diff))}, a gap inside the ROPE (Holm p = {_p(p_holm)})"
-        return {"kind": "equivalent", "winner": None, "text": text}
+        return {"kind": "equivalent", "winner": None, "text": f"{text}; {sources}"}
     if significant:
         winner, loser = (a, b) if diff > 0 else (b, a)
-        ci = h["ci95"] if diff > 0 else [-h["ci95"][1], -h["ci95"][0]]
-        text = (
-            f"{winner} better than {loser} by {_pts(abs(diff))} points "
-            f"(95% CI [{_pts(ci[0])}, {_pts(ci[1])}]; {test}, "
-            f"Holm p = {_p(p_holm)})"
-        )
+        ci = ci95 if diff > 0 else [-ci95[1], -ci95[0]]
+        evidence = f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}]; {_test_text(h)}, Holm p = {_p(p_holm)}"
+        if checkpoints:
+            text = (
+                f"these two checkpoints differ: {winner} ahead of {loser} by {_pts(abs(diff))} points ({evidence}); "
+                "not a design-level claim: no design has seed replicates to measure seed-to-seed variance"
+            )
+            return {"kind": "checkpoints", "winner": None, "ahead": winner, "text": f"{text}; {sources}"}
+        text = f"{winner} better than {loser} by {_pts(abs(diff))} points ({evidence}); {sources}"
         return {"kind": "better", "winner": winner, "text": text}
-    mde = h.get("mde")
-    if mde is None or (isinstance(mde, float) and math.isnan(mde)):
-        text = (
-            "undecided: this data cannot measure its own noise (one dataset without item-level results "
-            f"and one seed per design); observed {a} − {b} = {diff * SCALE:+.2f}"
-        )
-    else:
-        text = f"undecided: only differences ≥ {_pts(mde)} points could be detected (observed {a} − {b} = {diff * SCALE:+.2f})"
-    return {"kind": "undecided", "winner": None, "text": text}
+    if h.get("blocked"):
+        return {"kind": "undecided", "winner": None, "text": f"undecided: {h['blocked']}; {observed}"}
+    clause = detectable(h.get("mde"), row.get("span", 1.0))
+    return {"kind": "undecided", "winner": None, "text": f"undecided: {clause} ({observed})"}

@@ -4,17 +4,38 @@
 This package re-exports for users; modules inside poolattn import from the defining module.
 """
 
-from .config import (
-    DataConfig,
-    LoraSection,
-    TrainConfig,
-    TrainingConfig,
-    load_train_config,
-    train_config_from_dict,
-)
-from .data import BatchSampler, DataError, Example, load_sources, read_examples
-from .loss import global_info_nce, info_nce
-from .trainer import OutputExistsError, TrainingDiverged, build_model, train
+from typing import Any
+
+# name -> defining module, imported on first use: `poolattn train` reads and checks its config
+# (poolattn.training.config) without first loading torch, accelerate and PEFT for the trainer.
+_EXPORTS = {
+    "DataConfig": "config",
+    "LoraSection": "config",
+    "TrainConfig": "config",
+    "TrainingConfig": "config",
+    "load_train_config": "config",
+    "train_config_from_dict": "config",
+    "BatchSampler": "data",
+    "DataError": "data",
+    "Example": "data",
+    "load_sources": "data",
+    "read_examples": "data",
+    "global_info_nce": "loss",
+    "info_nce": "loss",
+    "OutputExistsError": "trainer",
+    "TrainingDiverged": "trainer",
+    "build_model": "trainer",
+    "train": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BatchSampler",

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..io import atomic_directory
+from ..io import atomic_directory, load_safetensors
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -92,7 +92,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- optimizer
-def optimizer_to_files(state: dict[str, Any], directory: Path) -> None:
+OPTIMIZER = "optimizer"
+HEAD_WARMUP_OPTIMIZER = "head_warmup_optimizer"  # the head warm-up's own AdamW, while it runs
+
+
+def optimizer_to_files(state: dict[str, Any], directory: Path, stem: str = OPTIMIZER) -> None:
     """Split an optimizer state dict into tensors (safetensors) and the rest (JSON)."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -102,15 +106,15 @@ def optimizer_to_files(state: dict[str, Any], directory: Path) -> None:
                 tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(index), {})[key] = value
-    save_file(tensors, str(directory / "optimizer.safetensors"))
+    save_file(tensors, str(directory / f"{stem}.safetensors"))
     meta = {"param_groups": state["param_groups"], "scalars": scalars}
-    (directory / "optimizer.json").write_text(json.dumps(meta, indent=1))
+    (directory / f"{stem}.json").write_text(json.dumps(meta, indent=1))
 
 
-def optimizer_from_files(directory: Path) -> dict[str, Any]:
-    meta = json.loads((directory / "optimizer.json").read_text())
+def optimizer_from_files(directory: Path, stem: str = OPTIMIZER) -> dict[str, Any]:
+    meta = json.loads((directory / f"{stem}.json").read_text())
     per_param: dict[int, dict[str, Any]] = {}
-    for name, tensor in load_file(str(directory / "optimizer.safetensors")).items():
+    for name, tensor in load_safetensors(directory / f"{stem}.safetensors").items():
         index, key = name.split(".", 1)
         per_param.setdefault(int(index), {})[key] = tensor
     for index, values in meta["scalars"].items():
@@ -135,8 +139,10 @@ def write_checkpoint(
     data_state: dict[str, Any],
     extra: dict[str, Any] | None = None,
     extra_dirs: dict[str, Path] | None = None,
+    head_warmup_optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically (temp dir, then rename) and return its path."""
+    """Write checkpoint ``step`` atomically (temp dir, then rename) and return its path
+    (``head_warmup_optimizer_state``: a checkpoint taken during the head warm-up)."""
     root = Path(output_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
@@ -148,6 +154,8 @@ def write_checkpoint(
         )
         if optimizer_state is not None:
             optimizer_to_files(optimizer_state, tmp)
+        if head_warmup_optimizer_state is not None:
+            optimizer_to_files(head_warmup_optimizer_state, tmp, HEAD_WARMUP_OPTIMIZER)
         for name, directory in (extra_dirs or {}).items():  # e.g. DeepSpeed/FSDP sharded state
             os.replace(directory, tmp / name)
         state = {
@@ -162,9 +170,11 @@ def write_checkpoint(
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Everything a resume needs: state.json content plus trainable weights and optimizer state."""
+    """Everything a resume needs: state.json content plus trainable weights and optimizer
+    states (the head warm-up's under ``head_warmup_optimizer``, None outside the warm-up)."""
     path = Path(path)
     state = json.loads((path / "state.json").read_text())
-    state["trainable"] = load_file(str(path / "trainable.safetensors"))
-    state["optimizer"] = optimizer_from_files(path) if (path / "optimizer.json").exists() else None
+    state["trainable"] = load_safetensors(path / "trainable.safetensors")
+    for stem in (OPTIMIZER, HEAD_WARMUP_OPTIMIZER):
+        state[stem] = optimizer_from_files(path, stem) if (path / f"{stem}.json").exists() else None
     return state

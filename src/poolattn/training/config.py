@@ -17,10 +17,12 @@ from ..config import (
     ConfigError,
     ModelConfig,
     check_choice,
+    config_relative,
     from_dict,
     load_toml,
     to_dict,
 )
+from ..io import check_output_path
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
@@ -64,7 +66,14 @@ class TrainingConfig:
     """The optimisation recipe. ``batch_size`` counts queries per step (all see each other's
     documents as negatives); ``mini_batch_size`` counts texts per forward pass, which bounds
     memory when ``gradcache`` is on (a step whose texts fit in one mini-batch costs no extra
-    forward pass)."""
+    forward pass).
+
+    ``head_warmup_steps`` (0 = off, the paper's recipe): train the trainable head alone on
+    cached backbone states for that many steps before the ``steps`` joint steps (see
+    ``poolattn.training.head_warmup``); a no-op for designs without a trainable head.
+
+    ``output_dir``: a relative path is taken from the config file's folder
+    (``config_relative``); missing folders are created."""
 
     steps: int = 200
     batch_size: int = 256
@@ -73,6 +82,7 @@ class TrainingConfig:
     learning_rate: float = 1e-4
     head_learning_rate: float | None = None
     warmup_steps: int = 20
+    head_warmup_steps: int = 0
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     temperature: float = 0.05
@@ -92,8 +102,9 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "mini_batch_size", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"{where}.warmup_steps: must be >= 0, got {self.warmup_steps}")
+        for name in ("warmup_steps", "head_warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("learning_rate", "temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{where}.{name}: must be > 0, got {getattr(self, name)}")
@@ -137,12 +148,14 @@ class TrainConfig:
     base_dir: str | None = None  # directory of the config file, for relative data paths
 
     def validate(self) -> TrainConfig:
-        from ..design import validate_design  # the pooler registry (torch) only when validating
-
-        validate_design(self.model, "model")
+        # every torch-free check first, so a typo is reported before torch is imported
+        self.model.validate("model")
         self.data.validate("data")
         self.training.validate("training")
         self.lora.validate("lora")
+        from ..design import validate_design  # the pooler registry (torch): pooler names last
+
+        validate_design(self.model, "model")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +177,11 @@ def train_config_from_dict(data: dict[str, Any], base_dir: str | Path | None = N
             raise ConfigError(f"{key}: expected a table [{key}], got {value!r}")
         sections[key] = from_dict(kinds[key], value, key)
     cfg = TrainConfig(**sections, base_dir=str(base_dir) if base_dir is not None else None)
-    return cfg.validate()
+    cfg.validate()
+    if base_dir is not None:
+        cfg.training.output_dir = str(config_relative(cfg.training.output_dir, base_dir))
+    check_output_path(cfg.training.output_dir, "training.output_dir")
+    return cfg
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import JsonlError, read_jsonl
+from ..io import JsonlError, bad_line_message, read_jsonl
 from ..settings import DATA_DIR_ENV
 from .config import DataConfig
 
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class DataError(ValueError):
     """A training record is malformed; the message names file, line and field."""
+
+
+# how a user skips bad training lines, named in every bad-line error (encode names --skip-invalid)
+SKIP_HINT = "set data.skip_invalid = true"
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,11 @@ def read_examples(
                 examples.append(parse_record(record.value, record.where, name, instruction))
             except DataError as exc:
                 if not skip_invalid:
-                    raise
+                    reason = str(exc).removeprefix(f"{record.where}: ")
+                    raise DataError(bad_line_message(record.where, reason, SKIP_HINT)) from exc
                 skip(exc)
     except JsonlError as exc:
-        raise DataError(str(exc)) from exc
+        raise DataError(bad_line_message(exc.where, f"invalid JSON ({exc.reason})", SKIP_HINT)) from exc
     if not examples:
         raise DataError(f"{path}: no valid examples")
     return examples, skipped

@@ -103,14 +103,14 @@ def make_chunks(
     lengths = everything["attention_mask"].sum(dim=1).tolist()
     budget = mean_length_budget(lengths, size) if max_tokens == "mean" else max_tokens
     groups = partition_by_length(lengths, size, budget)
-    features = [_rows(everything, group) for group in groups]
+    features = [select_rows(everything, group) for group in groups]
     flat = [i for g in groups for i in g]
     inverse = torch.empty(len(flat), dtype=torch.long)
     inverse[torch.tensor(flat, dtype=torch.long)] = torch.arange(len(flat))
     return Chunks(features, inverse)
 
 
-def _rows(features: dict[str, torch.Tensor], rows: list[int]) -> dict[str, torch.Tensor]:
+def select_rows(features: dict[str, torch.Tensor], rows: list[int]) -> dict[str, torch.Tensor]:
     """Some rows of a padded batch, without the padding columns none of them uses (either
     padding side; position ids come from the mask, so they stay right)."""
     index = torch.tensor(rows, dtype=torch.long)

@@ -8,6 +8,10 @@ the gathered global batch, so every query sees every positive and negative of th
 optimizer), ``_restore`` (a checkpoint's state), ``_prepare`` (accelerate wrapping),
 ``_start_logs`` (run file, metrics), then ``_one_step`` / ``_checkpoint`` per step, and
 ``_finish`` (the final model directory).
+
+With ``training.head_warmup_steps`` = W on a design with a trainable head, steps 1..W train
+the head alone on cached backbone states (``head_warmup``), and steps W+1..W+``steps`` are the
+recipe's joint steps; step numbers in metrics and checkpoints count both phases.
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from ..backbone import load_backbone
-from ..config import DEFAULT_INSTRUCTION, to_dict
+from ..config import DEFAULT_INSTRUCTION, ConfigError, to_dict
 from ..io import write_json_atomic, write_text_atomic
 from ..model import EmbeddingModel
-from ..model_card import training_recipe
 from . import checkpoint as ckpt
 from .config import TRAIN_RUN_FILE, TrainConfig
 from .data import BatchSampler, Example, Source, batch_digest, load_sources, shard
 from .gradcache import Backprop, ContrastiveBatch, LossFn, cached_step, make_chunks, plain_step
+from .head_warmup import HeadWarmup, average_gradients, make_head_warmup
+from .heartbeat import step_progress
 from .loss import global_info_nce
+from .recipe import training_recipe
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +167,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     run = _set_up(config, resume)
     state = _restore(run) if resume else None
     _prepare(run, state)
+    if run.warmup is not None and run.start:  # resumed mid-warm-up: its sampler and cache as they were
+        run.warmup.prime(run.start, functools.partial(_contrastive_batch, run))
     _start_logs(run)
     t = config.training
-    stop_at = t.steps if t.max_steps_this_run is None else min(t.steps, run.start + t.max_steps_this_run)
+    total = run.total_steps
+    stop_at = total if t.max_steps_this_run is None else min(total, run.start + t.max_steps_this_run)
     main = run.accelerator.is_main_process
-    bar = tqdm(total=t.steps, initial=run.start, desc="train", unit="step", disable=not (main and t.progress))
+    bar = step_progress(total, run.start, "train", bar=t.progress, enabled=main)  # quiet: a line per 30 s
     began = time.perf_counter()
     step = run.start
     with contextlib.closing(bar):
@@ -175,6 +184,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             _log_step(run, record, bar)
             if step % t.save_every == 0 or step == stop_at:
                 run.last_saved = _checkpoint(run, step)
+            if step == run.head_warmup_steps:
+                run.warmup = None  # the joint phase needs neither its cache nor its optimizer
     return _finish(run, step)
 
 
@@ -195,6 +206,16 @@ class _Run:
     backprop: Backprop = field(default_factory=Backprop)
     start: int = 0  # steps already done (a resumed run)
     last_saved: Path | None = None
+    head_warmup_steps: int = 0  # effective: 0 for a design without a trainable head
+    warmup: HeadWarmup | None = None  # the head warm-up, while some of it remains
+
+    @property
+    def total_steps(self) -> int:
+        return self.head_warmup_steps + self.config.training.steps
+
+    def warming_up(self, step: int) -> bool:
+        """Whether (1-based) ``step`` belongs to the head warm-up."""
+        return self.warmup is not None and step <= self.head_warmup_steps
 
     @property
     def loss_fn(self) -> LossFn:
@@ -224,7 +245,18 @@ def _set_up(config: TrainConfig, resume: bool) -> _Run:
     model = build_model(config)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=t.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, t.warmup_steps, t.steps)
-    return _Run(config, out, accelerator, sources, sampler, model, optimizer, scheduler, existing)
+    run = _Run(config, out, accelerator, sources, sampler, model, optimizer, scheduler, existing)
+    # its own sampler with the training seed: the joint phase's data order stays that of a run without it
+    warm_sampler = BatchSampler(sources, t.batch_size, t.seed) if t.head_warmup_steps else sampler
+    run.warmup = make_head_warmup(model, t.head_warmup_steps, warm_sampler, parameter_groups(model, config))
+    if run.warmup is not None:
+        if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+            raise ConfigError(
+                "training.head_warmup_steps: not supported under DeepSpeed or FSDP (sharded head "
+                "parameters); set it to 0 or train with plain data parallelism"
+            )
+        run.head_warmup_steps = run.warmup.steps
+    return run
 
 
 def _restore(run: _Run) -> dict[str, Any] | None:
@@ -240,12 +272,22 @@ def _restore(run: _Run) -> dict[str, Any] | None:
         raise ValueError(
             f"{run.existing}: checkpoint lacks trainable weights {sorted(missing)[:3]}...; design changed?"
         )
+    saved_warmup = int(state.get("head_warmup_steps", 0))
+    if saved_warmup != run.head_warmup_steps:
+        raise ConfigError(
+            f"training.head_warmup_steps: {run.existing} was trained with {saved_warmup} head warm-up "
+            f"steps, this config asks for {run.head_warmup_steps}; resume with the same value"
+        )
     run.model.load_state_dict(state["trainable"], strict=False)
     if state["optimizer"] is not None:
         run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["data"])
     run.start = int(state["step"])
+    if run.warmup is not None and run.start >= run.warmup.steps:
+        run.warmup = None  # the warm-up is over: the joint phase needs none of it
+    elif run.warmup is not None:
+        run.warmup.optimizer.load_state_dict(state[ckpt.HEAD_WARMUP_OPTIMIZER])
     log.info("resuming from %s (step %d)", run.existing, run.start)
     return state
 
@@ -267,12 +309,17 @@ def _prepare(run: _Run, state: dict[str, Any] | None) -> None:
         rngs = state["rng"]
         ckpt.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
     wrapped = run.wrapped
+    distributed = accelerator.distributed_type != DistributedType.NO
+    scale = float(world) if distributed else 1.0
     run.backprop = Backprop(
         backward=accelerator.backward,
-        scale=float(world) if accelerator.distributed_type != DistributedType.NO else 1.0,
+        scale=scale,
         no_sync=lambda: accelerator.no_sync(wrapped),
         device=accelerator.device,
     )
+    if run.warmup is not None:  # the head runs outside the wrapper: plain backward, gradients averaged here
+        run.warmup.backprop = Backprop(scale=scale, device=accelerator.device)
+        run.warmup.sync = average_gradients if distributed and world > 1 else None
 
 
 def _start_logs(run: _Run) -> None:
@@ -286,6 +333,7 @@ def _start_logs(run: _Run) -> None:
         "skipped_records": sum(s.skipped for s in run.sources),
         "processes": run.accelerator.num_processes,
         "model": run.model.describe(),
+        "head_warmup_steps": run.head_warmup_steps,
         "resumed_from_step": run.start,
     }
     write_json_atomic(run.out / TRAIN_RUN_FILE, info)
@@ -305,15 +353,25 @@ def _contrastive_batch(run: _Run, batch: list[Example]) -> ContrastiveBatch:
 
 def _one_step(run: _Run, step: int, began: float) -> dict[str, Any]:
     """Optimisation step ``step`` (1-based): forward/backward, clip, check, apply; returns its
-    metrics record. A non-finite loss or gradient raises ``TrainingDiverged`` unapplied."""
+    metrics record. A non-finite loss or gradient raises ``TrainingDiverged`` unapplied.
+    A head warm-up step trains the head alone on cached backbone states (its own sampler and
+    optimizer; the recipe's schedule does not move)."""
     t = run.config.training
     tick = time.perf_counter()
-    batch = run.sampler.next_batch()
+    warmup = run.warmup if run.warming_up(step) else None
     step_fn = cached_step if t.gradcache else plain_step
-    loss = step_fn(run.wrapped, _contrastive_batch(run, batch), run.loss_fn, run.backprop)
-    grad_norm = float(run.accelerator.clip_grad_norm_(run.wrapped.parameters(), t.max_grad_norm))
+    if warmup is not None:
+        batch = warmup.sampler.next_batch()
+        loss = step_fn(warmup.cache, _contrastive_batch(run, batch), run.loss_fn, warmup.backprop)
+        grad_norm = warmup.clip(t.max_grad_norm)
+        optimizer = warmup.optimizer
+    else:
+        batch = run.sampler.next_batch()
+        loss = step_fn(run.wrapped, _contrastive_batch(run, batch), run.loss_fn, run.backprop)
+        grad_norm = float(run.accelerator.clip_grad_norm_(run.wrapped.parameters(), t.max_grad_norm))
+        optimizer = run.optimizer
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-        run.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         kept = (
             f"the last good checkpoint is {run.last_saved}"
             if run.last_saved
@@ -323,14 +381,16 @@ def _one_step(run: _Run, step: int, began: float) -> dict[str, Any]:
             f"step {step}: loss {loss}, gradient norm {grad_norm} - stopped without applying this update; "
             f"{kept}. Try a lower training.learning_rate or a higher training.temperature."
         )
-    run.optimizer.step()
-    run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    optimizer.step()
+    if warmup is None:
+        run.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - tick
     return {
         "step": step,
+        "phase": "joint" if warmup is None else "head_warmup",
         "loss": loss,
-        "lr": run.scheduler.get_last_lr()[0],
+        "lr": run.scheduler.get_last_lr()[0] if warmup is None else warmup.lr,
         "grad_norm": grad_norm,
         "examples_per_s": t.batch_size / seconds,
         "step_s": seconds,
@@ -369,10 +429,13 @@ def _checkpoint(run: _Run, step: int) -> Path:
             trainable=_trainable_state(run.model),
             optimizer_state=None if extra_dirs else run.optimizer.state_dict(),
             extra_dirs=extra_dirs,
+            head_warmup_optimizer_state=run.warmup.optimizer.state_dict()
+            if run.warming_up(step + 1)
+            else None,
             scheduler_state=run.scheduler.state_dict(),
             rng_states=rngs,
             data_state=run.sampler.state_dict(),
-            extra={"design": to_dict(run.model.config)},
+            extra={"design": to_dict(run.model.config), "head_warmup_steps": run.head_warmup_steps},
         )
         ckpt.prune_checkpoints(out, run.config.training.keep_checkpoints)
     accelerator.wait_for_everyone()
@@ -382,7 +445,7 @@ def _checkpoint(run: _Run, step: int) -> Path:
 def _finish(run: _Run, step: int) -> Path:
     """The run's result: the final model directory with its model card once every step is
     done, else the latest checkpoint's model (a run stopped by ``max_steps_this_run``)."""
-    if step < run.config.training.steps:
+    if step < run.total_steps:
         return Path(run.last_saved) / "model"
     final = run.out / FINAL_DIR
     if run.accelerator.is_main_process:

@@ -1,0 +1,421 @@
+"""Down-sampling a local dataset for ``max_items``: one policy per mteb task family.
+
+Each sampler reads the files it is given (role -> path, from
+``poolattn.evaluation.local_discovery.LocalDataset.files``), draws a deterministic sample seeded
+by the dataset's key, and returns the split data mteb's evaluator takes (``Sample``). A sample is
+never empty or degenerate: where ``max_items`` is below what the family's metric needs, the sample
+grows to that minimum (``info["note"]`` says so):
+
+- STS, pair classification, summarization: N rows (pairs / source texts); STS keeps at
+  least 2 pairs with different scores (a correlation needs them), pair classification at
+  least one pair of each label (average precision needs both);
+- classification: N test texts (at least 2, of two labels when the data has two); train
+  keeps max(N, samples_per_label x labels) texts, stratified, so every label keeps the
+  examples MTEB's classifier is fitted on;
+- clustering: N sentences per clustering set, sets kept (in file order) while the total
+  stays <= 2N. A random sample is used when it averages >= 2 sentences per cluster;
+  otherwise (many clusters, few sentences) it is drawn cluster-first: max(2, N // 2)
+  clusters in a seeded order, two sentences each, the rest at random from those clusters
+  (so at least 4 sentences). Sets with fewer than two clusters of two are not used;
+- retrieval: up to N queries that have a relevant document, taken in a seeded order while
+  the union of their judged documents stays <= N (a query whose own judgements exceed the
+  budget is passed over), plus N unjudged corpus documents as distractors. When no query
+  fits, the query with the fewest judged documents is kept and the corpus grows to hold
+  them;
+- reranking: up to N queries with a positive and a negative candidate, with all of their
+  candidates, taken in a seeded order while the candidates stay <= 2N; when none fits,
+  the query with the fewest candidates.
+
+A dataset that cannot give a valid sample at all (an STS file whose scores are all equal,
+pair classification with one label, no query with a relevant document, ...) raises
+``SkipDataset`` with the reason.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+
+from .local_files import (
+    is_blank,
+    read_classification,
+    read_clustering,
+    read_corpus,
+    read_pairs,
+    read_qrels,
+    read_queries,
+    read_reranking,
+    read_sts,
+    read_summarization,
+)
+
+__all__ = ["SAMPLERS", "SEED", "Sample", "SkipDataset"]
+
+SEED = 42
+Files = Mapping[str, Path]  # role -> file (see local_discovery.LAYOUT)
+
+
+class SkipDataset(Exception):
+    """Raised by a sampler when the data cannot give a valid sample; the message is the reason."""
+
+
+@dataclass
+class Sample:
+    """The sampled data, what was kept (``info``), blank texts per field, and the range of
+    the data's gold scores (STS, summarization: a task of our own takes its scale from it)."""
+
+    data: Any  # what mteb reads as the "test" split
+    info: dict[str, Any]
+    blanks: dict[str, int] = field(default_factory=dict)
+    score_range: tuple[float, float] | None = None
+
+
+# --------------------------------------------------------------------------- sampling helpers
+def _rng(dataset: str) -> random.Random:
+    return random.Random(f"{SEED}:{dataset}")
+
+
+def _sample(n_total: int, max_items: int | None, dataset: str) -> list[int]:
+    """Sorted indices of a seeded sample of ``max_items`` out of ``n_total`` (all if None)."""
+    if max_items is None or max_items >= n_total:
+        return list(range(n_total))
+    return sorted(_rng(dataset).sample(range(n_total), max_items))
+
+
+def _order(n_total: int, dataset: str) -> list[int]:
+    """A seeded permutation of ``range(n_total)``."""
+    return _rng(dataset).sample(range(n_total), n_total)
+
+
+def _complete(keep: list[int], values: list[Any], key: str, distinct: int = 2) -> list[int]:
+    """``keep`` plus, while it has fewer than ``distinct`` different values, the first index
+    (seeded order) with a value it lacks."""
+    seen = {values[i] for i in keep}
+    extra = []
+    for i in _order(len(values), key + ":complete"):
+        if len(seen) >= distinct:
+            break
+        if values[i] not in seen:
+            seen.add(values[i])
+            extra.append(i)
+    return sorted(keep + extra)
+
+
+def _count_blank(**fields: list[str]) -> dict[str, int]:
+    counts = {name: sum(1 for t in texts if is_blank(t)) for name, texts in fields.items()}
+    return {name: n for name, n in counts.items() if n}
+
+
+def _grown(kept: int, max_items: int | None, why: str) -> dict[str, str]:
+    return {"note": why} if max_items is not None and kept > max_items else {}
+
+
+# --------------------------------------------------------------------------- samplers
+def sample_sts(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    rows = read_sts(files["eval"])
+    scores = [r.score for r in rows]
+    if len(set(scores)) < 2:
+        raise SkipDataset(
+            f"{len(rows)} pair(s), all with score {scores[0]:g}: a correlation needs two different scores"
+        )
+    keep = _complete(_sample(len(rows), None if max_items is None else max(max_items, 2), key), scores, key)
+    data = {
+        "sentence1": [rows[i].sentence1 for i in keep],
+        "sentence2": [rows[i].sentence2 for i in keep],
+        "score": [scores[i] for i in keep],
+    }
+    why = "grown past max_items: a correlation needs two pairs with different scores"
+    sample = _pair_split(data, len(rows), max_items, why)
+    sample.score_range = (min(scores), max(scores))
+    return sample
+
+
+def sample_pairs(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    rows = read_pairs(files["eval"])
+    labels = [label for _, _, label in rows]
+    if len(set(labels)) < 2:
+        raise SkipDataset(f"every pair has label {labels[0]}: average precision needs both labels")
+    keep = _complete(_sample(len(rows), None if max_items is None else max(max_items, 2), key), labels, key)
+    data = {
+        "sentence1": [rows[i][0] for i in keep],
+        "sentence2": [rows[i][1] for i in keep],
+        "labels": [labels[i] for i in keep],
+    }
+    why = "grown past max_items: average precision needs a pair of each label"
+    return _pair_split(data, len(rows), max_items, why)
+
+
+def _pair_split(data: dict[str, list[Any]], total: int, max_items: int | None, why: str) -> Sample:
+    """The test split of a sentence-pair dataset (STS, pair classification) from its sampled
+    columns, with the sampling record (``why`` notes a sample grown past ``max_items``) and the
+    blank sentences counted."""
+    kept = len(data["sentence1"])
+    return Sample(
+        DatasetDict(test=Dataset.from_dict(data)),
+        {"unit": "pairs", "kept": kept, "total": total} | _grown(kept, max_items, why),
+        _count_blank(sentences=data["sentence1"] + data["sentence2"]),
+    )
+
+
+def sample_classification(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    train_rows = read_classification(files["train"])
+    test_rows = read_classification(files["eval"])
+    train_labels = sorted({label for _, label in train_rows})
+    if len(train_labels) < 2:
+        raise SkipDataset(
+            f"{files['train'].name} has the single label {train_labels[0]!r}: a classifier needs two"
+        )
+    labels = sorted(set(train_labels) | {label for _, label in test_rows})
+    test_label = [label for _, label in test_rows]
+    test_keep = _sample(len(test_rows), None if max_items is None else max(max_items, 2), key + ":test")
+    # mteb scores a test set with exactly two labels as binary with labels 0 and 1: a sample of a
+    # multi-class set keeps three labels, and a two-label test set gets indices 0 and 1
+    test_keep = _complete(test_keep, test_label, key + ":test", 3 if len(labels) > 2 else 2)
+    present = sorted({test_label[i] for i in test_keep})
+    if len(present) == 2:
+        labels = present + [label for label in labels if label not in present]
+    index = {label: i for i, label in enumerate(labels)}
+    train_keep = list(range(len(train_rows)))
+    if max_items is not None:
+        per_label = int(getattr(task, "samples_per_label", 8))
+        budget = max(max_items, per_label * len(train_labels))
+        if budget < len(train_rows):
+            by_label: dict[str, list[int]] = defaultdict(list)
+            for i, (_, label) in enumerate(train_rows):
+                by_label[label].append(i)
+            rng = _rng(key + ":train")
+            queues = [rng.sample(ids, len(ids)) for _, ids in sorted(by_label.items())]
+            picked: list[int] = []
+            while len(picked) < budget:  # round-robin over labels keeps them balanced
+                for queue in queues:
+                    if queue and len(picked) < budget:
+                        picked.append(queue.pop())
+            train_keep = sorted(picked)
+
+    def make(rows: list[tuple[str, str]], keep: list[int]) -> Dataset:
+        return Dataset.from_dict(
+            {"text": [rows[i][0] for i in keep], "label": [index[rows[i][1]] for i in keep]}
+        )
+
+    data = DatasetDict(train=make(train_rows, train_keep), test=make(test_rows, test_keep))
+    info = {
+        "unit": "texts",
+        "kept": len(test_keep),
+        "total": len(test_rows),
+        "train_kept": len(train_keep),
+        "train_total": len(train_rows),
+        "labels": len(labels),
+    }
+    info |= _grown(
+        len(test_keep),
+        max_items,
+        "test grown past max_items: texts of three labels (two for binary data)",
+    )
+    blanks = _count_blank(
+        train=[train_rows[i][0] for i in train_keep], test=[test_rows[i][0] for i in test_keep]
+    )
+    return Sample(data, info, blanks)
+
+
+def _clusterable(labels: list[str]) -> bool:
+    """At least two clusters, and fewer clusters than sentences (else v-measure is trivially 1)."""
+    return 2 <= len(set(labels)) < len(labels)
+
+
+def _clusters_of_two(labels: list[str]) -> int:
+    counts: dict[str, int] = defaultdict(int)
+    for label in labels:
+        counts[label] += 1
+    return sum(1 for n in counts.values() if n >= 2)
+
+
+def _cluster_first(labels: list[str], n: int, key: str) -> list[int]:
+    """max(2, n // 2) clusters of >= 2 sentences in a seeded order, two sentences each, the rest
+    (up to n in all) at random from those clusters."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        members[label].append(i)
+    eligible = sorted(label for label, ids in members.items() if len(ids) >= 2)
+    rng = _rng(key + ":clusters")
+    chosen = rng.sample(eligible, min(len(eligible), max(2, n // 2)))
+    keep: list[int] = []
+    rest: list[int] = []
+    for label in chosen:
+        ids = rng.sample(members[label], len(members[label]))
+        keep += ids[:2]
+        rest += ids[2:]
+    keep += rng.sample(rest, max(0, min(len(rest), n - len(keep))))
+    return sorted(keep)
+
+
+def sample_clustering(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    rows = read_clustering(files["eval"])
+    # a set is used when it has two clusters of two sentences (else v-measure is trivially 1)
+    usable = [n for n, (_, labels) in enumerate(rows) if _clusters_of_two(labels) >= 2]
+    if not usable:
+        raise SkipDataset("no clustering set has two clusters with two sentences each")
+    n_sets = len(usable)
+    if max_items is not None:  # N sentences per set, sets kept while the total stays <= 2N
+        per_set = min(max(max_items, 4), max(len(rows[n][0]) for n in usable))
+        n_sets = max(1, min(len(usable), (2 * max_items) // per_set))
+    sets, cluster_first = [], 0
+    for n in usable[:n_sets]:
+        sentences, labels = rows[n]
+        keep = _sample(len(sentences), max_items, f"{key}:{n}")
+        picked = [labels[i] for i in keep]
+        if max_items is not None and not (_clusterable(picked) and 2 * len(set(picked)) <= len(picked)):
+            keep = _cluster_first(labels, max_items, f"{key}:{n}")
+            cluster_first += 1
+        sets.append({"sentences": [sentences[i] for i in keep], "labels": [labels[i] for i in keep]})
+    info = {
+        "unit": "sentences",
+        "sets": len(sets),
+        "sets_total": len(rows),
+        "kept": sum(len(s["sentences"]) for s in sets),
+        "total": sum(len(s) for s, _ in rows),
+        "clusters": [len(set(s["labels"])) for s in sets],
+    }
+    if cluster_first:
+        info["note"] = (
+            f"{cluster_first} set(s) drawn cluster-first (a random sample had under two sentences per cluster)"
+        )
+    blanks = _count_blank(sentences=[t for s in sets for t in s["sentences"]])
+    return Sample(DatasetDict(test=Dataset.from_list(sets)), info, blanks)
+
+
+def sample_retrieval(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    corpus = read_corpus(files["corpus"])
+    queries = read_queries(files["queries"])
+    qrels = read_qrels(files["qrels"], queries, corpus)
+    # queries mteb can score: at least one relevant (grade > 0) judged document
+    query_ids = [q for q in queries if any(s > 0 for s in qrels.get(q, {}).values())]
+    if not query_ids:
+        raise SkipDataset("no query has a relevant document (a judgement with score > 0)")
+    keep_queries, keep_docs, note = query_ids, set(corpus), ""
+    if max_items is not None:
+        rng = _rng(key)
+        order = rng.sample(query_ids, len(query_ids))
+        judged: set[str] = set()
+        keep_queries = []
+        for qid in order:
+            if len(keep_queries) >= max_items:
+                break
+            if len(judged | set(qrels[qid])) <= max_items:
+                keep_queries.append(qid)
+                judged |= set(qrels[qid])
+        if not keep_queries:  # every query judges more than N documents: take the smallest
+            smallest = min(order, key=lambda q: len(qrels[q]))
+            keep_queries, judged = [smallest], set(qrels[smallest])
+            note = (
+                f"no query's judged documents fit in {max_items}: kept the query with the fewest "
+                f"({len(judged)}), the corpus grown to hold them"
+            )
+        unjudged = sorted(set(corpus) - judged)
+        keep_docs = judged | set(rng.sample(unjudged, min(max_items, len(unjudged))))
+    kq = set(keep_queries)
+    docs = [(d, corpus[d]) for d in corpus if d in keep_docs]
+    query_rows = [(q, queries[q]) for q in queries if q in kq]
+    split = {
+        "corpus": Dataset.from_list([{"id": d, "title": title, "text": text} for d, (title, text) in docs]),
+        "queries": Dataset.from_list([{"id": q, "text": text} for q, text in query_rows]),
+        "relevant_docs": {q: {d: s for d, s in qrels[q].items() if d in keep_docs} for q in keep_queries},
+        "top_ranked": None,
+    }
+    info: dict[str, Any] = {
+        "unit": "queries",
+        "kept": len(keep_queries),
+        "total": len(query_ids),
+        "corpus_kept": len(docs),
+        "corpus_total": len(corpus),
+    }
+    if note:
+        info["note"] = note
+    blanks = _count_blank(
+        corpus=[title + text for _, (title, text) in docs], queries=[text for _, text in query_rows]
+    )
+    return Sample(split, info, blanks)
+
+
+def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    rows = read_reranking(files["eval"])
+    usable = [i for i, (_, pos, neg) in enumerate(rows) if pos and neg]  # as mteb's reranking loader
+    if not usable:
+        raise SkipDataset("no query has both a positive and a negative candidate")
+    keep, note = usable, ""
+    if max_items is not None:  # queries in a seeded order while all their candidates fit in 2N
+        order = _rng(key).sample(usable, len(usable))
+        keep, budget = [], 2 * max_items
+        for i in order:
+            size = len(rows[i][1]) + len(rows[i][2])
+            if len(keep) < max_items and size <= budget:
+                keep.append(i)
+                budget -= size
+        if not keep:
+            keep = [min(order, key=lambda i: len(rows[i][1]) + len(rows[i][2]))]
+            note = f"no query's candidates fit in {2 * max_items}: kept the query with the fewest"
+        keep.sort()
+    corpus, queries, relevant, top = [], [], {}, {}
+    for i in keep:
+        qid = f"q{i}"
+        query, positives, negatives = rows[i]
+        queries.append({"id": qid, "text": query})
+        relevant[qid], top[qid] = {}, []
+        for kind, label, texts in (("pos", 1, positives), ("neg", 0, negatives)):
+            for j, text in enumerate(texts):
+                did = f"{qid}_{kind}{j}"
+                corpus.append({"id": did, "title": "", "text": text})
+                relevant[qid][did] = label
+                top[qid].append(did)
+    split = {
+        "corpus": Dataset.from_list(corpus),
+        "queries": Dataset.from_list(queries),
+        "relevant_docs": relevant,
+        "top_ranked": top,
+    }
+    info: dict[str, Any] = {
+        "unit": "queries",
+        "kept": len(keep),
+        "total": len(rows),
+        "candidates": len(corpus),
+    }
+    if note:
+        info["note"] = note
+    blanks = _count_blank(candidates=[c["text"] for c in corpus], queries=[q["text"] for q in queries])
+    return Sample(split, info, blanks)
+
+
+def sample_summarization(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
+    rows = read_summarization(files["eval"])
+    scores = [s for r in rows for s in r["relevance"]]
+    if len(set(scores)) < 2:
+        raise SkipDataset("every machine summary has the same relevance: a correlation needs two values")
+    keep = _sample(len(rows), max_items, key)
+    columns = ("text", "human_summaries", "machine_summaries", "relevance")
+    data = {c: [rows[i][c] for i in keep] for c in columns}
+    blanks = _count_blank(
+        texts=data["text"],
+        summaries=[s for i in keep for s in rows[i]["human_summaries"] + rows[i]["machine_summaries"]],
+    )
+    return Sample(
+        DatasetDict(test=Dataset.from_dict(data)),
+        {"unit": "texts", "kept": len(keep), "total": len(rows)},
+        blanks,
+        (min(scores), max(scores)),
+    )
+
+
+SAMPLERS: dict[str, Callable[[Files, int | None, str, Any], Sample]] = {
+    "STS": sample_sts,
+    "PairClassification": sample_pairs,
+    "Classification": sample_classification,
+    "Clustering": sample_clustering,
+    "Retrieval": sample_retrieval,
+    "Reranking": sample_reranking,
+    "Summarization": sample_summarization,
+}

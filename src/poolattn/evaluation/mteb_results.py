@@ -1,0 +1,96 @@
+"""mteb's own results layout beside poolattn's: ``<output>/mteb/results/<name>/<revision>/``
+with ``model_meta.json`` (an ``mteb.models.model_meta.ModelMeta``) and one ``<Task>.json``
+per task, so ``mteb.cache.ResultCache(<output>/mteb).load_results(...)`` reads a run and the
+folder can go to the MTEB results repository as it is.
+
+The design (pooling, attention, base, the instruction template) goes into ``experiment_kwargs``;
+the revision is the model's fingerprint, so a changed model never shares a folder with an old one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from ..io import write_json_atomic
+
+MTEB_DIR = "mteb"
+
+
+def model_meta(run: Mapping[str, Any], backend: Any) -> Any:
+    """The ModelMeta of a run's model (``run``: the ``run.json`` record; ``backend``: its encoder backend)."""
+    from mteb.models.model_meta import ModelMeta
+
+    info = dict(run["model"])
+    model = getattr(backend, "model", None)
+    config = getattr(model, "config", None)
+    params = info.get("parameters") or (
+        (info.get("backbone_parameters") or 0)
+        + (info.get("adapter_parameters") or 0)
+        + (info.get("head_parameters") or 0)
+    )
+    training = _training(info.get("source"))
+    kwargs: dict[str, Any] = {}
+    if config is not None:
+        kwargs = {
+            "pooling": config.pooling,
+            "attention": config.attention,
+            "base": config.base,
+            "query_template": config.query_template,
+            "exclude_instruction": config.exclude_instruction,
+            "compute_dtype": info.get("compute_dtype"),
+        }
+    name = str(info.get("name") or "poolattn/model")
+    if "/" not in name:
+        name = f"poolattn/{name}"
+    return ModelMeta(
+        loader=None,
+        name=name.replace("+", "-"),
+        revision=str(info.get("fingerprint") or "no_revision")[:16],
+        release_date=date.today().isoformat(),
+        languages=["eng-Latn"],
+        n_parameters=int(params) if params else None,
+        memory_usage_mb=None,
+        max_tokens=float(config.max_length) if config is not None else info.get("max_seq_length"),
+        embed_dim=int(info["embedding_dim"]) if info.get("embedding_dim") else None,
+        license=None,
+        open_weights=True,
+        public_training_code="https://github.com/poolattn/poolattn" if config is not None else None,
+        public_training_data=None,
+        framework=["PyTorch", "Sentence Transformers"] if config is None else ["PyTorch"],
+        similarity_fn_name="cosine",
+        use_instructions=bool(info.get("uses_instructions")),
+        training_datasets=training,
+        experiment_kwargs=kwargs or None,
+    )
+
+
+def _training(source: str | None) -> set[str] | None:
+    """The training sources recorded in a model directory's card data (None: unknown)."""
+    if not source or not Path(source).is_dir():
+        return None
+    from ..model_card import read_card_data
+
+    data = (read_card_data(source).get("training") or {}).get("data") or []
+    return {str(item["name"]) for item in data if "name" in item} or None
+
+
+def write_mteb_results(output: Path, run: Mapping[str, Any], backend: Any) -> Path:
+    """Write (replacing any earlier) ``<output>/mteb`` from the task files of ``run``; returns the
+    revision folder."""
+    meta = model_meta(run, backend)
+    root = output / MTEB_DIR
+    shutil.rmtree(root, ignore_errors=True)  # a rerun must not leave an older revision behind
+    folder = root / "results" / meta.model_name_as_path() / meta.revision
+    if meta.experiment_name:
+        folder = folder / "experiments" / meta.experiment_name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "model_meta.json", meta.to_dict())
+    for task, info in run.get("tasks", {}).items():
+        source = output / str(info.get("file") or f"{task}.json")
+        if source.exists():
+            shutil.copyfile(source, folder / f"{task}.json")
+    return folder

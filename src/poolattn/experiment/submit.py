@@ -1,0 +1,130 @@
+"""The grid on a cluster through ``submitit``: a job array with one task per run, requeued on
+preemption.
+
+``poolattn experiment CONFIG --submit CLUSTER.toml`` hands the runs of this selection (all, or
+``--runs`` / ``--shard``) to submitit, which writes the sbatch file and submits the array (or,
+with ``cluster = "local"`` / ``"debug"``, runs the same tasks on this machine). Each task is
+``poolattn experiment CONFIG --runs NAME``, under ``accelerate launch`` over the node's GPUs when
+``processes`` > 1: a worker like any other, so it takes the run's lock, resumes from the run's
+last checkpoint, and the task that finishes the grid writes the report. Ahead of a preemption or
+the time limit Slurm signals the task (submitit's ``--signal``), submitit calls
+``GridTask.checkpoint`` and requeues it, and the requeued task resumes the run.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from .plan import Run
+
+CLUSTERS = ("slurm", "local", "debug")  # submitit.AutoExecutor's names
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where and how the tasks run: submitit's cluster, processes per task, executor settings."""
+
+    cluster: str = "slurm"
+    processes: int = 1  # accelerate processes per task (the node's GPUs); 1 runs plain
+    accelerate_config: str | None = None  # absolute, or relative to the cluster file
+    executor: dict[str, Any] = field(default_factory=dict)  # submitit's update_parameters
+
+
+def load_cluster_config(path: str | Path) -> ClusterConfig:
+    """Read a cluster file (see configs/slurm/submitit.toml); bad input -> ConfigError naming it."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    unknown = set(data) - {"cluster", "processes", "accelerate_config", "executor"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    cluster = data.get("cluster", "slurm")
+    if cluster not in CLUSTERS:
+        raise ConfigError(f"{path}: cluster: {cluster!r} is not one of {', '.join(CLUSTERS)}")
+    processes = data.get("processes", 1)
+    if not isinstance(processes, int) or processes < 1:
+        raise ConfigError(f"{path}: processes: must be a whole number >= 1, not {processes!r}")
+    if not isinstance(data.get("executor", {}), dict):
+        raise ConfigError(f"{path}: executor: must be a table of submitit parameters")
+    launch = data.get("accelerate_config")
+    if launch is not None:
+        launch = str((path.parent / launch).resolve())
+        if not Path(launch).exists():
+            raise ConfigError(f"{path}: accelerate_config: {launch} not found")
+    return ClusterConfig(cluster, processes, launch, dict(data.get("executor", {})))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class GridTask:
+    """One array task: one run of the grid, as its own ``poolattn experiment`` worker."""
+
+    config: str
+    run: str
+    overrides: tuple[str, ...] = ()
+    processes: int = 1
+    accelerate_config: str | None = None
+
+    def command(self) -> list[str]:
+        args = ["experiment", self.config, "--runs", self.run]
+        for item in self.overrides:
+            args += ["--set", item]
+        if self.processes == 1:
+            return [sys.executable, "-m", "poolattn.cli", *args]
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
+        launch += ["--num_processes", str(self.processes), "--main_process_port", str(_free_port())]
+        if self.accelerate_config:
+            launch += ["--config_file", self.accelerate_config]
+        return [*launch, "-m", "poolattn.cli", *args]
+
+    def __call__(self) -> str:
+        code = subprocess.call(self.command())
+        if code != 0:
+            raise RuntimeError(f"run {self.run}: poolattn experiment exited with status {code}")
+        return self.run
+
+    def checkpoint(self) -> Any:
+        """Called by submitit before a preemption or the time limit: requeue this same task (the
+        run's own checkpoints make it resume where it stopped)."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+
+def submit_grid(
+    config: str | Path,
+    overrides: list[str],
+    runs: list[Run],
+    cluster: ClusterConfig,
+    folder: str | Path,
+) -> list[Any]:
+    """Submit one task per run as one job array; returns submitit's jobs (in ``runs`` order)."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=Path(folder), cluster=cluster.cluster)
+    executor.update_parameters(name="poolattn-grid", **cluster.executor)
+    tasks = [
+        GridTask(
+            str(Path(config).resolve()),
+            run.name,
+            tuple(overrides),
+            cluster.processes,
+            cluster.accelerate_config,
+        )
+        for run in runs
+    ]
+    return executor.submit_array(tasks)

@@ -1,0 +1,176 @@
+"""ONNX export of a whole poolattn pipeline: merged backbone + attention mode + pooler ->
+L2-normalised float32 embedding, with dynamic batch and length.
+
+The designs with trained heads (latent, multilayer, nv_latent) cannot be plain
+sentence-transformers modules; this export runs them with onnxruntime alone (no poolattn, no
+PyTorch). The folder holds ``model.onnx`` (weights in ``model.onnx.data`` when large), the
+tokenizer files (EOS appended by its post-processor, right padding) and ``poolattn_onnx.json``
+(inputs, prompts, max length). Calling it::
+
+    import numpy as np, onnxruntime as ort
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file("out/tokenizer.json")
+    tok.enable_padding(pad_id=..., pad_token=...)  # both in poolattn_onnx.json
+    tok.enable_truncation(max_length=...)          # too
+    enc = tok.encode_batch([prompt + text for text in texts])
+    feeds = {"input_ids": np.array([e.ids for e in enc]),
+             "attention_mask": np.array([e.attention_mask for e in enc])}
+    vectors = ort.InferenceSession("out/model.onnx").run(None, feeds)[0]
+
+A design that excludes instruction tokens from pooling takes a third input, ``pooling_mask``:
+the attention mask with the prompt's tokens zeroed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_directory, write_json_atomic
+from .model import EmbeddingModel
+
+ONNX_FILE = "model.onnx"
+ONNX_CONFIG_FILE = "poolattn_onnx.json"
+OUTPUT_NAME = "sentence_embedding"  # not "embedding": a graph node of the backbone has that name
+OPSET = 18
+
+
+class _Pipeline(torch.nn.Module):
+    """``(input_ids, attention_mask[, pooling_mask]) -> normalised embedding`` in one graph."""
+
+    def __init__(self, model: EmbeddingModel, with_pooling_mask: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.with_pooling_mask = with_pooling_mask
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        features = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": positions,
+            "pooling_mask": attention_mask if pooling_mask is None else pooling_mask,
+        }
+        return torch.nn.functional.normalize(self.model(features).float(), dim=-1)
+
+
+def _exportable(model: EmbeddingModel, dtype: torch.dtype | None) -> EmbeddingModel:
+    """A float32-pooler copy of ``model`` with the LoRA merged and the backbone in ``dtype``."""
+    model = copy.deepcopy(model).eval()
+    if model.has_adapter:
+        model.backbone = model.backbone.merge_and_unload()
+    target = dtype or torch.float32
+    model.backbone.to(target)
+    model.compute_dtype = target
+    return model
+
+
+def export_onnx(
+    model_or_dir: EmbeddingModel | str | Path,
+    output_dir: str | Path,
+    *,
+    instruction: str | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model_or_dir`` as an ONNX pipeline folder; returns its path.
+
+    ``dtype``: the backbone weights' dtype in the graph (default float32: onnxruntime's CPU
+    kernels are float32; bf16 graphs run on few providers).
+    """
+    from .export import eos_tokenizer, prepare_export
+    from .model_card import write_export_card
+
+    output_dir = Path(output_dir)
+    model, _, _, source_dir, prompts = prepare_export(model_or_dir, output_dir, instruction, overwrite)
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    pipeline = _Pipeline(_exportable(model, torch_dtype), model.config.exclude_instruction).eval()
+    tokenizer = eos_tokenizer(model.tokenizer)
+    sample = model.tokenize(["a first example text", "a second, longer example text to pad the first"])
+    names = ["input_ids", "attention_mask"] + (["pooling_mask"] if pipeline.with_pooling_mask else [])
+    args = tuple(sample[n] for n in names)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    with atomic_directory(output_dir) as tmp:
+        torch.onnx.export(
+            pipeline,
+            args,
+            str(tmp / ONNX_FILE),
+            input_names=names,
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={n: {0: batch, 1: length} for n in names},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=True,
+            verbose=False,
+        )
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(
+            tmp / ONNX_CONFIG_FILE,
+            {
+                "inputs": names,
+                "output": OUTPUT_NAME,
+                "max_length": model.config.max_length,
+                "pad_token_id": tokenizer.pad_token_id,
+                "pad_token": tokenizer.pad_token,
+                "design": model.config.name,
+                "prompts": prompts,
+            },
+        )
+        write_export_card(
+            tmp,
+            model,
+            kind="onnx",
+            name=output_dir.name,
+            path=str(output_dir),
+            source_dir=source_dir,
+            query_prompt=prompts["query"],
+            dtype=str(torch_dtype or torch.float32).removeprefix("torch."),
+        )
+    return output_dir
+
+
+class OnnxEncoder:
+    """Embed texts with an ONNX export using only onnxruntime and tokenizers (the documented
+    way to call it, and what tests and ``bench/onnx.py`` use)."""
+
+    def __init__(self, directory: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        directory = Path(directory)
+        self.config: dict[str, Any] = json.loads((directory / ONNX_CONFIG_FILE).read_text())
+        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.tokenizer.enable_padding(pad_id=self.config["pad_token_id"], pad_token=self.config["pad_token"])
+        self.tokenizer.enable_truncation(max_length=self.config["max_length"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
+
+    def encode(self, texts: list[str], prompt_name: str | None = None, batch_size: int = 32) -> Any:
+        """L2-normalised float32 vectors (a numpy array), texts behind prompt ``prompt_name``."""
+        import numpy as np
+
+        prompt = self.config["prompts"].get(prompt_name, "") if prompt_name else ""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer.encode_batch([prompt + t for t in texts[start : start + batch_size]])
+            feeds = {
+                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            }
+            if "pooling_mask" in self.config["inputs"]:
+                skip = len(self.tokenizer.encode(prompt).ids) - 1 if prompt else 0
+                mask = feeds["attention_mask"].copy()
+                mask[:, :skip] = 0
+                feeds["pooling_mask"] = mask
+            out.append(self.session.run([self.config["output"]], feeds)[0])
+        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
