@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from helpers import save_tiny_backbone
 
-from poolattn.experiment.state import read_state
-
 from poolattn.evaluation import PoolattnBackend, evaluate
 from poolattn.evaluation.distributed import EncodeServer, ProcessGroup, ShardedBackend, encode_units
+from poolattn.experiment.state import read_state
 
 TEXTS = [f"sentence number {i} " + "word " * (i % 11) for i in range(53)] + ["short", "short", "x"]
 

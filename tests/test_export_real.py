@@ -74,12 +74,22 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
+FULL_MATRIX = os.environ.get("POOLATTN_EXPORT_MATRIX") == "full"
+# `make test` runs three cases that cover every pooling and both attention modes (each case costs
+# about two minutes here); POOLATTN_EXPORT_MATRIX=full runs all six plus the bf16 case.
 CASES = [(p, a, "float32") for p in ("eos", "mean", "weighted_mean") for a in ("causal", "bidirectional")]
+if not FULL_MATRIX:
+    CASES = [
+        ("eos", "causal", "float32"),
+        ("mean", "bidirectional", "float32"),
+        ("weighted_mean", "bidirectional", "float32"),
+    ]
 # Open: stored in bf16 the export measured min cosine 0.9915 (acceptance asks 0.999) against
 # poolattn's run of the same saved model (bf16 base + LoRA applied unmerged); a 2-step LoRA
 # delta is near bf16's resolution once merged. Strict: a fix makes this test fail until unmarked.
 BF16_GAP = pytest.mark.xfail(strict=True, reason="bf16 plain export: min cosine 0.9915 < 0.999 (issue 26)")
-CASES.append(pytest.param("mean", "bidirectional", "bfloat16", marks=BF16_GAP))
+if FULL_MATRIX:
+    CASES.append(pytest.param("mean", "bidirectional", "bfloat16", marks=BF16_GAP))
 
 
 @pytest.mark.parametrize(
