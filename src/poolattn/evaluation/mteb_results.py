@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ..config import ModelConfig
 from ..io import write_json_atomic
 
 MTEB_DIR = "mteb"
@@ -27,6 +28,8 @@ def model_meta(run: Mapping[str, Any], backend: Any) -> Any:
     info = dict(run["model"])
     model = getattr(backend, "model", None)
     config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):  # e.g. a sentence-transformers model's BertConfig
+        config = None
     params = info.get("parameters") or (
         (info.get("backbone_parameters") or 0)
         + (info.get("adapter_parameters") or 0)
