@@ -22,30 +22,31 @@ from pathlib import Path
 from typing import Any
 
 from poolattn.eval_results import task_main_score
-from poolattn.stats.bootstrap import mde_factor
-from poolattn.stats.power import plan, se_of
+from poolattn.stats.power import mde_of, plan
 
 FAMILIES = ("STS", "Retrieval")
 
 
 def _with_seed_variance(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each test's components, unknown seed variances set to the family's measured mean."""
-    known = [v for t in tests for v in t["power"]["seed_var"].values() if v is not None]
+    """Each test's components, an unknown seed variance set to the family's measured mean."""
+    known = [t["power"]["seed_var"] for t in tests if t["power"]["seed_var"] is not None]
     fill = statistics.mean(known) if known else 0.0
     out = []
     for t in tests:
         c = dict(t["power"])
-        c["seed_var"] = {g: (fill if v is None else v) for g, v in c["seed_var"].items()}
+        if c["seed_var"] is None:
+            c["seed_var"], c["seed_df"] = fill, max(t["power"].get("seed_df") or 1, 1)
         out.append(c)
     return out
 
 
 def _shares(c: dict[str, Any]) -> tuple[float, float, float]:
     k, n = c["datasets"], c["items"]
+    item = c["per_item_var"] / n
     parts = (
-        c["tau2"] / k,
-        c["per_item_var"] / (n * k),
-        sum(v / c["seeds"][g] for g, v in c["seed_var"].items() if v is not None),
+        max(c["dataset_var"] - item, 0.0) / k,
+        item / k,
+        (c["seed_var"] or 0.0) * sum(1 / c["seeds"][g] for g in c["trained"]),
     )
     total = sum(parts) or 1.0
     return parts[0] / total, parts[1] / total, parts[2] / total
@@ -53,7 +54,7 @@ def _shares(c: dict[str, Any]) -> tuple[float, float, float]:
 
 def power_table(stats_path: Path) -> str:
     summary = json.loads(stats_path.read_text())
-    factor, median = mde_factor(), statistics.median
+    median = statistics.median
     by_family: dict[str, list[dict[str, Any]]] = {}
     for t in summary["family_tests"]:
         if t["power"].get("items") is not None:
@@ -67,7 +68,10 @@ def power_table(stats_path: Path) -> str:
         comps = _with_seed_variance(tests)
         shares = [_shares(c) for c in comps]
         cols = [
-            [factor * se_of(c, **kw) * 100 for c in comps]
+            [
+                mde_of(c, 0.05, 0.8, t["hierarchical"].get("tests", 1), **kw) * 100
+                for c, t in zip(comps, tests, strict=True)
+            ]
             for kw in ({}, {"items": 100}, {"items": 200}, {"seeds": 2}, {"seeds": 3})
         ]
         share = " / ".join(f"{median(s[i] for s in shares):.0%}" for i in range(3))
@@ -86,7 +90,7 @@ def power_table(stats_path: Path) -> str:
             continue
         trained = t["model_b"] if untrained[0] == t["model_a"] else t["model_a"]
         c, gain = t["power"], abs(t["diff"])
-        items = plan(c, gain)["items"]
+        items = plan(c, gain, tests=t["hierarchical"].get("tests", 1))["items"]
         share = " / ".join(f"{s:.0%}" for s in _shares(c))
         lines.append(
             f"| {t['family']} | {trained} | {gain * 100:+.1f} | {t['hierarchical']['mde'] * 100:.1f} | {share} "

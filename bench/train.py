@@ -124,13 +124,14 @@ def step_tokens(cfg, steps: int) -> list[int]:  # noqa: ANN001
 def worker_poolattn(spec: dict[str, Any]) -> dict[str, Any]:
     """poolattn's trainer end to end; seconds per step from its metrics.jsonl."""
     from poolattn.training import train
+    from poolattn.training.config import read_train_run
 
     out = Path(tempfile.mkdtemp()) / "run"
     cfg = make_config(out, spec["scenario"], spec["batch"], spec["mini"], spec["steps"], spec["dtype"])
     try:
         train(cfg)
         metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        info = json.loads((out / "run.json").read_text())["model"]
+        info = read_train_run(out)["model"]
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
     return {

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import save_tiny_backbone, write_pairs
 
+from poolattn.training.config import read_train_run
+
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "budget_study.py"
 
 
@@ -84,7 +86,7 @@ def test_smoke_study_end_to_end(tmp_path: Path, tokenizer, data_dir: Path) -> No
     train = out / "multilayer+causal+warmup1-seed0" / "train"
     metrics = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines()]
     assert [(m["step"], m["phase"]) for m in metrics] == [(1, "head_warmup"), (2, "joint"), (3, "joint")]
-    assert json.loads((train / "run.json").read_text())["resumed_from_step"] == 2
+    assert read_train_run(train)["resumed_from_step"] == 2
     assert [m["lr"] for m in metrics if m["phase"] == "joint"] == pytest.approx([1e-3, 1e-3], rel=1e-5)
     assert (out / "budget_study.png").stat().st_size > 0
     table = (out / "budget_study.md").read_text()

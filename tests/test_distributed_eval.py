@@ -16,6 +16,7 @@ from helpers import save_tiny_backbone
 from poolattn.evaluation import PoolattnBackend, evaluate
 from poolattn.evaluation.distributed import EncodeServer, ProcessGroup, ShardedBackend, encode_units
 from poolattn.experiment.state import read_state
+from poolattn.training.config import read_train_run
 
 TEXTS = [f"sentence number {i} " + "word " * (i % 11) for i in range(53)] + ["short", "short", "x"]
 
@@ -143,5 +144,5 @@ def test_experiment_under_accelerate_launch_claims_once_and_shards_evaluation(
         run = json.loads((out / name / "eval" / "run.json").read_text())
         assert run["distributed"]["processes"] == 2 and min(run["distributed"]["encoded_per_rank"]) > 0
         if not name.startswith("untrained"):
-            assert json.loads((out / name / "train" / "run.json").read_text())["processes"] == 2
+            assert read_train_run(out / name / "train")["processes"] == 2
     assert (out / "report.md").exists()

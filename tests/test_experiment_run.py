@@ -14,6 +14,7 @@ import pytest
 from helpers import save_tiny_backbone
 
 from poolattn.cli import main
+from poolattn.training.config import read_train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 pytestmark = [pytest.mark.slow, pytest.mark.needs_data]
@@ -122,7 +123,7 @@ def test_killed_experiment_resumes_without_retraining(tiny_experiment, capsys):
     printed = capsys.readouterr().out
     assert "eos+causal-seed0: done already, skipped" in printed
     assert first_model.stat().st_mtime_ns == stamp  # not retrained
-    run = json.loads((out / "mean+bidirectional-seed0" / "train" / "run.json").read_text())
+    run = read_train_run(out / "mean+bidirectional-seed0" / "train")
     assert run["resumed_from_step"] > 0  # the interrupted design resumed from its checkpoint
     steps = [
         json.loads(line)["step"]

@@ -22,6 +22,7 @@ from poolattn.experiment import load_experiment_config
 from poolattn.experiment.state import read_state
 from poolattn.experiment.status import GridProgress, RunLock, format_status, grid_status, lock_held
 from poolattn.experiment.workers import parse_shard, run_grid, select_runs
+from poolattn.training.config import read_train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -320,7 +321,7 @@ def test_two_processes_finish_tiny_grid_each_run_once(tiny_grid, tmp_path: Path)
     assert holders == {p.pid for p in procs}  # both workers took part
     for name in RUNS[:2]:
         assert _steps(out / name) == list(range(1, 25))  # trained exactly once
-        assert json.loads((out / name / "train" / "run.json").read_text())["resumed_from_step"] == 0
+        assert read_train_run(out / name / "train")["resumed_from_step"] == 0
     assert logs.count("comparing and writing the report") == 1
     assert all(name in (out / "report.md").read_text() for name in RUNS)
 
@@ -349,7 +350,7 @@ def test_killed_worker_run_is_taken_over_and_resumed(tiny_grid, tmp_path: Path) 
 
     state = read_state(out / run_name)
     assert [int(w.rsplit(":", 1)[1]) for w in state["workers"]] == [victim.pid, survivor.pid]
-    run = json.loads((out / run_name / "train" / "run.json").read_text())
+    run = read_train_run(out / run_name / "train")
     assert run["resumed_from_step"] > 0  # resumed from its checkpoint, not restarted
     assert _steps(out / run_name) == list(range(1, 25))
     for name in RUNS:

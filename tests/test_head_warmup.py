@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from poolattn.config import ConfigError
 from poolattn.training import build_model, train
 from poolattn.training.checkpoint import CHECKPOINT_DIR, checkpoint_name
+from poolattn.training.config import read_train_run
 from poolattn.training.head_warmup import HeadInputCache
 
 
@@ -111,7 +112,7 @@ def test_warmup_trains_only_the_head_then_lora_joins(setup) -> None:
     assert moved, "LoRA did not train after the warm-up"
     card = json.loads((final / "model_card.json").read_text())
     assert card["training"]["head_warmup_steps"] == 3 and card["training"]["steps"] == 3
-    assert json.loads((run / "run.json").read_text())["head_warmup_steps"] == 3
+    assert read_train_run(run)["head_warmup_steps"] == 3
 
     plain = train(_config(setup, "no-warm", head_warmup_steps=0))
     joint = [m["batch"] for m in _metrics(run) if m["phase"] == "joint"]
@@ -149,7 +150,7 @@ def test_no_trainable_head_is_a_noop(setup) -> None:
     plain = train(_config(setup, "eos-plain", "eos", head_warmup_steps=0))
     metrics = _metrics(warm.parent)
     assert [(m["step"], m["phase"]) for m in metrics] == [(1, "joint"), (2, "joint"), (3, "joint")]
-    assert json.loads((warm.parent / "run.json").read_text())["head_warmup_steps"] == 0
+    assert read_train_run(warm.parent)["head_warmup_steps"] == 0
     adapter = "adapter/adapter_model.safetensors"
     _assert_same(load_file(str(warm / adapter)), load_file(str(plain / adapter)))
 

@@ -20,9 +20,9 @@ from poolattn.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from poolattn.model_card import adapter_text, recipe_text
 from poolattn.stats.compare import ResultsError, load_results
 from poolattn.training.data import same_text_key
+from poolattn.training.recipe import adapter_text, recipe_text
 
 
 class Boom(RuntimeError):

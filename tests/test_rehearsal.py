@@ -77,6 +77,7 @@ def test_hub_layout_resolves_like_a_download(tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.mark.slow
+@pytest.mark.rehearsal
 @pytest.mark.needs_data
 @pytest.mark.needs_model
 def test_small_rehearsal_passes(tmp_path: Path, data_dir: Path) -> None:

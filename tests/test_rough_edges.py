@@ -165,6 +165,7 @@ def test_no_progress_hides_the_weight_loading_bar(
     texts = tmp_path / "t.txt"
     texts.write_text("hello\n")
     capsys.readouterr()
+    hf_logging.enable_progress_bar()  # another test in this worker may have run with --no-progress
     try:
         assert main(["encode", str(st_dir), "-i", str(texts), "-o", str(tmp_path / "a.npy")]) == 0
         assert "Loading weights" in capsys.readouterr().err  # the bar this test is about exists
@@ -302,3 +303,21 @@ def test_cli_refuses_pickled_backbone_in_one_line(
     texts.write_text("hello\n")
     assert main(["encode", str(pickled), "-i", str(texts), "-o", str(tmp_path / "v.npy")]) == 2
     assert "only pickled weights (pytorch_model.bin)" in one_error_line(capsys)
+
+
+def test_truncated_checkpoint_weights_name_the_file(tmp_path: Path) -> None:
+    """A checkpoint's truncated trainable.safetensors is reported by its path (issue 28 item 2)."""
+    from safetensors.torch import save_file
+
+    from poolattn.io import CorruptFileError
+    from poolattn.training.checkpoint import CHECKPOINT_STATE_FILE, read_checkpoint
+
+    ckpt = tmp_path / "checkpoint-000002"
+    ckpt.mkdir()
+    (ckpt / CHECKPOINT_STATE_FILE).write_text(json.dumps({"step": 2}))
+    weights = ckpt / "trainable.safetensors"
+    save_file({"w": torch.zeros(4, 4)}, str(weights))
+    weights.write_bytes(weights.read_bytes()[:20])
+    with pytest.raises(CorruptFileError, match="corrupt or truncated") as info:
+        read_checkpoint(ckpt)
+    assert str(weights) in str(info.value)

@@ -81,7 +81,9 @@ def test_one_seed_per_design_is_a_comparison_of_checkpoints(tmp_path: Path) -> N
     summary = compare([a, b], tmp_path / "r", plots=False)
     (row,) = summary["family_tests"]
     assert row["verdict"]["kind"] == "checkpoints" and row["verdict"]["winner"] is None
-    assert row["verdict"]["text"].startswith("these two checkpoints differ: eos+causal ahead of latent+causal")
+    assert row["verdict"]["text"].startswith(
+        "these two checkpoints differ: eos+causal ahead of latent+causal"
+    )
     assert "not seed-to-seed variance" in row["verdict"]["text"]
     assert "better" not in (tmp_path / "r" / "report.md").read_text().split("## Methods")[0]
     # the same pair with the baseline declared a fixed checkpoint: only one side has a seed,
@@ -191,3 +193,61 @@ def test_identical_scores_on_a_handful_of_items_are_not_called_equivalent(tmp_pa
         assert row["verdict"]["text"].startswith(
             "undecided: 8 items in a dataset are too few to decide either way"
         )
+
+
+def test_one_directory_labelled_as_two_designs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 28 item 10: ``compare DIR DIR --designs a,b`` runs and calls a and b equivalent."""
+    a = write_item_results(tmp_path / "a", "eos+causal", FAMILIES, noisy(40), seed=1)
+    args = ["compare", str(a), str(a), "--designs", "a,b", "--output", str(tmp_path / "r"), "--no-plots"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("a and b practically equivalent within ±1.00 points") == len(FAMILIES)
+    stats = json.loads((tmp_path / "r" / "stats.json").read_text())
+    assert {d: v["seeds"] for d, v in stats["designs"].items()} == {"a": 1, "b": 1}
+    assert [m["design"] for m in stats["models"]] == ["a", "b"]
+
+
+def test_mde_beyond_the_metric_range_says_the_data_cannot_decide(tmp_path: Path) -> None:
+    """Issue 28 item 7: an MDE over 100 points is not reported as a detectable difference."""
+    families = {"Retrieval": 2}
+    a = write_item_results(tmp_path / "a", "eos+causal", families, noisy(30, noise=0.6), seed=1)
+    b = write_item_results(
+        tmp_path / "b", "latent+causal", families, noisy(30, shift=0.05, noise=0.6), seed=2
+    )
+    summary = compare([a, b], tmp_path / "r", plots=False)
+    (row,) = summary["family_tests"]
+    assert row["hierarchical"]["mde"] > 1.0  # two datasets: t on 1 df
+    assert row["verdict"]["text"].startswith("undecided: this data cannot decide at all")
+    assert "could be detected" not in row["verdict"]["text"]
+    from poolattn.experiment.summary import summarise
+
+    assert any("cannot decide at all" in line for line in summarise(summary))
+
+
+def test_rope_per_family_and_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_item_results(tmp_path / "a", "eos+causal", {"Clustering": 3, "STS": 3}, noisy(30), seed=1)
+    b = write_item_results(tmp_path / "b", "latent+causal", {"Clustering": 3, "STS": 3}, noisy(30), seed=2)
+    summary = compare([a, b], tmp_path / "r", plots=False)
+    assert summary["families"]["Clustering"]["rope"] == pytest.approx(0.02)
+    assert summary["families"]["STS"]["rope"] == pytest.approx(0.01)
+    args = ["compare", str(a), str(b), "--output", str(tmp_path / "r2"), "--no-plots"]
+    assert main([*args, "--rope", "0.5,Clustering=3"]) == 0
+    assert "ROPE (points) Clustering ±3, STS ±0.5" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--rope", "Clustering=big"])
+    assert exc.value.code == 2
+
+
+def test_nemenyi_only_after_friedman_rejects(tmp_path: Path) -> None:
+    fams = {"STS": 4}
+    dirs = [
+        write_item_results(tmp_path / d, d, fams, noisy(30, noise=0.3), seed=i)
+        for i, d in enumerate(("eos+causal", "latent+causal", "mean+causal"))
+    ]
+    summary = compare(dirs, tmp_path / "r", plots=False)
+    info = summary["families"]["STS"]
+    assert info["friedman"]["pvalue_f"] >= 0.05 and info["nemenyi"] is None
+    assert (
+        "does not reject at alpha 0.05, so no Nemenyi post-hoc test"
+        in (tmp_path / "r" / "report.md").read_text()
+    )

@@ -22,6 +22,7 @@ from poolattn.training import (
     read_examples,
     train,
 )
+from poolattn.training.config import read_train_run
 from poolattn.training.mining import MiningSettings, mine_file, mine_hard_negatives
 
 BAD_LINES = [
@@ -61,7 +62,7 @@ def test_skip_option_runs_and_reports_count(tmp_path: Path, tokenizer) -> None:
         train(cfg)
     cfg.data.skip_invalid = True
     final = train(cfg)
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    run = read_train_run(tmp_path / "run")
     assert final.is_dir() and run["skipped_records"] == 2 and run["data"][0]["skipped"] == 2
 
 

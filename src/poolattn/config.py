@@ -136,15 +136,21 @@ class ModelConfig:
 
     @property
     def resolved_layer_vector(self) -> str:
-        """Per-layer vector of the multilayer pooler: EOS under causal, mean under bidirectional."""
-        if self.layer_vector != "auto":
-            return self.layer_vector
-        return "eos" if self.attention == "causal" else "mean"
+        """Per-layer vector of the multilayer pooler (``resolve_layer_vector``)."""
+        return resolve_layer_vector(self.layer_vector, self.attention)
 
     @property
     def name(self) -> str:
         """A short, readable design name such as ``multilayer+bidirectional``."""
         return f"{self.pooling}+{self.attention}"
+
+
+def resolve_layer_vector(layer_vector: str, attention: str) -> str:
+    """The multilayer pooler's per-layer vector: ``auto`` is EOS under causal attention (only
+    the last token has seen the whole text), mean under bidirectional."""
+    if layer_vector != "auto":
+        return layer_vector
+    return "eos" if attention == "causal" else "mean"
 
 
 T = TypeVar("T")

@@ -277,14 +277,17 @@ def _valid_texts(path: Path, field: str, id_field: str | None) -> Iterator[str]:
 def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any, Callable[[], None]]:
     """(backend, restore) for a model string (anything ``poolattn eval`` accepts) or object.
 
-    ``restore()`` undoes the ``max_length`` change on a caller's model; ``dtype`` converts
-    only a model loaded here (converting a caller's model back and forth would lose precision).
+    ``restore()`` undoes the ``max_length`` change on a caller's model; ``dtype`` applies only
+    to a model loaded here, which loads in it (``load_backend``): a caller's model converted
+    back and forth would lose precision, and bf16 weights cast up are not a float32 model.
     """
     from .encoding.backends import as_backend
     from .encoding.resolve import load_backend
 
     loaded_here = isinstance(model, str | Path)
-    backend = load_backend(str(model)) if loaded_here else as_backend(model)
+    if dtype is not None and not loaded_here:
+        raise ConfigError("dtype: applies to a model named by a string; set the dtype of your model yourself")
+    backend = load_backend(str(model), dtype=dtype) if loaded_here else as_backend(model)
     inner = backend.model
     is_poolattn = backend.uses_instructions
     old_length = inner.config.max_length if is_poolattn else inner.max_seq_length
@@ -295,12 +298,6 @@ def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any
             inner.config.max_length = max_length
         else:
             inner.max_seq_length = max_length
-    if dtype is not None:
-        if not loaded_here:
-            raise ConfigError(
-                "dtype: applies to a model named by a string; set the dtype of your model yourself"
-            )
-        _set_dtype(inner, dtype, is_poolattn)
 
     def restore() -> None:
         if max_length is not None and not loaded_here:
@@ -310,23 +307,6 @@ def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any
                 inner.max_seq_length = old_length
 
     return backend, restore
-
-
-def _set_dtype(inner: Any, dtype: str, is_poolattn: bool) -> None:
-    """Run a freshly loaded model in ``dtype`` (``auto``: bf16 where the hardware runs it natively).
-
-    A poolattn model keeps its pooling head in float32 and computes the backbone in the new
-    dtype, as ``load_backbone`` would have loaded it; a sentence-transformers model is cast whole.
-    """
-    from .dtypes import resolve_dtype
-
-    target = resolve_dtype(dtype).torch_dtype
-    if is_poolattn:
-        inner.backbone.to(target)
-        if hasattr(inner, "compute_dtype"):
-            inner.compute_dtype = target
-    else:
-        inner.to(target)
 
 
 # --------------------------------------------------------------------------- writing

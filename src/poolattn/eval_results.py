@@ -1,17 +1,29 @@
 """Facts of an evaluation results directory: its run file's name and a task's one main score.
 
 Shared by its writer (``poolattn.evaluation``) and its readers (``poolattn.stats``, the model
-card), so neither has to import the other. A leaf module (numpy only): reading results never loads mteb or torch.
+card), so neither has to import the other. Light (numpy and poolattn.io only): reading results never loads mteb or torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .io import read_json_object
+
 EVAL_RUN_FILE = "run.json"  # beside the ``<Task>.json`` files: design, settings, task list
+# Scores are stored as fractions (mteb's); reports show them in points (x 100), as MTEB tables do.
+SCALE = 100.0
+
+
+def read_eval_run(path: str | Path) -> dict[str, Any]:
+    """An evaluation's record (``run.json``: its path, or the results directory holding it), the
+    one reader of the file; OSError or ValueError (naming the file) when it cannot be read."""
+    path = Path(path)
+    return read_json_object(path / EVAL_RUN_FILE if path.is_dir() else path, "an evaluation record")
 
 
 class NoScoresError(ValueError):

@@ -18,6 +18,17 @@ from pathlib import Path
 from typing import Any
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file holding one object (a record); ValueError naming the file when it does not."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not {what} (expected a JSON object)")
+    return data
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON through a temp file and one rename."""
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

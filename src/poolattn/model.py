@@ -21,15 +21,16 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .backbone import load_backbone, set_attention_mode, setup_tokenizer, verify_attention
-from .config import DEFAULT_INSTRUCTION, LORA_TARGETS, ConfigError, ModelConfig, to_dict
-from .design import model_config
+from .backbone import load_backbone, set_attention_mode, setup_tokenizer, text_config, verify_attention
+from .config import DEFAULT_INSTRUCTION, LORA_TARGETS, ConfigError, ModelConfig, from_dict, to_dict
+from .design import model_config, validate_design
 from .dtypes import compute_autocast, floating_dtype, model_compute_dtype
 from .encoding.fingerprint import weights_fingerprint
 from .io import atomic_directory
 from .model_dir import (
     ADAPTER_DIR,
     BACKBONE_DIR,
+    DESIGN_FILE,
     HEAD_FILE,
     is_model_dir,
     load_parts,
@@ -46,17 +47,11 @@ ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on lar
 
 
 def _num_layers(backbone: PreTrainedModel) -> int:
-    cfg = (
-        backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
-    )
-    return int(cfg.num_hidden_layers)
+    return int(text_config(backbone).num_hidden_layers)
 
 
 def _hidden_size(backbone: PreTrainedModel) -> int:
-    cfg = (
-        backbone.config.get_text_config() if hasattr(backbone.config, "get_text_config") else backbone.config
-    )
-    return int(cfg.hidden_size)
+    return int(text_config(backbone).hidden_size)
 
 
 class EmbeddingModel(nn.Module):
@@ -247,30 +242,34 @@ class EmbeddingModel(nn.Module):
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         was_training = self.training
         self.eval()
-        # Characters only group similar texts into chunks; each chunk is tokenized once and its
-        # batches are cut by token length, which pads far less than character order on mixed text.
-        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
-        chunk_size = batch_size * max(1, ENCODE_CHUNK // batch_size)
-        out = torch.zeros((len(items), self.embedding_dim), dtype=torch.float32)
-        show = len(items) >= 1024 if show_progress_bar is None else show_progress_bar
-        bar = tqdm(total=-(-len(items) // batch_size), desc="encode", disable=not show, unit="batch")
-        for chunk_start in range(0, len(items), chunk_size):
-            chunk = order[chunk_start : chunk_start + chunk_size]
-            features = self.tokenize([items[i] for i in chunk], prompt_type, instruction, allow_empty)
-            lengths = features["attention_mask"].sum(dim=1)
-            by_tokens = torch.argsort(lengths, descending=True, stable=True)
-            full = features["input_ids"].shape[1]
-            for start in range(0, len(chunk), batch_size):
-                rows = by_tokens[start : start + batch_size]
-                width = int(lengths[rows].max())  # trimming shared padding = tokenizing this batch alone
-                cols = slice(0, width) if self.config.padding_side == "right" else slice(full - width, full)
-                emb = self.forward({key: value[rows, cols] for key, value in features.items()})
-                if normalize:
-                    emb = torch.nn.functional.normalize(emb, dim=-1)
-                out[[chunk[i] for i in rows.tolist()]] = emb.cpu()
-                bar.update(1)
-        bar.close()
-        self.train(was_training)
+        try:
+            # Characters only group similar texts into chunks; each chunk is tokenized once and its
+            # batches are cut by token length, which pads far less than character order on mixed text.
+            order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+            chunk_size = batch_size * max(1, ENCODE_CHUNK // batch_size)
+            out = torch.zeros((len(items), self.embedding_dim), dtype=torch.float32)
+            show = len(items) >= 1024 if show_progress_bar is None else show_progress_bar
+            bar = tqdm(total=-(-len(items) // batch_size), desc="encode", disable=not show, unit="batch")
+            for chunk_start in range(0, len(items), chunk_size):
+                chunk = order[chunk_start : chunk_start + chunk_size]
+                features = self.tokenize([items[i] for i in chunk], prompt_type, instruction, allow_empty)
+                lengths = features["attention_mask"].sum(dim=1)
+                by_tokens = torch.argsort(lengths, descending=True, stable=True)
+                full = features["input_ids"].shape[1]
+                for start in range(0, len(chunk), batch_size):
+                    rows = by_tokens[start : start + batch_size]
+                    width = int(lengths[rows].max())  # trimming shared padding = tokenizing this batch alone
+                    cols = (
+                        slice(0, width) if self.config.padding_side == "right" else slice(full - width, full)
+                    )
+                    emb = self.forward({key: value[rows, cols] for key, value in features.items()})
+                    if normalize:
+                        emb = torch.nn.functional.normalize(emb, dim=-1)
+                    out[[chunk[i] for i in rows.tolist()]] = emb.cpu()
+                    bar.update(1)
+            bar.close()
+        finally:  # an error (or Ctrl-C) mid-encode must not leave a training model in eval mode
+            self.train(was_training)
         result = out[0] if single else out
         return result if convert_to == "torch" else result.numpy()
 
@@ -322,10 +321,22 @@ class EmbeddingModel(nn.Module):
             self.tokenizer.save_pretrained(directory / BACKBONE_DIR)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> EmbeddingModel:
+    def load(
+        cls, directory: str | Path, device: str | torch.device | None = None, *, dtype: str | None = None
+    ) -> EmbeddingModel:
         """Load a saved model (never unpickles: safetensors + JSON + PEFT adapter); a bundled
-        ``base/`` backbone copy (sentence-transformers export) is preferred over ``config.base``."""
+        ``base/`` backbone copy (sentence-transformers export) is preferred over ``config.base``.
+
+        ``dtype`` (a ``ModelConfig.dtype`` value) loads the backbone in that dtype instead of the
+        saved one: loaded so, not cast afterwards (bf16 weights cast up are not a float32 model).
+        """
         design = read_design(directory)
+        if dtype is not None:
+            where = f"{Path(directory) / DESIGN_FILE}: dtype"
+            config = validate_design(
+                from_dict(ModelConfig, {**to_dict(design.config), "dtype": dtype}, where)
+            )
+            design = dataclasses.replace(design, config=config)
         backbone, tokenizer, head = load_parts(design)
         model = cls(backbone, tokenizer, design.config, full_finetune=design.full_finetune)
         model.pooler.load_state_dict(head)

@@ -16,19 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .eval_results import EVAL_RUN_FILE
+from .config import ConfigError, resolve_layer_vector
+from .eval_results import read_eval_run
 from .io import write_json_atomic, write_text_atomic
-from .model_dir import DESIGN_FILE
+from .model_dir import read_design_file
 
 CARD_FILE = "README.md"
 CARD_DATA_FILE = "model_card.json"
 CARD_DATA_VERSION = 1
 
-# Built-in aliases and the hub ids / licences of the weights they ship.
-KNOWN_BASES: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
-    "gemma3-270m": ("google/gemma-3-270m", "gemma"),
-}
 # Licences of hub families, by id prefix (lower case).
 KNOWN_LICENSES: dict[str, str] = {
     "huggingfacetb/smollm": "apache-2.0",
@@ -47,8 +43,6 @@ POOLING_TEXT = {
     "learned latents cross-attend over the layer vectors, then an MLP, mean over latents",
     "nv_latent": "NV-Embed-style latent attention (trainable)",
 }
-# the built-in poolers with weights: used only when a card has no parameter counts to tell
-TRAINABLE_POOLERS = ("latent", "multilayer", "nv_latent")
 
 
 class CardError(ValueError):
@@ -56,9 +50,12 @@ class CardError(ValueError):
 
 
 def base_info(base: str) -> tuple[str | None, str | None]:
-    """``(hub id, licence)`` of a design's base when known; a local path has neither."""
-    if base in KNOWN_BASES:
-        return KNOWN_BASES[base]
+    """``(hub id, licence)`` of a design's base when known (a built-in alias: from its entry in
+    ``poolattn.backbone.ALIASES``); a local path has neither."""
+    from .backbone import ALIASES
+
+    if base in ALIASES:
+        return ALIASES[base].hub_id, ALIASES[base].license
     looks_like_hub_id = (
         base.count("/") == 1 and not base.startswith((".", "/", "~")) and not Path(base).exists()
     )
@@ -74,12 +71,10 @@ def evaluation_summary(results: Mapping[str, Any] | str | Path) -> dict[str, Any
     """The card's record of an evaluation: a ``run.json`` (its content or its path, or the
     results directory holding it) reduced to per-task scores and per-family means."""
     if not isinstance(results, Mapping):
-        path = Path(results)
-        path = path / EVAL_RUN_FILE if path.is_dir() else path
         try:
-            results = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CardError(f"{path}: cannot read evaluation results ({exc})") from exc
+            results = read_eval_run(results)
+        except (OSError, ValueError) as exc:
+            raise CardError(f"cannot read evaluation results: {exc}") from exc
     try:
         tasks = {
             name: {
@@ -117,13 +112,11 @@ def read_card_data(directory: str | Path) -> dict[str, Any]:
 
 
 def _read_design(directory: Path) -> dict[str, Any]:
-    path = directory / DESIGN_FILE
+    """The design as saved (``model_dir.read_design_file``), its errors as the card's."""
     try:
-        return dict(json.loads(path.read_text()))
-    except FileNotFoundError as exc:
-        raise CardError(f"{directory}: not a poolattn model directory (no {DESIGN_FILE})") from exc
-    except json.JSONDecodeError as exc:
-        raise CardError(f"{path}: corrupt design file ({exc})") from exc
+        return read_design_file(directory)
+    except (FileNotFoundError, ConfigError) as exc:
+        raise CardError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- writing
@@ -323,14 +316,17 @@ def _design_rows(
         ("pooling", f"`{pooling}`: {POOLING_TEXT.get(pooling, 'a registered poolattn pooler')}"),
     ]
     if pooling == "multilayer":
-        vector = model.get("layer_vector", "auto")
-        if vector == "auto":
-            vector = "eos" if model["attention"] == "causal" else "mean"
+        vector = resolve_layer_vector(str(model.get("layer_vector", "auto")), str(model["attention"]))
         rows.append(
             ("per-layer vector", f"{vector} (`layer_vector = {model.get('layer_vector', 'auto')!r}`)")
         )
     head_params = params.get("head_parameters")
-    trainable = int(head_params) > 0 if head_params is not None else pooling in TRAINABLE_POOLERS
+    if head_params is not None:
+        trainable = int(head_params) > 0
+    else:  # no parameter counts: the pooler class says (``Pooler.trainable``)
+        from .pooling import POOLERS
+
+        trainable = pooling in POOLERS and POOLERS[pooling].trainable
     if trainable:
         rows.append(("head", _head_text(model.get("head") or {}, str(model.get("head_preset", "small")))))
     if head_params is not None:
@@ -408,15 +404,3 @@ def _training_rows(training: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("dtype / mixed precision", f"{t.get('dtype')} / {t.get('mixed_precision')}"),
         ("processes", str(t.get("processes", 1))),
     ]
-
-
-_MOVED = ("training_recipe", "recipe_text", "adapter_text")  # now in poolattn.training.recipe
-
-
-def __getattr__(name: str) -> Any:
-    """Callers that still import the recipe schema from here get it from its home."""
-    if name in _MOVED:
-        from .training import recipe
-
-        return getattr(recipe, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -81,6 +81,22 @@ def read_design(directory: str | Path) -> SavedDesign:
     """Read and check ``poolattn.json``; every error names the file (and the bad field or version)."""
     directory = Path(directory)
     path = directory / DESIGN_FILE
+    design = read_design_file(directory)
+    config = from_dict(ModelConfig, design["model"], f"{path}: model")
+    flags = {}
+    for key in ("has_adapter", "full_finetune"):
+        value = design.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {key}: expected true or false, got {value!r}")
+        flags[key] = value
+    return SavedDesign(directory, config, **flags)
+
+
+def read_design_file(directory: str | Path) -> dict[str, Any]:
+    """``poolattn.json`` as stored (format version and ``model`` table checked): the one reader
+    of the file, for the loader above and the model card (which shows the design as saved)."""
+    directory = Path(directory)
+    path = directory / DESIGN_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a poolattn model directory (no {DESIGN_FILE})")
     try:
@@ -103,14 +119,7 @@ def read_design(directory: str | Path) -> SavedDesign:
         )
     if not isinstance(design.get("model"), dict):
         raise ConfigError(f"{path}: corrupt design file (no 'model' table)")
-    config = from_dict(ModelConfig, design["model"], f"{path}: model")
-    flags = {}
-    for key in ("has_adapter", "full_finetune"):
-        value = design.get(key, False)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: {key}: expected true or false, got {value!r}")
-        flags[key] = value
-    return SavedDesign(directory, config, **flags)
+    return design
 
 
 def load_parts(

@@ -143,9 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         from ..stats.report import plan_section
 
-        print(
-            "\n".join(line for line in plan_section(summary, target) if line.startswith("|") or line)
-        )
+        print("\n".join(line for line in plan_section(summary, target) if line.startswith("|") or line))
     print(f"report: {args.output}/report.md")
     return 0
 

@@ -9,6 +9,7 @@ design, e.g. ``smollm2-135m:eos+causal``), a backbone alias, a transformers back
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..design import parse_design_spec
@@ -20,6 +21,9 @@ from .backends import (
     load_sentence_transformer,
 )
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 ST_MARKERS = ("modules.json", "config_sentence_transformers.json")
 
 
@@ -28,25 +32,32 @@ def is_minilm(spec: str) -> bool:
     return spec.lower() == "minilm" or spec.split("/")[-1].lower() == MINILM_NAME.lower()
 
 
-def load_backend(spec: str) -> Backend:
-    """The backend a model string names (see the module docstring); a clear error otherwise."""
+def load_backend(spec: str, dtype: str | None = None) -> Backend:
+    """The backend a model string names (see the module docstring); a clear error otherwise.
+
+    ``dtype`` (a ``ModelConfig.dtype`` value) loads a poolattn model's backbone in that dtype
+    (never a cast after loading); a sentence-transformers model is cast whole.
+    """
     from ..backbone import ALIASES
     from ..model import EmbeddingModel
     from ..model_dir import DESIGN_FILE, is_model_dir
 
     path = Path(spec).expanduser()
     if is_model_dir(path):
-        return PoolattnBackend(EmbeddingModel.load(path))
+        return PoolattnBackend(EmbeddingModel.load(path, dtype=dtype))
     if path.is_dir() and any((path / marker).exists() for marker in ST_MARKERS):
-        return SentenceTransformerBackend(load_sentence_transformer(str(path)), path.name)
+        return SentenceTransformerBackend(_cast(load_sentence_transformer(str(path)), dtype), path.name)
     if is_minilm(spec) and not path.exists():
-        return SentenceTransformerBackend(load_sentence_transformer(MINILM_NAME), MINILM_NAME)
+        return SentenceTransformerBackend(_cast(load_sentence_transformer(MINILM_NAME), dtype), MINILM_NAME)
+    options = {} if dtype is None else {"dtype": dtype}
     parsed = parse_design_spec(spec)
     if parsed is not None:
         base, pooling, attention = parsed
-        return PoolattnBackend(EmbeddingModel.from_pretrained(base, attention=attention, pooling=pooling))
+        return PoolattnBackend(
+            EmbeddingModel.from_pretrained(base, attention=attention, pooling=pooling, **options)
+        )
     if spec in ALIASES or (path.is_dir() and (path / "config.json").exists()) or path.suffix == ".gguf":
-        return PoolattnBackend(EmbeddingModel.from_pretrained(spec))
+        return PoolattnBackend(EmbeddingModel.from_pretrained(spec, **options))
     if path.exists():
         raise FileNotFoundError(
             f"{spec}: neither a poolattn model dir ({DESIGN_FILE}), a sentence-transformers dir "
@@ -57,3 +68,14 @@ def load_backend(spec: str) -> Backend:
         f"a backbone alias ({', '.join(ALIASES)}), a backbone folder or .gguf file, a sentence-transformers "
         f"model dir or '{MINILM_NAME}'"
     )
+
+
+def _cast(model: SentenceTransformer, dtype: str | None) -> SentenceTransformer:
+    """A sentence-transformers model (loaded in float32) in ``dtype``, whole; as is for None."""
+    if dtype is None:
+        return model
+    from ..config import DTYPES, check_choice
+    from ..dtypes import resolve_dtype
+
+    check_choice("dtype", dtype, DTYPES)
+    return model.to(resolve_dtype(dtype).torch_dtype)

@@ -323,8 +323,6 @@ def evaluate(
         instructions: per-task query instructions overriding the built-in table.
     """
     model_source = model if isinstance(model, str) else None
-    if isinstance(model, str):
-        model = load_backend(model)
     settings = EvalSettings.resolve(
         tasks, benchmark, local_data, max_items, batch_size, cache_dir_path, instructions
     )
@@ -335,6 +333,8 @@ def evaluate(
     planned = plan_tasks(settings.tasks, settings.benchmark, settings.local_data, settings.max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
+    if isinstance(model, str):
+        model = load_backend(model)
     encoder = MTEBEncoder(
         model,
         cache_dir=settings.cache_dir_path,

@@ -5,10 +5,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, config_relative, from_dict, load_toml
 from ..io import check_output_path
+
+if TYPE_CHECKING:
+    from ..training.config import TrainConfig
+
+# Runs (and the designs compared from them) named so are untrained baselines: the base model
+# with a fresh head, evaluated once; the stats treat them as fixed checkpoints (no seed variance).
+UNTRAINED_PREFIX = "untrained-"
 
 PAPER_DESIGNS = [
     "eos+causal",
@@ -60,8 +67,12 @@ class Run:
 
     @property
     def name(self) -> str:
-        prefix = "" if self.trained else "untrained-"
-        return f"{prefix}{self.design}-seed{self.seed}"
+        return f"{self.label}-seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """The design as the comparison names it: ``untrained-`` in front of an untrained baseline."""
+        return self.design if self.trained else f"{UNTRAINED_PREFIX}{self.design}"
 
 
 @dataclass
@@ -113,6 +124,12 @@ class ExperimentConfig:
         training["output_dir"] = str(self.output_dir / run.name / "train")
         return data
 
+    def train_config(self, run: Run) -> TrainConfig:
+        """One run's validated TrainConfig (relative data paths against the config's folder)."""
+        from ..training.config import train_config_from_dict
+
+        return train_config_from_dict(self.train_data(run), self.base_dir)
+
 
 def load_experiment_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read and validate an experiment TOML (``--set section.key=value`` overrides applied)."""
@@ -128,8 +145,6 @@ def load_experiment_config(path: str | Path, overrides: list[str] | None = None)
 
 def validate(config: ExperimentConfig, where: str) -> None:
     """Check the grid and every run's training config before anything runs."""
-    from ..training.config import train_config_from_dict
-
     if not config.experiment.designs and not config.experiment.untrained:
         raise ConfigError(f"{where}: experiment.designs: the grid is empty")
     if not config.experiment.seeds:
@@ -149,4 +164,4 @@ def validate(config: ExperimentConfig, where: str) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: experiment.designs: a design is listed twice")
     for run in config.runs():
-        train_config_from_dict(config.train_data(run), config.base_dir)
+        config.train_config(run)

@@ -102,23 +102,22 @@ def _fmt_int(n: Any) -> str:
 
 def _dtype_text(setting: str, train_dir: Path) -> str:
     """The dtype setting and, for ``auto``, what it resolved to (the trained model's own record)."""
-    from ..training.config import TRAIN_RUN_FILE
+    from ..training.config import read_train_run
 
     try:
-        ran = json.loads((train_dir / TRAIN_RUN_FILE).read_text())["model"]["compute_dtype"]
+        ran = read_train_run(train_dir)["model"]["compute_dtype"]
     except (OSError, ValueError, KeyError, TypeError):
         return setting
     return f"{setting} (computed in {ran})" if ran != setting else setting
 
 
 def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, dict[str, Any]]) -> list[str]:
-    from ..model_card import adapter_text, recipe_text, training_recipe
-    from ..training.config import train_config_from_dict
+    from ..training.recipe import adapter_text, recipe_text, training_recipe
 
     trained = next((r for r in runs if r.trained), None)
     lines = ["## Setup, time and throughput", ""]
     if trained is not None:
-        tc = train_config_from_dict(config.train_data(trained), config.base_dir)
+        tc = config.train_config(trained)
         recipe = training_recipe(tc, [])
         lines += [
             f"- Base model: `{tc.model.base}`, max length {tc.model.max_length}, "
@@ -156,7 +155,7 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
 
 def design_of(run: Run) -> str:
     """The design a run replicates: seeds of one design share it; untrained runs are their own."""
-    return run.design if run.trained else f"untrained-{run.design}"
+    return run.label
 
 
 def ablation_section(config: ExperimentConfig) -> list[str]:

@@ -38,10 +38,9 @@ def _train_phase(
     config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any], group: ProcessGroup
 ) -> None:
     """Train the run's design on every rank (resuming from its last checkpoint); records ``model_dir``."""
-    from ..training.config import train_config_from_dict
     from ..training.trainer import train
 
-    train_cfg = train_config_from_dict(config.train_data(run), config.base_dir)
+    train_cfg = config.train_config(run)
     start = time.monotonic()
     resume = group.broadcast((Path(train_cfg.training.output_dir) / "checkpoints").exists())
     model_dir = train(train_cfg, resume=resume)
@@ -157,13 +156,12 @@ def run_experiment(
 
 def describe_plan(config: ExperimentConfig) -> str:
     """The plan of a ``--dry-run``: designs, seeds, budget, data and tasks."""
-    from ..model_card import adapter_text, recipe_text, training_recipe
-    from ..training.config import train_config_from_dict
+    from ..training.recipe import adapter_text, recipe_text, training_recipe
 
     lines = [f"experiment {config.source} -> {config.output_dir}"]
     runs = config.runs()
     first = next((r for r in runs if r.trained), runs[0])
-    tc = train_config_from_dict(config.train_data(first), config.base_dir)
+    tc = config.train_config(first)
     lines.append(f"base model: {tc.model.base}  max_length: {tc.model.max_length}  dtype: {tc.model.dtype}")
     lines.append(f"data: {', '.join(map(str, tc.data.train))}")
     recipe = training_recipe(tc, [])

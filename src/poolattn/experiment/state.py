@@ -6,20 +6,33 @@ the run's lock); the status view and the report read it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json_atomic
+from ..io import read_json_object, write_json_atomic
 
-STATE_FILE = "state.json"
+STATE_FILE = "state.json"  # a grid run's phases (a training checkpoint's is ``trainer_state.json``)
+
+
+class StateError(ValueError):
+    """A run's state file cannot be read; the message names the file."""
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
     """The run's recorded state; empty when the run has not started."""
     path = run_dir / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return read_json_object(path, "a run state")
+    except ValueError as exc:
+        raise StateError(str(exc)) from exc
+
+
+def recorded_runs(experiment_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``(run folder, state)`` of every run of an experiment folder that has a state, by name."""
+    return [(p.parent, read_state(p.parent)) for p in sorted(Path(experiment_dir).glob(f"*/{STATE_FILE}"))]
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:

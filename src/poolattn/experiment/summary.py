@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-UNTRAINED_PREFIX = "untrained-"
-SCALE = 100.0
+from ..eval_results import SCALE
+from .plan import UNTRAINED_PREFIX
 
 
 def is_baseline(design: str) -> bool:
@@ -28,7 +28,9 @@ def _mde_range(rows: list[dict[str, Any]]) -> str:
     """What the undecided ``rows`` could have detected: their MDE range, and the pairs whose MDE
     exceeds the largest possible difference of the metric (the data cannot decide those)."""
     known = [
-        (r["hierarchical"]["mde"], r.get("span", 1.0)) for r in rows if r["hierarchical"].get("mde") is not None
+        (r["hierarchical"]["mde"], r.get("span", 1.0))
+        for r in rows
+        if r["hierarchical"].get("mde") is not None
     ]
     if not known:
         return "the data cannot measure its own noise"
@@ -40,7 +42,11 @@ def _mde_range(rows: list[dict[str, Any]]) -> str:
         span_text = f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}–{high:.2f}"
         parts.append(f"only differences ≥ {span_text} points could be detected")
     if hopeless:
-        which = "this data cannot decide at all" if not useful else f"for {hopeless} pair(s) the data cannot decide at all"
+        which = (
+            "this data cannot decide at all"
+            if not useful
+            else f"for {hopeless} pair(s) the data cannot decide at all"
+        )
         parts.append(f"{which} (even the largest possible difference of the metric would not be detected)")
     return "; ".join(parts)
 

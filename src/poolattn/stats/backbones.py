@@ -24,7 +24,6 @@ report, but left out of the ranking unless ``include_untrained``: the question i
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -34,10 +33,11 @@ from typing import Any
 
 from scipy import stats
 
-from ..eval_results import EVAL_RUN_FILE
+from ..eval_results import EVAL_RUN_FILE, SCALE, read_eval_run
+from ..experiment.plan import UNTRAINED_PREFIX
+from ..experiment.state import STATE_FILE, StateError, recorded_runs
 from ..io import write_json_atomic, write_text_atomic
 from .compare import (
-    UNTRAINED_PREFIX,
     ModelResults,
     ResultsError,
     compare_models,
@@ -46,10 +46,8 @@ from .compare import (
 )
 from .report import format_number, format_p
 
-STATE_FILE = "state.json"
 REPORT_FILE = "backbones.md"
 JSON_FILE = "backbones.json"
-SCALE = 100.0
 RELATIONS = ("agree", "flip", "differ", "undecided on one side", "undecided on both")
 
 
@@ -82,15 +80,15 @@ def load_experiment(directory: str | Path) -> Experiment:
     if not directory.is_dir():
         raise ResultsError(f"{directory}: not an experiment folder")
     runs: list[ModelResults] = []
-    for state_path in sorted(directory.glob(f"*/{STATE_FILE}")):
-        try:
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"{state_path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
+    try:
+        recorded = recorded_runs(directory)
+    except StateError as exc:
+        raise ResultsError(str(exc)) from exc
+    for run_dir, state in recorded:
         if state.get("status") != "done":
             continue
-        results = load_results(_eval_dir(state_path.parent, state))
-        results.name = state_path.parent.name  # the run name, e.g. eos+causal-seed0
+        results = load_results(_eval_dir(run_dir, state))
+        results.name = run_dir.name  # the run name, e.g. eos+causal-seed0
         runs.append(results)
     if not runs:
         raise ResultsError(f"{directory}: no finished run (no */{STATE_FILE} with status done)")
@@ -99,8 +97,7 @@ def load_experiment(directory: str | Path) -> Experiment:
 
 def _backbone_label(runs: list[ModelResults], directory: Path) -> str:
     for run in runs:
-        run_json = Path(run.directory) / EVAL_RUN_FILE
-        base = json.loads(run_json.read_text(encoding="utf-8")).get("model", {}).get("base")
+        base = read_eval_run(run.directory).get("model", {}).get("base")
         if base:
             return str(base)
     return directory.name
@@ -133,11 +130,18 @@ def _verdict(row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def relation(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) -> str:
-    """How two verdicts on one pair relate (``RELATIONS``, the one-sided case names the side)."""
-    decided_a, decided_b = a["kind"] in ("better", "equivalent"), b["kind"] in ("better", "equivalent")
+    """How two verdicts on one pair relate (``RELATIONS``, the one-sided case names the side).
+
+    "These two checkpoints differ" (no seed replicates) counts as a direction, like "better":
+    across backbones the question is whether the ordering holds, at the level each side could
+    claim it."""
+    ahead_a, ahead_b = (v.get("winner") or v.get("ahead") for v in (a, b))
+    directed = ("better", "checkpoints")
+    decided = (*directed, "equivalent")
+    decided_a, decided_b = a["kind"] in decided, b["kind"] in decided
     if decided_a and decided_b:
-        if a["kind"] == b["kind"] == "better":
-            return "agree" if a["winner"] == b["winner"] else "flip"
+        if a["kind"] in directed and b["kind"] in directed:
+            return "agree" if ahead_a == ahead_b else "flip"
         return "agree" if a["kind"] == b["kind"] else "differ"
     if decided_a or decided_b:
         return f"undecided on {label_b if decided_a else label_a}"
@@ -279,7 +283,7 @@ def _verdict_cell(v: dict[str, Any]) -> str:
     if v["kind"] == "better":
         return f"{v['winner']} better"
     if v["kind"] == "checkpoints":
-        return f"checkpoints differ ({v.get('ahead')} ahead)"
+        return f"{v.get('ahead')} ahead (checkpoints)"
     return {"equivalent": "equivalent", "missing": "not compared"}.get(v["kind"], "undecided")
 
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from .family import (
     SeedVariance,
+    combined_df,
     mde_factor,
-    satterthwaite,
     t_interval,
     t_over_datasets,
     t_pvalue,
@@ -280,7 +280,9 @@ def family_test(
     seed_df = seed_var.df if seeded else math.inf
     all_items = all(ds.has_items for ds in datasets)
     item_var = [
-        float(np.var(ds.item_rep[a] - ds.item_rep[b], ddof=1)) if ds.has_items and ds.item_rep[a].size > 1 else 0.0
+        float(np.var(ds.item_rep[a] - ds.item_rep[b], ddof=1))
+        if ds.has_items and ds.item_rep[a].size > 1
+        else 0.0
         for ds in datasets
     ]
     sources = [f"the spread over {k} datasets (item, evaluator and per-dataset seed noise inside it)"]
@@ -291,11 +293,13 @@ def family_test(
     elif all_items:
         c1 = item_var[0]
         mean, se = float(d[0]), math.sqrt(c1 + seed_term)
-        df = float(satterthwaite(c1, math.inf, seed_term, seed_df))
+        df = float(combined_df(c1, math.inf, seed_term, seed_df))
         method = "one dataset: paired item bootstrap"
         sources = ["items of this one dataset (conditional on it)"]
         if is_conditional(family):
-            blocked = "one dataset, whose evaluator's randomness (k-means runs / classifiers) is not resampled"
+            blocked = (
+                "one dataset, whose evaluator's randomness (k-means runs / classifiers) is not resampled"
+            )
     else:
         mean, se, df = float(d[0]), math.nan, math.nan
         method = "none (one dataset without item-level results)"

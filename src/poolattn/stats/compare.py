@@ -11,7 +11,7 @@ them. For every family and pair of designs the comparison reports, side by side:
   that n (before and after Holm) and a flag when it cannot reject;
 - the family test (``bootstrap.family_test``): a t-test over the per-dataset differences on
   K - 1 df plus the seed-to-seed variance pooled over the designs with seed replicates
-  (Satterthwaite df); CI, p, TOST p for the family's ROPE, and the MDE at the Holm level;
+  (df min(K - 1, seed df)); CI, p, TOST p for the family's ROPE, and the MDE at the Holm level;
 - the Bayesian signed-rank test with a ROPE (P(A better), P(equivalent), P(B better));
 - Friedman over all designs (families with >= 3 datasets and >= 3 designs), and Nemenyi only
   when Friedman rejects;
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..eval_results import EVAL_RUN_FILE, NoScoresError, task_main_score
+from ..experiment.plan import UNTRAINED_PREFIX
 from .bayes import bayesian_signed_rank
 from .bootstrap import (
     N_RESAMPLES,
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 
 ALPHA = 0.05
 ROPE = None  # per family: verdict.DEFAULT_ROPE_POINTS
-UNTRAINED_PREFIX = "untrained-"  # designs named so are untrained baselines: fixed checkpoints
 HOLM_SCOPES = ("family", "global")
 SEED_NAME = re.compile(r"^(?P<design>.+)-seed(?P<seed>\d+)$")
 
@@ -400,7 +400,9 @@ def _pair_test(
     }
 
 
-def family_seed_variance(reps: list[DatasetReplicates], names: list[str], opts: _Options) -> SeedVariance | None:
+def family_seed_variance(
+    reps: list[DatasetReplicates], names: list[str], opts: _Options
+) -> SeedVariance | None:
     """The seed variance of a family mean pooled over the trained designs with >= 2 seeds."""
     seeded = [g for g in names if not opts.is_fixed(g) and len(reps[0].runs[g]) > 1]
     if not seeded:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..eval_results import SCALE
 from ..io import atomic_file
 
-SCALE = 100.0
 DPI = 110
 
 

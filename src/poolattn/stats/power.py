@@ -8,7 +8,7 @@ the family mean difference of two designs over K datasets of about n items each 
 with tau^2 + C / n the variance of a dataset's difference (observed as s_d^2; C the per-item
 variance of a dataset's difference from the item bootstrap, so tau^2 = s_d^2 - C / n, which also
 holds the evaluator's noise), V the pooled seed variance of a family mean and S_g the seeds of
-each trained design. Degrees of freedom by Satterthwaite (K - 1 and the seed df). The MDE is the
+each trained design. Degrees of freedom min(K - 1, seed df) (``family.combined_df``). The MDE is the
 effect the Holm-corrected t-test detects with the stated power at its strictest step
 (``family.mde``); ``plan`` searches items, datasets or seeds, each changed alone.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .bootstrap import DatasetReplicates
-from .family import mde, satterthwaite
+from .family import combined_df, mde
 
 MAX_ITEMS = 10_000_000
 MAX_DATASETS = 10_000
@@ -75,7 +75,7 @@ def se_df(
     if c["seed_var"] is not None:
         c2 = c["seed_var"] * sum(1.0 / (seeds or c["seeds"][g]) for g in c["trained"])
         df2 = c["seed_df"] if seeds is None else max(c["seed_df"], len(c["trained"]) * (seeds - 1))
-    return math.sqrt(c1 + c2), float(satterthwaite(c1, df1, c2, df2))
+    return math.sqrt(c1 + c2), float(combined_df(c1, df1, c2, df2))
 
 
 def mde_of(c: dict[str, Any], alpha: float, power: float, tests: int = 1, **knobs: Any) -> float:
@@ -109,9 +109,7 @@ def plan(
         return math.isfinite(value) and value <= target
 
     out: dict[str, Any] = {"target": target, "mde_now": mde_of(c, alpha, power, tests)}
-    out["items"] = (
-        _smallest(1, MAX_ITEMS, lambda n: fits(items=n)) if c["per_item_var"] is not None else None
-    )
+    out["items"] = _smallest(1, MAX_ITEMS, lambda n: fits(items=n)) if c["per_item_var"] is not None else None
     out["datasets"] = _smallest(2, MAX_DATASETS, lambda k: fits(datasets=k))
     if not c["trained"]:
         out["seeds"] = None

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..eval_results import SCALE
 from ..io import write_text_atomic
-
-SCALE = 100.0  # scores shown in percent, as MTEB tables do
 
 
 def sampling_text(sampling: dict[str, Any] | None) -> str:
@@ -132,9 +131,7 @@ def settings_text(summary: dict[str, Any]) -> str:
         f"alpha {s['alpha']}; {rope_text(summary)}; Holm correction {s['holm_scope']}-wide "
         f"({'within each family over its design pairs' if s['holm_scope'] == 'family' else 'over all families at once'}); "
         f"{s['n_resamples']} bootstrap resamples, seed {s['seed']}; MDE at {s['power']:.0%} power and the "
-        "Holm level"
-        + (f"; fixed checkpoints (no training seed): {', '.join(fixed)}" if fixed else "")
-        + "."
+        "Holm level" + (f"; fixed checkpoints (no training seed): {', '.join(fixed)}" if fixed else "") + "."
     )
 
 
@@ -333,7 +330,7 @@ METHOD_NOTES = [
     "- **Family test** (the verdicts' test): a t-test over the per-dataset differences on K − 1 degrees of "
     "freedom, whose spread holds the between-dataset heterogeneity, item and evaluator noise; plus the "
     "seed-to-seed variance of a family mean pooled over the designs with seed replicates (applied to every "
-    "trained design, Satterthwaite degrees of freedom). CI and p come from the same t distribution. "
+    "trained design; degrees of freedom min(K − 1, seed df)). CI and p come from the same t distribution. "
     "Without seed replicates a significant result says *these two checkpoints differ*, not that a design is "
     "better. MDE = the effect detected with the stated power at the Holm-corrected level (noncentral t): "
     "differences below it cannot be told apart with this data.",

@@ -91,19 +91,21 @@ def sign_flip_test(
     return float((1 + np.sum(np.abs(flipped) >= abs(observed) - tol)) / (1 + n_resamples))
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in input order (step-down, monotone, capped at 1)."""
+def holm(pvalues: Sequence[float] | np.ndarray) -> Any:
+    """Holm-Bonferroni adjusted p-values, in input order (step-down, monotone, capped at 1).
+
+    A 1-D sequence gives a list; an array gives an array adjusted along its last axis (one
+    family of tests per row, as calibration simulations need)."""
     p = np.asarray(pvalues, dtype=float)
-    m = p.size
+    m = p.shape[-1] if p.ndim else 0
     if m == 0:
-        return []
-    order = np.argsort(p, kind="stable")
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
-        adjusted[idx] = running
-    return adjusted.tolist()
+        return [] if p.ndim <= 1 and not isinstance(pvalues, np.ndarray) else p.copy()
+    order = np.argsort(p, axis=-1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=-1) * (m - np.arange(m))
+    ranked = np.minimum(np.maximum.accumulate(ranked, axis=-1), 1.0)
+    adjusted = np.empty_like(ranked)
+    np.put_along_axis(adjusted, order, ranked, axis=-1)
+    return adjusted if isinstance(pvalues, np.ndarray) and p.ndim > 1 else adjusted.tolist()
 
 
 def holm_by(

@@ -24,7 +24,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-SCALE = 100.0
+from ..eval_results import SCALE
+
 EQUIVALENCE_PROBABILITY = 0.95
 MIN_ITEMS = 20
 KINDS = ("better", "checkpoints", "equivalent", "undecided")
@@ -124,7 +125,11 @@ def decide(row: dict[str, Any], alpha: float, rope: float) -> dict[str, Any]:
         ci90 = h["ci90"]
         text = (
             f"{a} and {b} practically equivalent within ±{_pts(rope)} points"
-            + (" (as these checkpoints: one seed per design, seed-to-seed variance not measured)" if checkpoints else "")
+            + (
+                " (as these checkpoints: one seed per design, seed-to-seed variance not measured)"
+                if checkpoints
+                else ""
+            )
             + f": TOST Holm p = {_p(tost_holm)} ({_test_text(h)}), 90% CI of {a} − {b} "
             f"[{_pts(ci90[0])}, {_pts(ci90[1])}], P(equivalent) = {p_eq:.2f} (Bayesian signed-rank)"
         )

@@ -24,6 +24,18 @@ from ..io import atomic_directory, load_safetensors
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{8})$")
+# a checkpoint's step, scheduler, RNG and data position; older checkpoints call it ``state.json``
+# (still read), the name that now means only a grid run's phases (``poolattn.experiment.state``)
+CHECKPOINT_STATE_FILE = "trainer_state.json"
+_OLD_CHECKPOINT_STATE_FILE = "state.json"
+
+
+def _state_file(checkpoint: Path) -> Path | None:
+    """The checkpoint's state file under its current name or the old one; None if neither."""
+    for name in (CHECKPOINT_STATE_FILE, _OLD_CHECKPOINT_STATE_FILE):
+        if (checkpoint / name).is_file():
+            return checkpoint / name
+    return None
 
 
 def checkpoint_name(step: int) -> str:
@@ -35,7 +47,7 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     root = Path(output_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name) and (p / "state.json").exists()]
+    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name) and _state_file(p)]
     return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
@@ -165,15 +177,18 @@ def write_checkpoint(
             "data": data_state,
             **(extra or {}),
         }
-        (tmp / "state.json").write_text(json.dumps(state))
+        (tmp / CHECKPOINT_STATE_FILE).write_text(json.dumps(state))
     return final
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Everything a resume needs: state.json content plus trainable weights and optimizer
+    """Everything a resume needs: the checkpoint's state plus trainable weights and optimizer
     states (the head warm-up's under ``head_warmup_optimizer``, None outside the warm-up)."""
     path = Path(path)
-    state = json.loads((path / "state.json").read_text())
+    state_file = _state_file(path)
+    if state_file is None:
+        raise FileNotFoundError(f"{path}: not a checkpoint (no {CHECKPOINT_STATE_FILE})")
+    state = json.loads(state_file.read_text())
     state["trainable"] = load_safetensors(path / "trainable.safetensors")
     for stem in (OPTIMIZER, HEAD_WARMUP_OPTIMIZER):
         state[stem] = optimizer_from_files(path, stem) if (path / f"{stem}.json").exists() else None

@@ -7,6 +7,7 @@ trained on identical data in identical order by changing [model] alone.
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,22 @@ MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
 # the run record the trainer writes in ``training.output_dir`` (config, data, model.describe());
-# named here, a light module, so readers (the experiment report) need not import the trainer
-TRAIN_RUN_FILE = "run.json"
+# named here, a light module, so readers (the experiment report) need not import the trainer.
+# Older runs wrote it as ``run.json``, the name of an evaluation's record (still read).
+TRAIN_RUN_FILE = "training_run.json"
+_OLD_TRAIN_RUN_FILE = "run.json"
+
+
+def read_train_run(output_dir: str | Path) -> dict[str, Any]:
+    """The trainer's record of a run (``training.output_dir``), under its current or old name."""
+    for name in (TRAIN_RUN_FILE, _OLD_TRAIN_RUN_FILE):
+        path = Path(output_dir) / name
+        if path.is_file():
+            try:
+                return dict(json.loads(path.read_text(encoding="utf-8")))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{path}: corrupt training record ({exc})") from exc
+    raise FileNotFoundError(f"{output_dir}: no training record ({TRAIN_RUN_FILE})")
 
 
 @dataclass
