@@ -6,14 +6,18 @@
 - ``tiny_backbone_config`` / ``tiny_backbone`` / ``save_tiny_backbone``: a tiny random backbone of
   every supported architecture, in memory or saved with its tokenizer as a loadable local ``base``.
 - ``training_config``: a small, fast ``TrainConfig``; ``write_pairs``: synthetic training pairs.
+- ``refuses``: a reader given a bad file fails with the expected message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
@@ -163,3 +167,25 @@ def training_config(base: Path, train: list[Path], output: Path, **sections: dic
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return train_config_from_dict(data)
+
+
+def refuses(
+    read: Callable[[Path], Any], path: Path, text: str, match: str, error: type[Exception] = Exception
+) -> None:
+    """Write ``text`` to ``path``; ``read(path)`` must raise ``error`` with a message matching ``match``."""
+    path.write_text(text)
+    with pytest.raises(error, match=match):
+        read(path)
+
+
+@contextlib.contextmanager
+def registered_pooler(name: str, cls: type) -> Iterator[str]:
+    """Register a pooler class for one test only, so no other test's parametrisation sees it."""
+    from poolattn.pooling import POOLERS, register
+
+    assert name not in POOLERS
+    register(name)(cls)
+    try:
+        yield name
+    finally:
+        POOLERS.pop(name, None)

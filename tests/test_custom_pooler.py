@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import save_tiny_backbone, training_config, write_pairs
+from helpers import registered_pooler, save_tiny_backbone, training_config, write_pairs
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
@@ -21,7 +21,7 @@ from poolattn.design import model_config
 from poolattn.evaluation import evaluate
 from poolattn.export import export_sentence_transformers
 from poolattn.model import EmbeddingModel
-from poolattn.pooling import POOLERS, Pooler, masked_mean, register
+from poolattn.pooling import Pooler, masked_mean
 from poolattn.training import train
 
 NAME = "toy_scaled_mean"
@@ -33,8 +33,8 @@ class ScaledMean(Pooler):
 
     trainable = True
 
-    def __init__(self, hidden_size: int, num_layers: int, head, layer_vector: str = "eos") -> None:  # noqa: ANN001
-        super().__init__(hidden_size, num_layers, head, layer_vector)
+    def __init__(self, hidden_size: int, num_layers: int, head) -> None:  # noqa: ANN001
+        super().__init__(hidden_size, num_layers, head)
         self.scale = nn.Parameter(torch.ones(hidden_size))
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: ANN001, ANN201, D102
@@ -44,12 +44,8 @@ class ScaledMean(Pooler):
 @pytest.fixture
 def registered() -> Iterator[str]:
     """Register the pooler for one test only, so no other test's parametrisation sees it."""
-    assert NAME not in POOLERS
-    register(NAME)(ScaledMean)
-    try:
-        yield NAME
-    finally:
-        POOLERS.pop(NAME, None)
+    with registered_pooler(NAME, ScaledMean) as name:
+        yield name
 
 
 def write_sts(root: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The shared helpers of issue 14, point 5: atomic writes, create-once files, the one JSONL
+"""The shared helpers of issue 14, point 5: atomic writes, the one JSONL
 reader, the one main-score average, the one text key and the one recipe wording."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from poolattn.io import (
     JsonlError,
     atomic_directory,
     atomic_file,
-    create_json_exclusive,
     read_jsonl,
-    replace_json_durably,
     write_json_atomic,
     write_text_atomic,
 )
@@ -92,16 +90,6 @@ def test_keep_existing_lets_the_first_writer_win(tmp_path: Path) -> None:
         (tmp / "config.json").write_text("second")
     assert (target / "config.json").read_text() == "first"
     assert _leftovers(tmp_path, {"cache"}) == []
-
-
-def test_create_exclusive_creates_once_and_replace_rewrites(tmp_path: Path) -> None:
-    path = tmp_path / "claims" / "claim-000001.json"
-    assert create_json_exclusive(path, {"worker": "a"}) is True
-    assert create_json_exclusive(path, {"worker": "b"}) is False
-    assert json.loads(path.read_text()) == {"worker": "a"}
-    replace_json_durably(path, {"worker": "a", "heartbeat": 2})
-    assert json.loads(path.read_text()) == {"worker": "a", "heartbeat": 2}
-    assert _leftovers(path.parent, {path.name}) == []
 
 
 # ----------------------------------------------------------------------------- JSONL

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
+from helpers import refuses
 from submitit.core.utils import DelayedSubmission
 
 from poolattn.cli import build_parser, main
@@ -107,12 +108,11 @@ def test_submit_builds_one_slurm_array_task_per_run(
 
 def test_cluster_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "c.toml"
-    bad.write_text('cluster = "pbs"\n')
-    with pytest.raises(Exception, match=r"c.toml: cluster: 'pbs' is not one of slurm, local, debug"):
-        load_cluster_config(bad)
-    bad.write_text('accelerate_config = "nowhere.yaml"\n')
-    with pytest.raises(Exception, match=r"c.toml: accelerate_config: .*nowhere.yaml not found"):
-        load_cluster_config(bad)
+    refuses(
+        load_cluster_config, bad, 'cluster = "pbs"\n', r"c.toml: cluster: 'pbs' is not one of slurm, local"
+    )
+    no_file = r"c.toml: accelerate_config: .*nowhere.yaml not found"
+    refuses(load_cluster_config, bad, 'accelerate_config = "nowhere.yaml"\n', no_file)
     assert load_cluster_config(CLUSTER).processes == 8
     assert GridTask("c.toml", "r").command()[1:4] == ["-m", "poolattn.cli", "experiment"]
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import save_tiny_backbone, write_pairs
+from helpers import refuses, save_tiny_backbone, write_pairs
 
 from poolattn.cli import main
 from poolattn.config import ConfigError
@@ -99,11 +99,8 @@ def test_a_variant_of_the_positive_never_lets_the_positive_through(
 
 def test_a_bad_corpus_line_is_named_by_file_and_line(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text('{"text": "a json text"}\nplain text line\n\n{"title": "no text field"}\n')
-    with pytest.raises(ConfigError, match=f"{corpus}:4: field 'text' must be a string"):
-        read_corpus(corpus)
+    no_text = '{"text": "a json text"}\nplain text line\n\n{"title": "no text field"}\n'
+    refuses(read_corpus, corpus, no_text, f"{corpus}:4: field 'text' must be a string", ConfigError)
     corpus.write_text('{"text": "a json text"}\nplain text line\n')
     assert read_corpus(corpus) == ["a json text", "plain text line"]
-    corpus.write_text('{"text": broken\n')
-    with pytest.raises(ConfigError, match=f"{corpus}:1: invalid JSON"):
-        read_corpus(corpus)
+    refuses(read_corpus, corpus, '{"text": broken\n', f"{corpus}:1: invalid JSON", ConfigError)

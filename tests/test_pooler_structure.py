@@ -15,6 +15,13 @@ D, HEADS, HEAD_DIM, MULT, LATENTS, LAYERS = 32, 4, 8, 4, 6, 5
 HEAD = HeadConfig(num_latents=LATENTS, num_heads=HEADS, head_dim=HEAD_DIM, ff_mult=MULT)
 
 
+def make_pooler(
+    name: str, layers: int = LAYERS, head: HeadConfig = HEAD, seed: int = 0, dim: int = D, **settings
+):  # noqa: ANN201
+    """Build a registered pooler with its own ``settings`` (``[model.poolers.NAME]``)."""
+    return build_pooler(model_config(name, head=head, poolers={name: settings}), dim, layers, seed)
+
+
 def paper_block_parameters(d: int, heads: int, head_dim: int, mult: int) -> int:
     """Hand count of the paper's block: PreNorm(Attention) with a context norm, PreNorm(FeedForward)."""
     inner = heads * head_dim
@@ -37,9 +44,9 @@ def test_block_parameter_count_matches_the_paper() -> None:
 
 def test_pooler_parameter_counts() -> None:
     block = paper_block_parameters(D, HEADS, HEAD_DIM, MULT)
-    latent = build_pooler("latent", D, LAYERS, HEAD, "eos")
-    multilayer = build_pooler("multilayer", D, LAYERS, HEAD, "eos")
-    nv = build_pooler("nv_latent", D, LAYERS, HEAD, "eos")
+    latent = make_pooler("latent")
+    multilayer = make_pooler("multilayer")
+    nv = make_pooler("nv_latent")
     assert count(latent) == block + LATENTS * D
     assert count(multilayer) == block + LATENTS * D + LAYERS * D  # + one position row per layer
     assert count(nv) == block + LATENTS * D
@@ -54,18 +61,18 @@ def test_paper_preset_sizes_and_structure() -> None:
         2048,
         4,
     )
-    # the preset fills sizes, other head options stay the user's
+    # the preset fills sizes; the latent pooler's own setting, given in the old form, stays the user's
+    latent = model_config(pooling="latent", head_preset="paper", head={"latent_keys": "last"})
+    assert latent.poolers == {"latent": {"latent_keys": "last"}} and latent.head.num_latents == 768
     assert (
-        model_config(pooling="latent", head_preset="paper", head={"latent_keys": "last"}).head.latent_keys
-        == "last"
+        count(make_pooler("multilayer", head=cfg.head))
+        == paper_block_parameters(D, 32, 2048, 4) + 768 * D + LAYERS * D
     )
-    pooler = build_pooler("multilayer", D, LAYERS, cfg.head, "eos")
-    assert count(pooler) == paper_block_parameters(D, 32, 2048, 4) + 768 * D + LAYERS * D
 
 
 def test_inits_follow_the_paper() -> None:
     """Latents and layer-position rows are N(0, 1), not the 0.02 that drowned the position signal."""
-    pooler = build_pooler("multilayer", 64, 30, HeadConfig(num_latents=64), "eos")
+    pooler = make_pooler("multilayer", 30, HeadConfig(num_latents=64), dim=64)
     assert 0.9 < pooler.latents.std().item() < 1.1
     assert 0.9 < pooler.layer_position.weight.std().item() < 1.1
 
@@ -83,18 +90,18 @@ def test_block_is_invariant_to_the_scale_of_its_keys() -> None:
 
 @pytest.mark.parametrize("latent_keys", ["tokens", "last"])
 def test_latent_pooler_is_invariant_to_the_scale_of_the_last_layer(latent_keys: str) -> None:
-    pooler = build_pooler("latent", D, 2, HeadConfig(num_latents=4, latent_keys=latent_keys), "eos")
+    latent = make_pooler("latent", 2, HeadConfig(num_latents=4), latent_keys=latent_keys)
     torch.manual_seed(1)
     states = tuple(torch.randn(2, 6, D) for _ in range(3))
     mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
     scaled = (*states[:-1], states[-1] * 1000)
-    torch.testing.assert_close(pooler(states, mask, mask), pooler(scaled, mask, mask), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(latent(states, mask, mask), latent(scaled, mask, mask), atol=1e-4, rtol=1e-4)
 
 
 def test_residuals_keep_the_latents_contribution() -> None:
     """Zeroing the attention output leaves latents + FF(latents); zeroing the FF too leaves the latents."""
     torch.manual_seed(2)
-    pooler = build_pooler("latent", D, 2, HEAD, "eos")
+    pooler = make_pooler("latent", 2)
     states = tuple(torch.randn(2, 5, D) for _ in range(3))
     other = tuple(torch.randn(2, 5, D) for _ in range(3))
     mask = torch.ones(2, 5, dtype=torch.long)
@@ -114,8 +121,8 @@ def test_residuals_keep_the_latents_contribution() -> None:
 
 def test_paper_design_2_variant_reads_only_the_final_token() -> None:
     """latent_keys = "last": one key (the final token's state); earlier tokens cannot matter."""
-    last = build_pooler("latent", D, 2, HeadConfig(num_latents=4, latent_keys="last"), "eos")
-    tokens = build_pooler("latent", D, 2, HeadConfig(num_latents=4), "eos")
+    last = make_pooler("latent", 2, HeadConfig(num_latents=4), latent_keys="last")
+    tokens = make_pooler("latent", 2, HeadConfig(num_latents=4))
     torch.manual_seed(3)
     states = [torch.randn(2, 6, D) for _ in range(3)]
     mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
@@ -131,7 +138,7 @@ def test_paper_design_2_variant_reads_only_the_final_token() -> None:
 def test_nv_latent_tokens_query_the_latents_then_masked_mean() -> None:
     """NV-Embed: the output is the masked mean over tokens of block(tokens -> latents)."""
     torch.manual_seed(4)
-    pooler = build_pooler("nv_latent", D, 2, HEAD, "eos")
+    pooler = make_pooler("nv_latent", 2)
     states = tuple(torch.randn(2, 5, D) for _ in range(3))
     attention = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     pooling = torch.tensor([[0, 1, 1, 0, 0], [0, 0, 1, 1, 1]])  # instruction tokens excluded
@@ -148,11 +155,11 @@ def test_head_init_has_its_own_seed() -> None:
     """The head depends on its seed only, and building it leaves the global RNG untouched."""
     torch.manual_seed(0)
     before = torch.random.get_rng_state()
-    a = build_pooler("multilayer", D, LAYERS, HEAD, "eos", seed=7)
+    a = make_pooler("multilayer", seed=7)
     assert torch.equal(torch.random.get_rng_state(), before)
     torch.manual_seed(123)
-    b = build_pooler("multilayer", D, LAYERS, HEAD, "eos", seed=7)
-    c = build_pooler("multilayer", D, LAYERS, HEAD, "eos", seed=8)
+    b = make_pooler("multilayer", seed=7)
+    c = make_pooler("multilayer", seed=8)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
     assert not torch.equal(a.latents, c.latents)

@@ -10,7 +10,6 @@ from scipy import stats
 
 from poolattn.stats import (
     bayesian_signed_rank,
-    bootstrap_mean_ci,
     friedman,
     holm,
     holm_by,
@@ -60,14 +59,6 @@ def test_holm_hand_worked() -> None:
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm([]) == []
-
-
-def test_bootstrap_ci_contains_mean_and_is_deterministic() -> None:
-    diffs = np.subtract(A, B)
-    low, high = bootstrap_mean_ci(diffs, n_resamples=2000, seed=1)
-    assert low < diffs.mean() < high
-    assert (low, high) == bootstrap_mean_ci(diffs, n_resamples=2000, seed=1)
-    assert all(math.isnan(x) for x in bootstrap_mean_ci([0.1]))
 
 
 # --------------------------------------------------------------------------- issue 11, acceptance 3

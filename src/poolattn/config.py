@@ -5,7 +5,8 @@ key is an error that names it and suggests the closest valid one, and a bad valu
 error that names the section and field.
 
 This module is a leaf (it imports nothing from poolattn), so anything may import it. Pooler
-names are the pooler registry's to check (``poolattn.design.validate_design``).
+names, and each pooler's own settings (``[model.poolers.NAME]``), are the pooler registry's to
+check (``poolattn.design.validate_design``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ATTENTION_MODES = ("causal", "bidirectional")
-LAYER_VECTOR_MODES = ("auto", "eos", "mean")
-LATENT_KEYS = ("tokens", "last")
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: poolattn.dtypes.resolve_dtype
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
@@ -47,23 +46,20 @@ def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class HeadConfig:
-    """Shape of a trainable pooling head (latent, multilayer and nv_latent poolers).
+    """Shape of a trainable pooling head: what the latent, multilayer and nv_latent poolers share
+    (a pooler's own settings live in ``ModelConfig.poolers``).
 
     Every trainable head has the published block structure (see ``pooling.CrossAttentionBlock``);
     the defaults keep it small next to the backbone so that head size does not confound a
     design comparison; ``HeadConfig.paper()`` gives the paper's sizes.
 
     ``ff_mult`` is the GEGLU feed-forward's width multiplier (4 in the paper and NV-Embed).
-    ``latent_keys`` (latent pooler only): ``"tokens"`` attends over every pooled token with
-    the padding mask (default); ``"last"`` attends over the final token's state alone, as
-    the paper's code for its design 2 does.
     """
 
     num_latents: int = 16
     num_heads: int = 8
     head_dim: int = 64
     ff_mult: int = 4
-    latent_keys: str = "tokens"
 
     SIZE_FIELDS = ("num_latents", "num_heads", "head_dim", "ff_mult")
 
@@ -76,7 +72,6 @@ class HeadConfig:
         for name in self.SIZE_FIELDS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
-        check_choice(f"{where}.latent_keys", self.latent_keys, LATENT_KEYS)
 
 
 @dataclass
@@ -90,7 +85,9 @@ class ModelConfig:
     max_instruction_length: int = 256
     head: HeadConfig = field(default_factory=HeadConfig)
     head_preset: str = "small"
-    layer_vector: str = "auto"
+    # each pooler's own settings by pooler name ([model.poolers.latent] latent_keys = "last"),
+    # checked by its class; a validated design keeps its own pooler's table, defaults filled in
+    poolers: dict[str, dict[str, Any]] = field(default_factory=dict)
     exclude_instruction: bool = False
     query_template: str = DEFAULT_QUERY_TEMPLATE
     append_eos: bool = True
@@ -112,10 +109,29 @@ class ModelConfig:
             }
             self.head = dataclasses.replace(self.head, **sizes)
 
+    @staticmethod
+    def upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
+        """The old form (configs, options and ``poolattn.json`` from before poolers owned their
+        settings): ``layer_vector`` and ``head.latent_keys`` move to the pooler that reads them."""
+        data, head = dict(data), data.get("head")
+        moved = {("multilayer", "layer_vector"): data.pop("layer_vector", None)}
+        if isinstance(head, dict) and "latent_keys" in head:
+            data["head"] = {k: v for k, v in head.items() if k != "latent_keys"}
+            moved["latent", "latent_keys"] = head["latent_keys"]
+        poolers = data.get("poolers", {})
+        for (pooler, key), value in moved.items():
+            table = poolers.get(pooler, {}) if isinstance(poolers, dict) else None
+            if value is None or not isinstance(table, dict):
+                continue  # nothing to move, or a malformed table that from_dict names
+            table = {**table}
+            if table.setdefault(key, value) != value:
+                raise ConfigError(f"{where}.poolers.{pooler}.{key}: set twice (the old key says {value!r})")
+            poolers = data["poolers"] = {**poolers, pooler: table}
+        return data
+
     def validate(self, where: str = "model") -> None:
-        """Check every field except the pooler name (``design.validate_design`` adds that)."""
+        """Check every field except the pooler's name and settings (``design.validate_design``)."""
         check_choice(f"{where}.attention", self.attention, ATTENTION_MODES)
-        check_choice(f"{where}.layer_vector", self.layer_vector, LAYER_VECTOR_MODES)
         check_choice(f"{where}.head_preset", self.head_preset, ("small", "paper"))
         check_choice(f"{where}.dtype", self.dtype, DTYPES)
         check_choice(f"{where}.attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
@@ -133,11 +149,6 @@ class ModelConfig:
         if self.pooling == "eos" and not self.append_eos:
             raise ConfigError(f"{where}.append_eos: the eos pooler needs append_eos = true")
         self.head.validate(f"{where}.head")
-
-    @property
-    def resolved_layer_vector(self) -> str:
-        """Per-layer vector of the multilayer pooler (``resolve_layer_vector``)."""
-        return resolve_layer_vector(self.layer_vector, self.attention)
 
     @property
     def name(self) -> str:
@@ -209,6 +220,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
     """Build dataclass ``cls`` from a mapping, naming any unknown or mistyped key."""
+    upgrade = getattr(cls, "upgrade", None)  # a reader for a section's old form
+    data = upgrade(data, where) if upgrade else data
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     kwargs: dict[str, Any] = {}

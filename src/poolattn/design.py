@@ -2,8 +2,8 @@
 
 ``validate_design`` applies ``ModelConfig``'s own rules plus the registry's pooler names;
 ``parse_design`` / ``parse_design_spec`` read ``POOLING+ATTENTION`` / ``BASE:POOLING+ATTENTION``.
-``config`` stays a leaf without torch, so the pooling name is checked here, against the
-registry in ``pooling`` (a user-registered pooler is valid everywhere a built-in one is).
+``config`` stays a leaf without torch, so the pooling name is checked here, against
+``pooler_names`` (no torch; a user-registered pooler is valid everywhere a built-in one is).
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from .config import ATTENTION_MODES, ConfigError, ModelConfig, check_choice, from_dict
-from .pooling import check_pooling
+from .pooler_names import check_pooling
 
 
 def validate_design(config: ModelConfig, where: str = "model") -> ModelConfig:
-    """Validate ``config`` (every field, the pooler name against the registry); returns it."""
-    check_pooling(config.pooling, f"{where}.pooling")
+    """Validate ``config`` (every field, the pooler name and settings against the registry);
+    returns it, keeping its own pooler's settings alone, defaults filled in (as saved)."""
+    check_pooling(config.pooling, f"{where}.pooling")  # without torch: a misspelt name at once
+    from .pooling import pooler_settings  # the pooler classes (torch) check their own settings
+
+    config.poolers = pooler_settings(config, where)
     config.validate(where)
     return config
 

@@ -16,6 +16,7 @@ byte-identical to an uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import hashlib
 import json
@@ -24,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,36 +278,31 @@ def _valid_texts(path: Path, field: str, id_field: str | None) -> Iterator[str]:
 def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any, Callable[[], None]]:
     """(backend, restore) for a model string (anything ``poolattn eval`` accepts) or object.
 
-    ``restore()`` undoes the ``max_length`` change on a caller's model; ``dtype`` applies only
-    to a model loaded here, which loads in it (``load_backend``): a caller's model converted
-    back and forth would lose precision, and bf16 weights cast up are not a float32 model.
+    A caller's model is never changed: ``dtype`` applies only to a model loaded here, which
+    loads in it (bf16 weights cast up are not a float32 model); ``max_length`` gives a poolattn
+    model a view with its own config (the weights shared); ``restore()`` gives a model back the
+    training mode that a sentence-transformers ``encode`` switches off.
     """
-    from .encoding.backends import as_backend
+    from .encoding.backends import PoolattnBackend, as_backend
     from .encoding.resolve import load_backend
 
     loaded_here = isinstance(model, str | Path)
     if dtype is not None and not loaded_here:
         raise ConfigError("dtype: applies to a model named by a string; set the dtype of your model yourself")
+    if max_length is not None and max_length < 4:
+        raise ConfigError(f"max_length: must be >= 4, got {max_length}")
     backend = load_backend(str(model), dtype=dtype) if loaded_here else as_backend(model)
-    inner = backend.model
-    is_poolattn = backend.uses_instructions
-    old_length = inner.config.max_length if is_poolattn else inner.max_seq_length
-    if max_length is not None:
-        if max_length < 4:
-            raise ConfigError(f"max_length: must be >= 4, got {max_length}")
-        if is_poolattn:
-            inner.config.max_length = max_length
-        else:
-            inner.max_seq_length = max_length
-
-    def restore() -> None:
-        if max_length is not None and not loaded_here:
-            if is_poolattn:
-                inner.config.max_length = old_length
-            else:
-                inner.max_seq_length = old_length
-
-    return backend, restore
+    inner = getattr(backend, "model", None)
+    if max_length is not None and isinstance(backend, PoolattnBackend):
+        view = copy.copy(inner)  # shares every weight and submodule; only the config is its own
+        view.config = replace(inner.config, max_length=max_length)
+        backend = PoolattnBackend(view)
+    elif max_length is not None and loaded_here:
+        inner.max_seq_length = max_length
+    elif max_length is not None:
+        raise ConfigError("max_length: set max_seq_length on a sentence-transformers model you pass")
+    training = bool(getattr(inner, "training", False))
+    return backend, lambda: inner.train(True) if training else None
 
 
 # --------------------------------------------------------------------------- writing
@@ -540,32 +536,6 @@ def _finished_chunks(parts: Path, sizes: list[int]) -> tuple[set[int], int]:
     return done, dim
 
 
-def _encode_chunk(
-    backend: Any, chunk: list[str], settings: _Settings, advance: Callable[[int], Any]
-) -> np.ndarray:
-    """One chunk's vectors in input order, encoded longest text first so that each batch holds
-    texts of similar length (less padding); ``advance(n)`` after each batch of ``n`` texts."""
-    order = sorted(range(len(chunk)), key=lambda i: -len(chunk[i]))
-    out: np.ndarray | None = None
-    for start in range(0, len(order), settings.batch_size):
-        rows = order[start : start + settings.batch_size]
-        vectors = np.asarray(
-            backend.encode(
-                [chunk[i] for i in rows],
-                query=settings.prompt_type == "query",
-                instruction=settings.instruction,
-                batch_size=settings.batch_size,
-            ),
-            dtype=np.float32,
-        )
-        if out is None:
-            out = np.zeros((len(chunk), vectors.shape[1]), dtype=np.float32)
-        out[rows] = vectors
-        advance(len(rows))
-    assert out is not None
-    return out
-
-
 def _encode_chunks(
     backend: Any, input_path: Path, parts: Path, scan: Scan, settings: _Settings, progress: bool
 ) -> tuple[int, int, int]:
@@ -583,13 +553,16 @@ def _encode_chunks(
         total=total, initial=reused, desc="encode", unit="text", disable=not progress, dynamic_ncols=True
     )
     texts = _valid_texts(input_path, settings.field, settings.id_field)
+    batch = settings.batch_size
     try:
         for index, rows in enumerate(sizes):
             chunk = [next(texts) for _ in range(rows)]
             if index in done:
                 continue
-            out = _encode_chunk(backend, chunk, settings, bar.update)
-            _save_npy(_chunk_path(parts, index), out)
+            query = settings.prompt_type == "query"  # the backend orders and batches the chunk
+            out = backend.encode(chunk, query=query, instruction=settings.instruction, batch_size=batch)
+            _save_npy(_chunk_path(parts, index), np.asarray(out, dtype=np.float32))
+            bar.update(len(chunk))
             encoded += len(chunk)
             dim = int(out.shape[1])
     finally:

@@ -1,4 +1,4 @@
-"""File I/O every module shares: atomic writes, create-once files and the one JSONL reader.
+"""File I/O every module shares: atomic writes, safe weights loading and the one JSONL reader.
 
 Atomic: a crash or a kill never leaves a half-written file or model directory. The JSONL
 reader's errors name file and line."""
@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,52 +113,6 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a UTF-8 text file through a temp file and one rename (newlines written as given)."""
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
-
-
-def _durable_temp(path: Path, data: dict[str, Any]) -> Path:
-    """A uniquely named, fsync-ed JSON temp file beside ``path`` (the caller links or renames it)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return tmp
-
-
-def create_json_exclusive(path: str | Path, data: dict[str, Any]) -> bool:
-    """Create ``path`` holding ``data`` unless it exists; True when this call created it.
-
-    A lock/claim primitive: the file appears complete or not at all (hard link of a finished
-    temp file), and of several processes racing for the name exactly one wins.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _durable_temp(path, data)
-    try:
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            # NFS: a retried LINK whose first reply was lost reports EEXIST although it worked
-            return os.stat(tmp).st_nlink == 2
-        except OSError:  # no hard links here: O_EXCL creation
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(tmp.read_text())
-            return True
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def replace_json_durably(path: str | Path, data: dict[str, Any]) -> None:
-    """Rewrite ``path`` with ``data`` in one rename after an fsync (the name never disappears)."""
-    path = Path(path)
-    os.replace(_durable_temp(path, data), path)
 
 
 # ----------------------------------------------------------------------------- paths and weights

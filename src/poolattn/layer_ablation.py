@@ -137,33 +137,20 @@ class LayerVectorCache:
             return torch.zeros((0, self.num_layers, self.model.embedding_dim))
         return torch.stack([self.vectors_by_key[k] for k in keys])
 
-    @torch.inference_mode()
     def _encode(self, keys: list[CacheKey], *, query: bool, instruction: str | None) -> None:
+        """The per-layer vectors of ``keys``, from the batches ``EmbeddingModel.encode`` builds."""
         model = self.model
-        was_training = model.training
-        model.eval()
-        order = sorted(keys, key=lambda k: -len(k[2]))  # similar lengths share a batch
-        try:
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                features = model.tokenize(  # empty corpus documents are kept, as in evaluation
-                    [k[2] for k in batch],
-                    "query" if query else "document",
-                    instruction if query else None,
-                    allow_empty=True,
-                )
-                states = model.hidden_states(features)
-                attention = features["attention_mask"].to(model.device)
-                pooling = (
-                    features["pooling_mask"].to(model.device)
-                    if model.config.exclude_instruction
-                    else attention
-                )
-                vectors = model.pooler.layer_vectors(states, attention, pooling).float().cpu()
-                self.vectors_by_key.update(zip(batch, vectors, strict=True))
-                self.backbone_texts += len(batch)
-        finally:
-            model.train(was_training)
+        with model.inference():  # empty corpus documents are kept, as in evaluation
+            for rows, batch in model.input_batches(
+                [k[2] for k in keys],
+                "query" if query else "document",
+                instruction if query else None,
+                self.batch_size,
+                allow_empty=True,
+            ):
+                vectors = model.forward(batch, pool=model.pooler.layer_vectors).cpu()
+                self.vectors_by_key.update(zip([keys[i] for i in rows], vectors, strict=True))
+                self.backbone_texts += len(rows)
 
     @torch.inference_mode()
     def pool(self, vectors: torch.Tensor, kept: Sequence[int], batch_size: int = 256) -> torch.Tensor:
@@ -417,7 +404,7 @@ def _ablation_record(
     return {
         "model": {"design": model.config.name, "base": model.config.base, "fingerprint": fingerprint},
         "layers": cache.num_layers,
-        "layer_vector": model.config.resolved_layer_vector,
+        "layer_vector": model.pooler.layer_vector,
         "tasks": _task_rows(planned),
         "score": "mean over tasks of each task's main score",
         "all": scored.scores["all"],

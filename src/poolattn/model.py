@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,17 @@ log = logging.getLogger(__name__)
 ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on large corpora
 
 
+def length_chunks(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts``, longest (in characters) first, cut into the chunks ``encode``
+    tokenizes at once. Distributed evaluation hands out these chunks whole, so every rank builds
+    the batches one process would (bit-identical vectors)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    size = batch_size * max(1, ENCODE_CHUNK // batch_size)
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
 def _num_layers(backbone: PreTrainedModel) -> int:
     return int(text_config(backbone).num_hidden_layers)
 
@@ -72,7 +84,7 @@ class EmbeddingModel(nn.Module):
         ``full_finetune``: the backbone's own weights are trained, so ``save`` writes the whole
         backbone (part of the saved design; otherwise only the head and any LoRA adapter)."""
         super().__init__()
-        config.validate()
+        validate_design(config)  # the pooler's own settings too, kept in the config as saved
         self.config = config
         self.backbone = backbone
         self.tokenizer = tokenizer
@@ -80,14 +92,7 @@ class EmbeddingModel(nn.Module):
         set_attention_mode(backbone, config.attention)
         if verify:
             verify_attention(backbone, config.attention)
-        self.pooler: Pooler = build_pooler(
-            config.pooling,
-            _hidden_size(backbone),
-            _num_layers(backbone),
-            config.head,
-            config.resolved_layer_vector,
-            seed=head_seed,
-        )
+        self.pooler: Pooler = build_pooler(config, _hidden_size(backbone), _num_layers(backbone), head_seed)
         # float32 whatever the backbone's dtype: bf16 weights would not move under AdamW at lr 1e-5
         self.pooler.to(device=self.device, dtype=torch.float32)
         self._full_finetune = bool(full_finetune)
@@ -111,7 +116,7 @@ class EmbeddingModel(nn.Module):
         """Load a backbone (alias, local dir, GGUF file or hub id) as the given design
         (``attention`` defaults to causal, ``pooling`` to eos).
 
-        ``options`` are ModelConfig fields (max_length, head, head_preset, layer_vector,
+        ``options`` are ModelConfig fields (max_length, head, head_preset, poolers,
         exclude_instruction, dtype, attn_implementation, padding_side, ...).
         A saved poolattn model directory loads as saved: ``attention``, ``pooling`` or an
         option that differs from its design is an error (a saved head only fits its design).
@@ -171,9 +176,11 @@ class EmbeddingModel(nn.Module):
         prompt_type: str | None = None,
         instruction: str | Sequence[str | None] | None = None,
         allow_empty: bool = False,
+        template: str | None = None,
     ) -> dict[str, torch.Tensor]:
         """Model inputs for ``texts``; queries get the instruction prompt (one for all texts or
-        one per text), documents are bare. ``allow_empty``: as in ``encode``."""
+        one per text), documents are bare. ``allow_empty``: as in ``encode``; ``template``
+        replaces the design's query template (a free-form sentence-transformers prompt)."""
         if prompt_type not in (None, "query", "document"):
             raise ValueError(f"prompt_type: {prompt_type!r} is not valid; choose None, 'query' or 'document'")
         instructions = per_text(instruction, len(texts))
@@ -185,7 +192,7 @@ class EmbeddingModel(nn.Module):
             self.tokenizer,
             check_texts(texts, allow_empty=allow_empty),
             max_length=self.config.max_length,
-            template=self.config.query_template,
+            template=template or self.config.query_template,
             instruction=instructions,
             append_eos=self.config.append_eos,
             padding_side=self.config.padding_side,
@@ -211,14 +218,56 @@ class EmbeddingModel(nn.Module):
             )
         return out.hidden_states if every else (out.last_hidden_state,)
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Un-normalised float32 embeddings (B x D) for tokenized ``features``; keeps the graph."""
+    def forward(
+        self, features: dict[str, torch.Tensor], pool: Callable[..., torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Un-normalised float32 embeddings (B x D) for tokenized ``features``; keeps the graph.
+        ``pool`` stands in for the pooler with the same inputs (the layer ablation passes
+        ``pooler.layer_vectors``)."""
         states = self.hidden_states(features)
         attention = features["attention_mask"].to(self.device)
+        # the pooling-mask rule: the instruction prefix is left out only when the design says so
         pooling = features["pooling_mask"].to(self.device) if self.config.exclude_instruction else attention
-        return self.pooler(states, attention, pooling).float()
+        return (pool or self.pooler)(states, attention, pooling).float()
 
-    @torch.inference_mode()
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Eval mode without autograd; a training model gets its mode back, also on an error."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.train(was_training)
+
+    def input_batches(
+        self,
+        texts: Sequence[str],
+        prompt_type: str | None = None,
+        instruction: str | None = None,
+        batch_size: int = 32,
+        allow_empty: bool = False,
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """(indices into ``texts``, their model inputs) batch by batch: the one batching of every
+        encoder (``encode``, ``poolattn encode``, distributed evaluation, the layer ablation).
+
+        Each chunk (``length_chunks``) is tokenized once; its batches are cut by token length,
+        which pads far less than character order, and their shared padding is trimmed, so a
+        batch's inputs are exactly those of tokenizing it alone.
+        """
+        items = check_texts(texts, allow_empty=allow_empty)
+        for chunk in length_chunks(items, batch_size):
+            features = self.tokenize([items[i] for i in chunk], prompt_type, instruction, allow_empty)
+            lengths = features["attention_mask"].sum(dim=1)
+            by_tokens = torch.argsort(lengths, descending=True, stable=True).tolist()
+            full = features["input_ids"].shape[1]
+            for start in range(0, len(chunk), batch_size):
+                rows = by_tokens[start : start + batch_size]
+                width = int(lengths[rows].max())
+                cols = slice(0, width) if self.config.padding_side == "right" else slice(full - width, full)
+                yield [chunk[i] for i in rows], {key: value[rows, cols] for key, value in features.items()}
+
     def encode(
         self,
         texts: Sequence[str] | str,
@@ -230,7 +279,7 @@ class EmbeddingModel(nn.Module):
         convert_to: Literal["numpy", "torch"] = "numpy",
         allow_empty: bool = False,
     ) -> np.ndarray | torch.Tensor:
-        """Embed ``texts`` (float32, input order). Batches are sorted by length internally.
+        """Embed ``texts`` (float32, input order), batched by ``input_batches``.
 
         An empty or blank text is an error unless ``allow_empty=True``: then it is embedded as
         an empty input, the query prompt (if any) followed by EOS (evaluation uses this, so a
@@ -238,38 +287,14 @@ class EmbeddingModel(nn.Module):
         """
         single = isinstance(texts, str)
         items = check_texts([texts] if single else list(texts), allow_empty=allow_empty)
-        if batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-        was_training = self.training
-        self.eval()
-        try:
-            # Characters only group similar texts into chunks; each chunk is tokenized once and its
-            # batches are cut by token length, which pads far less than character order on mixed text.
-            order = sorted(range(len(items)), key=lambda i: -len(items[i]))
-            chunk_size = batch_size * max(1, ENCODE_CHUNK // batch_size)
-            out = torch.zeros((len(items), self.embedding_dim), dtype=torch.float32)
-            show = len(items) >= 1024 if show_progress_bar is None else show_progress_bar
-            bar = tqdm(total=-(-len(items) // batch_size), desc="encode", disable=not show, unit="batch")
-            for chunk_start in range(0, len(items), chunk_size):
-                chunk = order[chunk_start : chunk_start + chunk_size]
-                features = self.tokenize([items[i] for i in chunk], prompt_type, instruction, allow_empty)
-                lengths = features["attention_mask"].sum(dim=1)
-                by_tokens = torch.argsort(lengths, descending=True, stable=True)
-                full = features["input_ids"].shape[1]
-                for start in range(0, len(chunk), batch_size):
-                    rows = by_tokens[start : start + batch_size]
-                    width = int(lengths[rows].max())  # trimming shared padding = tokenizing this batch alone
-                    cols = (
-                        slice(0, width) if self.config.padding_side == "right" else slice(full - width, full)
-                    )
-                    emb = self.forward({key: value[rows, cols] for key, value in features.items()})
-                    if normalize:
-                        emb = torch.nn.functional.normalize(emb, dim=-1)
-                    out[[chunk[i] for i in rows.tolist()]] = emb.cpu()
-                    bar.update(1)
-            bar.close()
-        finally:  # an error (or Ctrl-C) mid-encode must not leave a training model in eval mode
-            self.train(was_training)
+        out = torch.zeros((len(items), self.embedding_dim), dtype=torch.float32)
+        show = len(items) >= 1024 if show_progress_bar is None else show_progress_bar
+        batches = -(-len(items) // max(1, batch_size))
+        with self.inference(), tqdm(total=batches, desc="encode", disable=not show, unit="batch") as bar:
+            for rows, batch in self.input_batches(items, prompt_type, instruction, batch_size, allow_empty):
+                emb = self.forward(batch)
+                out[rows] = (torch.nn.functional.normalize(emb, dim=-1) if normalize else emb).cpu()
+                bar.update(1)
         result = out[0] if single else out
         return result if convert_to == "torch" else result.numpy()
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, resolve_layer_vector
+from .config import ConfigError, ModelConfig
 from .eval_results import read_eval_run
 from .io import write_json_atomic, write_text_atomic
 from .model_dir import read_design_file
@@ -308,18 +308,15 @@ def render_model_card(
 def _design_rows(
     design: Mapping[str, Any], params: Mapping[str, Any], export: Mapping[str, Any] | None
 ) -> list[tuple[str, str]]:
-    model = design["model"]
+    model = ModelConfig.upgrade(design["model"], "model")  # a design saved in the old form too
     pooling = str(model["pooling"])
     rows = [
         ("base", f"`{model['base']}`"),
         ("attention", str(model["attention"])),
         ("pooling", f"`{pooling}`: {POOLING_TEXT.get(pooling, 'a registered poolattn pooler')}"),
     ]
-    if pooling == "multilayer":
-        vector = resolve_layer_vector(str(model.get("layer_vector", "auto")), str(model["attention"]))
-        rows.append(
-            ("per-layer vector", f"{vector} (`layer_vector = {model.get('layer_vector', 'auto')!r}`)")
-        )
+    if settings := (model.get("poolers") or {}).get(pooling):  # the pooler's own settings, as saved
+        rows.append(("pooler settings", ", ".join(f"`{k} = {v!r}`" for k, v in settings.items())))
     head_params = params.get("head_parameters")
     if head_params is not None:
         trainable = int(head_params) > 0

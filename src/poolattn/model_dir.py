@@ -1,7 +1,8 @@
 """A saved poolattn model directory: its file names, and the one reader and writer of its design.
 
-Layout: ``poolattn.json`` (the design: format version, ``ModelConfig``, whether a LoRA adapter
-is present, whether the backbone was fully fine-tuned), ``pooler.safetensors`` (the head),
+Layout: ``poolattn.json`` (the design: format version, ``ModelConfig`` with the pooler's own
+settings in ``model.poolers`` -- ``ModelConfig.upgrade`` reads the older form --, whether a LoRA
+adapter is present, whether the backbone was fully fine-tuned), ``pooler.safetensors`` (the head),
 ``adapter/`` (PEFT LoRA), ``backbone/`` (a fully fine-tuned backbone, saved whole) and, in a
 sentence-transformers export, ``base/`` (a bundled copy of the base backbone). Both
 ``EmbeddingModel.load`` and the sentence-transformers module read a directory through

@@ -3,7 +3,9 @@
 Every pooler has the same interface: ``forward(hidden_states, attention_mask, pooling_mask)``
 where ``hidden_states`` is the tuple of every layer's states (embeddings first, as
 transformers returns them), or only the last layer's (a 1-tuple) for a pooler whose
-``layers_read`` is ``"last"``. Adding a pooler is one class and one ``@register`` line.
+``layers_read`` is ``"last"``. Adding a pooler is one class and one ``@register`` line; a
+pooler's own settings are its ``config_keys`` (as in sentence-transformers' modules): checked
+from ``[model.poolers.NAME]`` by ``check_settings`` and saved with the model's design.
 
 The trainable poolers share one block, :class:`CrossAttentionBlock`, the block of the paper's
 ``PerceiverResampler`` (and of NV-Embed's latent attention): pre-norm cross-attention with a
@@ -16,13 +18,25 @@ autocast is off inside the head and its inputs are cast to it.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LATENT_KEYS, HeadConfig, check_choice
+from .config import (
+    ConfigError,
+    HeadConfig,
+    ModelConfig,
+    check_choice,
+    from_dict,
+    resolve_layer_vector,
+    to_dict,
+)
+from .pooler_names import BUILTIN_POOLERS, check_pooling
 
 POOLERS: dict[str, type[Pooler]] = {}
 
@@ -38,10 +52,15 @@ def register(name: str) -> Callable[[type[Pooler]], type[Pooler]]:
     return deco
 
 
-def check_pooling(name: str, where: str = "model.pooling") -> None:
-    """Raise a ConfigError listing the registered poolers (user-added ones too) unless ``name``
-    is one of them: the registry is the one list of pooler names."""
-    check_choice(where, name, tuple(POOLERS))
+def pooler_settings(config: ModelConfig, where: str = "model") -> dict[str, dict[str, Any]]:
+    """Check every ``[model.poolers.NAME]`` table with its pooler's class (a grid's shared table
+    may set several); returns the design's own pooler's table alone, defaults filled in."""
+    check_pooling(config.pooling, f"{where}.pooling")
+    for name, table in config.poolers.items():
+        check_pooling(name, f"{where}.poolers")
+        POOLERS[name].check_settings(table, config, f"{where}.poolers.{name}")
+    name, own = config.pooling, config.poolers.get(config.pooling, {})
+    return {name: POOLERS[name].check_settings(own, config, f"{where}.poolers.{name}")}
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -83,18 +102,42 @@ class Pooler(nn.Module):
     ask the backbone for its last layer alone (then ``hidden_states`` is a 1-tuple), so the
     other layers' activations are freed as the forward pass goes (about 9 GB at 7B, batch
     64 x 512). The default, ``"all"``, keeps a user pooler that indexes any layer working.
+
+    ``config_keys`` maps the pooler's own settings to their defaults (a value must have its
+    default's type); each becomes an attribute, and ``get_config_dict`` is what is saved.
     """
 
     name = "base"
     trainable = False
     layers_read: str = ALL_LAYERS
+    config_keys: dict[str, Any] = {}
 
-    def __init__(
-        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
-    ) -> None:
+    def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, **settings: Any) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.num_layers = num_layers
+        if unknown := sorted(set(settings) - set(self.config_keys)):
+            raise TypeError(f"{type(self).__name__}: unknown settings {unknown}")
+        for key, default in self.config_keys.items():
+            setattr(self, key, settings.get(key, default))
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:
+        """``settings`` with defaults filled in; an unknown key or a value of the wrong type is a
+        ConfigError naming the field. Override (calling this first) to check values too."""
+        if settings and not cls.config_keys:
+            raise ConfigError(f"{where}: the {cls.name!r} pooler has no settings, got {sorted(settings)}")
+        fields = [
+            (key, type(value), dataclasses.field(default_factory=lambda v=value: copy.deepcopy(v)))
+            for key, value in cls.config_keys.items()
+        ]  # a dataclass, so the config plumbing names unknown keys and wrong types
+        return to_dict(
+            from_dict(dataclasses.make_dataclass(f"{cls.__name__}Settings", fields), settings, where)
+        )
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """The pooler's own settings, as saved with the model."""
+        return {key: getattr(self, key) for key in self.config_keys}
 
     def forward(
         self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor, pooling_mask: torch.Tensor
@@ -210,10 +253,8 @@ class LearnedLatentsPooler(Pooler):
     trainable = True
     layers_read = LAST_LAYER  # latent, nv_latent; multilayer reads all
 
-    def __init__(
-        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
-    ) -> None:
-        super().__init__(hidden_size, num_layers, head, layer_vector)
+    def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, **settings: Any) -> None:
+        super().__init__(hidden_size, num_layers, head, **settings)
         self.latents = nn.Parameter(torch.randn(head.num_latents, hidden_size))
         self.attend = CrossAttentionBlock(hidden_size, head)
 
@@ -235,17 +276,18 @@ class LatentArrayPooler(LearnedLatentsPooler):
 class LatentPooler(LatentArrayPooler):
     """Last-layer trainable pooling: latents cross-attend over the last layer's states.
 
-    ``head.latent_keys = "tokens"`` (default): every pooled token is a key, padding masked.
+    ``latent_keys = "tokens"`` (default): every pooled token is a key, padding masked.
     ``"last"``: only the final token's state is the key, exactly as the paper's code for its
     design 2 (whose attention then has a single key, so every latent reads the same value).
     """
 
-    def __init__(
-        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
-    ) -> None:
-        super().__init__(hidden_size, num_layers, head, layer_vector)
-        check_choice("model.head.latent_keys", head.latent_keys, LATENT_KEYS)
-        self.latent_keys = head.latent_keys
+    config_keys = {"latent_keys": "tokens"}
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:  # noqa: D102
+        checked = super().check_settings(settings, design, where)
+        check_choice(f"{where}.latent_keys", checked["latent_keys"], ("tokens", "last"))
+        return checked
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         states = hidden_states[-1]
@@ -263,16 +305,20 @@ class MultiLayerPooler(LatentArrayPooler):
     learned layer-position embedding (N(0, 1), one row per layer, added before the block's
     norm); latents cross-attend over these L vectors. ``pool_vectors`` takes cached
     per-layer vectors and an optional layer mask, so a layer ablation needs no backbone pass.
+    ``layer_vector`` ``"auto"`` is resolved against the design (``config.resolve_layer_vector``).
     """
 
     layers_read = ALL_LAYERS
+    config_keys = {"layer_vector": "auto"}
 
-    def __init__(
-        self, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str = "eos"
-    ) -> None:
-        super().__init__(hidden_size, num_layers, head, layer_vector)
-        check_choice("model.layer_vector", layer_vector, ("eos", "mean"))
-        self.layer_vector = layer_vector
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:  # noqa: D102
+        checked = super().check_settings(settings, design, where)
+        check_choice(f"{where}.layer_vector", checked["layer_vector"], ("auto", "eos", "mean"))
+        return {"layer_vector": resolve_layer_vector(checked["layer_vector"], design.attention)}
+
+    def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, **settings: Any) -> None:
+        super().__init__(hidden_size, num_layers, head, **settings)
         self.layer_position = nn.Embedding(num_layers, hidden_size)  # N(0, 1) init, as published
 
     def layer_vectors(self, hidden_states, attention_mask, pooling_mask) -> torch.Tensor:
@@ -310,19 +356,18 @@ class NVLatentPooler(LearnedLatentsPooler):
             return masked_mean(self.attend(tokens, self.batch_latents(tokens.shape[0])), pooling_mask)
 
 
-BUILTIN_POOLERS: tuple[str, ...] = tuple(POOLERS)  # the poolers above, before any user registers one
+if tuple(POOLERS) != BUILTIN_POOLERS:  # the torch-free list that checks names in configs
+    raise ImportError(f"pooler_names.BUILTIN_POOLERS must be {tuple(POOLERS)}, not {BUILTIN_POOLERS}")
 
 
-def build_pooler(
-    name: str, hidden_size: int, num_layers: int, head: HeadConfig, layer_vector: str, seed: int = 0
-) -> Pooler:
-    """Instantiate a registered pooler; an unknown name lists the choices.
+def build_pooler(config: ModelConfig, hidden_size: int, num_layers: int, seed: int = 0) -> Pooler:
+    """Instantiate the design's pooler with its settings; an unknown name lists the choices.
 
     The head is initialised from its own RNG stream seeded with ``seed`` (the global RNG is left
     untouched), so every design starts from the same LoRA weights and a head depends on the
     seed only.
     """
-    check_pooling(name)
+    settings = pooler_settings(config)[config.pooling]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return POOLERS[name](hidden_size, num_layers, head, layer_vector)
+        return POOLERS[config.pooling](hidden_size, num_layers, config.head, **settings)

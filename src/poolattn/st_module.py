@@ -31,7 +31,6 @@ from sentence_transformers.base.modules.input_module import InputModule
 from .config import ConfigError, ModelConfig
 from .model import EmbeddingModel
 from .model_dir import BUNDLED_BASE_DIR, read_design
-from .tokenization import check_texts, tokenize
 
 MODULE_CONFIG_FILE = "poolattn_module.json"
 MODULE_FORMAT_VERSION = 1
@@ -152,25 +151,14 @@ class PoolattnModule(InputModule):
         as a literal prefix (still excluded from pooling when the design says so). An
         ``instruction`` keyword overrides the template prompt.
         """
-        texts = check_texts(inputs)
-        cfg = self.model.config
-        template = cfg.query_template
+        template = self.model.config.query_template
         if instruction is None and prompt:
             instruction = instruction_from_prompt(template, prompt)
             if instruction is None:  # a free-form prefix
                 template, instruction = "{instruction}{text}", prompt
         elif instruction is not None and prompt and instruction_from_prompt(template, prompt) is None:
             raise ValueError("pass either a free-form prompt or an instruction, not both")
-        return tokenize(
-            self.tokenizer,
-            texts,
-            max_length=cfg.max_length,
-            template=template,
-            instruction=instruction or None,
-            append_eos=cfg.append_eos,
-            padding_side=cfg.padding_side,
-            max_instruction_length=cfg.max_instruction_length,
-        )
+        return self.model.tokenize(inputs, instruction=instruction or None, template=template)
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
         """Add ``sentence_embedding`` (float32, not normalised: ST's Normalize module does that)."""

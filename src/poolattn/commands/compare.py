@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 HELP = "compare results directories: verdicts per family (item-level, seed-aware tests), report.md/CSV/JSON/plots"
 
@@ -113,18 +114,12 @@ def run(args: argparse.Namespace) -> int:
             summary = compare(
                 args.results,
                 args.output,
-                min_datasets=args.min_datasets,
-                alpha=args.alpha,
                 plots=not args.no_plots,
                 names=_split(args.names),
                 designs=_split(args.designs),
-                rope=args.rope,
-                holm_scope=args.holm_scope,
-                n_resamples=args.resamples,
-                seed=args.seed,
                 plan_target=target if args.plan else None,
                 plan=args.plan,
-                fixed=_split(args.fixed) or (),
+                **_compare_options(args),
             )
     except (ResultsError, ItemsError, ValueError) as exc:
         print(f"poolattn compare: error: {exc}", file=sys.stderr)
@@ -148,6 +143,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``stats.compare.compare_models`` this command sets, for both kinds of run."""
+    return {
+        "alpha": args.alpha,
+        "rope": args.rope,
+        "holm_scope": args.holm_scope,
+        "n_resamples": args.resamples,
+        "seed": args.seed,
+        "min_datasets": args.min_datasets,
+        "fixed": _split(args.fixed) or (),
+    }
+
+
 def _run_backbones(args: argparse.Namespace) -> int:
     """``--backbones EXP_A EXP_B``: the cross-backbone comparison (``stats.backbones``)."""
     from ..stats.backbones import REPORT_FILE, compare_backbones, summary_lines
@@ -157,18 +165,7 @@ def _run_backbones(args: argparse.Namespace) -> int:
         print("poolattn compare: error: --backbones takes exactly two experiment folders", file=sys.stderr)
         return 2
     try:
-        result = compare_backbones(
-            args.results[0],
-            args.results[1],
-            args.output,
-            alpha=args.alpha,
-            rope=args.rope,
-            holm_scope=args.holm_scope,
-            n_resamples=args.resamples,
-            seed=args.seed,
-            min_datasets=args.min_datasets,
-            fixed=_split(args.fixed) or (),
-        )
+        result = compare_backbones(args.results[0], args.results[1], args.output, **_compare_options(args))
     except (ResultsError, ValueError) as exc:
         print(f"poolattn compare: error: {exc}", file=sys.stderr)
         return 2

@@ -7,10 +7,9 @@ stores them in the fingerprint-keyed cache (the only writer, so the cache needs 
 and hands them to the evaluator. Non-zero ranks just serve requests until rank 0 says stop;
 they need the model, not the task data.
 
-A unit is exactly one chunk of ``EmbeddingModel.encode`` (texts sorted by length, cut every
-``batch_size * (ENCODE_CHUNK // batch_size)`` texts), so every batch is the batch a single
-process would have built and the vectors, hence the scores, are bit-identical to a
-single-process evaluation. When rank 0 fails, it tells the other ranks, which raise its error
+A unit is exactly one chunk of ``EmbeddingModel.encode`` (``poolattn.model.length_chunks``),
+so every batch is the batch a single process would have built and the vectors, hence the
+scores, are bit-identical to a single-process evaluation. When rank 0 fails, it tells the other ranks, which raise its error
 rather than return as if the evaluation had finished. Units go to the least-loaded rank, so a large corpus spreads
 evenly; a request smaller than one unit is encoded by one rank.
 
@@ -114,12 +113,10 @@ def process_group() -> ProcessGroup:
 
 
 def encode_units(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``texts`` in the chunks ``EmbeddingModel.encode`` would form (longest first)."""
-    from ..model import ENCODE_CHUNK
+    """Indices of ``texts`` in the chunks ``EmbeddingModel.encode`` forms (longest first)."""
+    from ..model import length_chunks
 
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    size = batch_size * max(1, ENCODE_CHUNK // batch_size)
-    return [order[start : start + size] for start in range(0, len(order), size)]
+    return length_chunks(texts, batch_size)
 
 
 class EncodeServer:

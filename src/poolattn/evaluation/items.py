@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-6
 TOP_IDS = 10  # retrieval: ranked ids kept per query
-ROUNDED_RETRIEVAL = ("ndcg", "map", "recall", "precision", "hit_rate")
 TREC_KEYS = {  # mteb's retrieval metric name (before "_at_k") -> pytrec_eval measure prefix
     "ndcg": "ndcg_cut_",
     "map": "map_cut_",

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,9 @@ from .mteb_results import write_mteb_results
 log = logging.getLogger(__name__)
 
 RESULTS_VERSION = 1
+# the tasks mteb has called superseded: it says so (log and warning) on every evaluation, and
+# the layer ablation evaluates the same task objects once per condition
+_SUPERSEDED_SAID: weakref.WeakSet[Any] = weakref.WeakSet()
 DEFAULT = "default"  # evaluate(cache_dir_path=...): the embeddings folder of cache_dir()
 
 
@@ -49,16 +53,24 @@ def run_mteb_task(
     import mteb
 
     extra = {} if prediction_folder is None else {"prediction_folder": prediction_folder}
-    result = mteb.evaluate(
-        encoder,
-        task,
-        cache=None,
-        overwrite_strategy="always",
-        encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-        show_progress_bar=False,
-        co2_tracker=False,
-        **extra,
-    )
+    said = task in _SUPERSEDED_SAID
+    _SUPERSEDED_SAID.add(task)
+    if said:  # once per task object: an instance attribute hides the check, removed below
+        task.check_if_dataset_is_superseded = lambda: None
+    try:
+        result = mteb.evaluate(
+            encoder,
+            task,
+            cache=None,
+            overwrite_strategy="always",
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+            show_progress_bar=False,
+            co2_tracker=False,
+            **extra,
+        )
+    finally:
+        if said:
+            del task.check_if_dataset_is_superseded
     if result.exceptions:
         raise RuntimeError(f"{task.metadata.name}: evaluation failed: {result.exceptions}")
     return result.task_results[0].to_dict()

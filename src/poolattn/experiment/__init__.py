@@ -3,39 +3,16 @@
 This package re-exports for users; modules inside poolattn import from the defining module.
 """
 
-from typing import Any
+from .._lazy import lazy_exports
 
-# name -> defining module, imported on first use: a reader of one fact (``plan.UNTRAINED_PREFIX``,
-# ``state.read_state``, used by ``poolattn.stats``) does not load torch, the trainer and the report.
-_EXPORTS = {
-    "parse_design": "poolattn.design",
-    "PAPER_DESIGNS": "poolattn.experiment.plan",
-    "ExperimentConfig": "poolattn.experiment.plan",
-    "Run": "poolattn.experiment.plan",
-    "load_experiment_config": "poolattn.experiment.plan",
-    "ExperimentReport": "poolattn.experiment.report",
-    "write_experiment_report": "poolattn.experiment.report",
-    "describe_plan": "poolattn.experiment.runner",
-    "run_experiment": "poolattn.experiment.runner",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "PAPER_DESIGNS",
-    "ExperimentConfig",
-    "ExperimentReport",
-    "Run",
-    "describe_plan",
-    "load_experiment_config",
-    "parse_design",
-    "run_experiment",
-    "write_experiment_report",
-]
+# imported on first use: a reader of one fact (``plan.UNTRAINED_PREFIX``, ``state.read_state``,
+# used by ``poolattn.stats``) does not load torch, the trainer and the report.
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "..design": ("parse_design",),
+        ".plan": ("PAPER_DESIGNS", "ExperimentConfig", "Run", "load_experiment_config"),
+        ".report": ("ExperimentReport", "write_experiment_report"),
+        ".runner": ("describe_plan", "run_experiment"),
+    },
+)

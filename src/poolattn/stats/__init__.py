@@ -11,7 +11,6 @@ from .compare import ModelResults, ResultsError, compare, compare_models, design
 from .items import DatasetItems, Entry, ItemsError, read_items
 from .ranks import friedman, nemenyi, nemenyi_cd
 from .tests import (
-    bootstrap_mean_ci,
     holm,
     holm_by,
     rank_biserial,
@@ -27,7 +26,6 @@ __all__ = [
     "ModelResults",
     "ResultsError",
     "bayesian_signed_rank",
-    "bootstrap_mean_ci",
     "compare",
     "compare_models",
     "design_groups",

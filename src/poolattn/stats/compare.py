@@ -543,25 +543,19 @@ def compare_models(
 def compare(
     result_dirs: Sequence[str | Path],
     output_dir: str | Path,
-    min_datasets: int = 5,
-    alpha: float = ALPHA,
+    *,
     plots: bool = True,
     names: Sequence[str] | None = None,
-    designs: Sequence[str] | None = None,
-    rope: float | dict[str, float] | None = ROPE,
-    holm_scope: str = "family",
-    n_resamples: int = N_RESAMPLES,
-    seed: int = 0,
     plan_target: float | None = None,
     plan: bool = False,
-    fixed: Sequence[str] = (),
+    **options: Any,
 ) -> dict[str, Any]:
     """Load results directories, compare them and write report.md, scores.csv, stats.json, plots.
 
     ``names`` overrides the run names (default: each directory's design) in the same order;
-    ``designs`` groups runs into designs (default: ``<design>-seed<N>`` names share one);
     ``plan_target`` (0-1 scale) adds a planning section: what detecting that effect needs
-    (``plan=True`` alone: each family's ROPE); ``fixed``: designs without a training seed.
+    (``plan=True`` alone: each family's ROPE); ``options`` go to ``compare_models`` (``designs``,
+    ``min_datasets``, ``alpha``, ``rope``, ``holm_scope``, ``n_resamples``, ``seed``, ``fixed``).
     """
     from .report import write_comparison_report
 
@@ -573,17 +567,7 @@ def compare(
             model.name = name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = compare_models(
-            models,
-            designs=designs,
-            min_datasets=min_datasets,
-            alpha=alpha,
-            rope=rope,
-            holm_scope=holm_scope,
-            n_resamples=n_resamples,
-            seed=seed,
-            fixed=fixed,
-        )
+        summary = compare_models(models, **options)
     summary["warnings"] = [str(w.message) for w in caught]
     summary["plan_target"] = plan_target
     summary["plan"] = plan or plan_target is not None

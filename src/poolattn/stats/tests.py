@@ -1,7 +1,6 @@
-"""Classical paired tests: Wilcoxon over datasets, sign-flip over items, Holm, effect size, CI.
+"""Classical paired tests: Wilcoxon over datasets, sign-flip over items, Holm, effect size.
 
-Wilcoxon signed-rank with its attainable floor, sign-flip permutation, Holm correction (per
-group), rank-biserial effect size and a bootstrap CI of a mean. The Wilcoxon unit is a dataset, as in the paper (arXiv 2409.02727): with n datasets the exact
+The Wilcoxon unit is a dataset, as in the paper (arXiv 2409.02727): with n datasets the exact
 two-sided test cannot go below p = 2/2^n, which ``wilcoxon_floor`` reports so that a test
 that could never reject is not read as a finding.
 """
@@ -127,26 +126,3 @@ def holm_by(
     for members in groups.values():
         for row, adjusted in zip(members, holm([r[key] for r in members]), strict=True):
             row[out] = adjusted
-
-
-def bootstrap_mean_ci(
-    diffs: Sequence[float], confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean difference over datasets (scipy.stats.bootstrap).
-
-    Resamples datasets; (nan, nan) with fewer than two datasets, a point when all are equal.
-    """
-    d = np.asarray(diffs, dtype=float)
-    if d.size < 2:
-        return (math.nan, math.nan)
-    if np.all(d == d[0]):
-        return (float(d[0]), float(d[0]))
-    res = stats.bootstrap(
-        (d,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
