@@ -60,14 +60,13 @@ class _Pipeline(torch.nn.Module):
         return torch.nn.functional.normalize(self.model(features).float(), dim=-1)
 
 
-def _exportable(model: EmbeddingModel, dtype: torch.dtype | None) -> EmbeddingModel:
+def _exportable(model: EmbeddingModel, dtype: torch.dtype) -> EmbeddingModel:
     """A float32-pooler copy of ``model`` with the LoRA merged and the backbone in ``dtype``."""
+    from .export import merged_backbone
+
     model = copy.deepcopy(model).eval()
-    if model.has_adapter:
-        model.backbone = model.backbone.merge_and_unload()
-    target = dtype or torch.float32
-    model.backbone.to(target)
-    model.compute_dtype = target
+    model.backbone = merged_backbone(model, dtype, owned=True)
+    model.compute_dtype = dtype
     return model
 
 
@@ -85,18 +84,17 @@ def export_onnx(
     kernels are float32; bf16 graphs run on few providers).
     """
     from .export import eos_tokenizer, prepare_export
-    from .model_card import write_export_card
 
-    output_dir = Path(output_dir)
-    model, _, _, source_dir, prompts = prepare_export(model_or_dir, output_dir, instruction, overwrite)
-    torch_dtype = getattr(torch, dtype) if dtype else None
+    source = prepare_export(model_or_dir, Path(output_dir), instruction, overwrite)
+    model = source.model
+    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
     pipeline = _Pipeline(_exportable(model, torch_dtype), model.config.exclude_instruction).eval()
     tokenizer = eos_tokenizer(model.tokenizer)
     sample = model.tokenize(["a first example text", "a second, longer example text to pad the first"])
     names = ["input_ids", "attention_mask"] + (["pooling_mask"] if pipeline.with_pooling_mask else [])
     args = tuple(sample[n] for n in names)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    with atomic_directory(output_dir) as tmp:
+    with atomic_directory(source.output_dir) as tmp:
         torch.onnx.export(
             pipeline,
             args,
@@ -119,20 +117,11 @@ def export_onnx(
                 "pad_token_id": tokenizer.pad_token_id,
                 "pad_token": tokenizer.pad_token,
                 "design": model.config.name,
-                "prompts": prompts,
+                "prompts": source.prompts,
             },
         )
-        write_export_card(
-            tmp,
-            model,
-            kind="onnx",
-            name=output_dir.name,
-            path=str(output_dir),
-            source_dir=source_dir,
-            query_prompt=prompts["query"],
-            dtype=str(torch_dtype or torch.float32).removeprefix("torch."),
-        )
-    return output_dir
+        source.write_card(tmp, "onnx", torch_dtype)
+    return source.output_dir
 
 
 class OnnxEncoder:

@@ -49,28 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # an existing output directory raises FileExistsError: cli.main reports it in one line, exit 2
+    common = {"instruction": args.instruction, "dtype": args.dtype, "overwrite": args.overwrite}
     if args.format == "onnx":
         from ..onnx_export import export_onnx
 
-        out = export_onnx(
-            args.model_dir,
-            args.output,
-            instruction=args.instruction,
-            dtype=args.dtype,
-            overwrite=args.overwrite,
-        )
+        out = export_onnx(args.model_dir, args.output, **common)
         print(f"wrote {out}; run it with onnxruntime (see {out}/README.md)")
         return 0
     from ..export import export_kind, export_sentence_transformers
 
     out = export_sentence_transformers(
-        args.model_dir,
-        args.output,
-        instruction=args.instruction,
-        plain=args.plain,
-        dtype=args.dtype,
-        bundle_backbone=args.bundle_backbone,
-        overwrite=args.overwrite,
+        args.model_dir, args.output, plain=args.plain, bundle_backbone=args.bundle_backbone, **common
     )
     if export_kind(out) == "plain":
         print(f"wrote {out} (plain); load it with SentenceTransformer({str(out)!r})")
