@@ -57,7 +57,7 @@ demo: setup
 	$(BIN)/poolattn experiment configs/quick.toml
 
 bench: setup
-	set -e; for f in bench/encode.py bench/train.py bench/onnx.py; do if [ -f $$f ]; then $(BIN)/python $$f; fi; done
+	set -e; for f in bench/encode.py bench/train.py bench/onnx_throughput.py; do $(BIN)/python $$f; done
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -126,7 +126,7 @@ def export_onnx(
 
 class OnnxEncoder:
     """Embed texts with an ONNX export using only onnxruntime and tokenizers (the documented
-    way to call it, and what tests and ``bench/onnx.py`` use)."""
+    way to call it, and what tests and ``bench/onnx_throughput.py`` use)."""
 
     def __init__(self, directory: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort

@@ -7,8 +7,8 @@ export it with ``poolattn.onnx_export.export_onnx`` (float32 graph), then altern
 onnxruntime (``OnnxEncoder``, intra-op threads = all cores), after one warm-up pass each;
 the median pass is the figure. Also reports the cosine between the two sides' vectors.
 
-    python bench/onnx.py             # 512 real texts, 3 passes per side
-    python bench/onnx.py --quick     # 64 texts, 1 pass: a smoke run
+    python bench/onnx_throughput.py             # 512 real texts, 3 passes per side
+    python bench/onnx_throughput.py --quick     # 64 texts, 1 pass: a smoke run
 """
 
 from __future__ import annotations
