@@ -151,17 +151,7 @@ def plain_export_blocker(model: EmbeddingModel, prompts: dict[str, str] | None =
 
 def _prompted_features(model: EmbeddingModel, prompt: str) -> dict[str, torch.Tensor]:
     """poolattn's features of PROBE_TEXT behind a literal prompt (as ST hands it over)."""
-    from .tokenization import tokenize
-
-    cfg = model.config
-    return tokenize(
-        model.tokenizer,
-        [PROBE_TEXT],
-        max_length=cfg.max_length,
-        template="{instruction}{text}",
-        instruction=prompt,
-        append_eos=cfg.append_eos,
-    )
+    return model.tokenize([PROBE_TEXT], instruction=prompt, template="{instruction}{text}")
 
 
 def _lead_ids(tokenizer: Any) -> list[int]:
