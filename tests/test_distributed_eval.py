@@ -14,8 +14,9 @@ import pytest
 from helpers import save_tiny_backbone
 
 from poolattn.evaluation import PoolattnBackend, evaluate
-from poolattn.evaluation.distributed import EncodeServer, ProcessGroup, ShardedBackend, encode_units
+from poolattn.evaluation.distributed import EncodeServer, ProcessGroup, ShardedBackend
 from poolattn.experiment.state import read_state
+from poolattn.model import length_chunks
 from poolattn.training.config import read_train_run
 
 TEXTS = [f"sentence number {i} " + "word " * (i % 11) for i in range(53)] + ["short", "short", "x"]
@@ -43,7 +44,7 @@ class TwoRanks(ProcessGroup):
 
 def test_units_are_the_chunks_encode_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("poolattn.model.ENCODE_CHUNK", 8)
-    units = encode_units(TEXTS, batch_size=4)
+    units = length_chunks(TEXTS, 4)  # a distributed unit is one of these
     assert [len(u) for u in units] == [8] * 7
     assert sorted(i for u in units for i in u) == list(range(len(TEXTS)))
     lengths = [len(TEXTS[i]) for u in units for i in u]

@@ -14,9 +14,9 @@ from helpers import save_tiny_backbone
 
 from poolattn import dtypes
 from poolattn.backbone import load_backbone
+from poolattn.backends.base import PoolattnBackend
 from poolattn.config import ConfigError
 from poolattn.design import model_config
-from poolattn.encoding.backends import PoolattnBackend
 from poolattn.model import EmbeddingModel
 from poolattn.pooling import POOLERS
 from poolattn.training import train_config_from_dict

@@ -17,9 +17,9 @@ import pytest
 from helpers import save_tiny_backbone
 from transformers import PreTrainedTokenizerBase
 
+from poolattn.backends.base import PoolattnBackend
 from poolattn.cli import main
 from poolattn.encode_file import encode_file, parts_dir, scan_input
-from poolattn.encoding.backends import PoolattnBackend
 from poolattn.model import EmbeddingModel
 
 TEXTS = [
@@ -306,7 +306,7 @@ def test_library_options_leave_a_callers_model_as_it_was(model: EmbeddingModel, 
 
 @pytest.mark.needs_model("all-MiniLM-L6-v2")
 def test_packaged_minilm_matches_sentence_transformers(tmp_path: Path) -> None:
-    from poolattn.encoding.backends import load_sentence_transformer
+    from poolattn.backends.base import load_sentence_transformer
 
     source = tmp_path / "t.csv"
     source.write_text('text\nA man is playing a guitar.\n"Someone, on stage, plays music."\nStocks fell.\n')

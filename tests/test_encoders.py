@@ -1,4 +1,4 @@
-"""The one encoder layer (``poolattn.encoding``): every model-string kind resolves to a backend,
+"""The one encoder layer (``poolattn.backends``): every model-string kind resolves to a backend,
 one fingerprint serves evaluation and mining (unchanged in content, so old embedding caches stay
 valid), and the one design parser takes its pooler names from the registry."""
 
@@ -14,16 +14,16 @@ import pytest
 import torch
 from helpers import save_tiny_backbone, write_pairs
 
-from poolattn.config import ConfigError, to_dict
-from poolattn.design import model_config, parse_design, parse_design_spec
-from poolattn.encoding import resolve
-from poolattn.encoding.backends import (
+from poolattn.backends import resolve
+from poolattn.backends.base import (
     Backend,
     PoolattnBackend,
     SentenceTransformerBackend,
     as_backend,
 )
-from poolattn.encoding.resolve import load_backend
+from poolattn.backends.resolve import load_backend
+from poolattn.config import ConfigError, to_dict
+from poolattn.design import model_config, parse_design, parse_design_spec
 from poolattn.evaluation.encoder import MTEBEncoder
 from poolattn.experiment.plan import ExperimentConfig
 from poolattn.model import EmbeddingModel

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poolattn.encoding import fingerprint
-from poolattn.encoding.fingerprint import (
+from poolattn.backends import fingerprint
+from poolattn.backends.fingerprint import (
     device_checksum,
     weighted_sum_numpy,
     weighted_sum_torch,

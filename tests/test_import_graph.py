@@ -90,7 +90,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_walker_sees_deferred_relative_and_submodule_imports() -> None:
     graph = import_graph()
     assert "poolattn.training.config" in graph["poolattn.training.data"]  # from .config import ...
-    assert "poolattn.model" in graph["poolattn.encoding.resolve"]  # inside a function
+    assert "poolattn.model" in graph["poolattn.backends.resolve"]  # inside a function
     assert graph["poolattn.config"] == set()  # config is a leaf
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import poolattn.model as model_module
+from poolattn.backends.base import PoolattnBackend
 from poolattn.config import ConfigError
 from poolattn.encode_file import encode_file
-from poolattn.encoding.backends import PoolattnBackend
 from poolattn.evaluation.distributed import ProcessGroup, ShardedBackend
 from poolattn.evaluation.encoder import MTEBEncoder
 from poolattn.layer_ablation import LayerSubsetBackend, LayerVectorCache

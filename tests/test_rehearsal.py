@@ -1,9 +1,11 @@
 """The rehearsal of the paper config (bench/rehearsal): the cache it builds resolves as a download
-does, it changes only counts, the benchmark runs a subset of its tasks, and (slow) the whole
-paper config runs offline under ``accelerate launch`` with two processes."""
+does, it changes only counts, each form keeps its own model shape, the benchmark runs a subset of
+its tasks, and (slow, in ``make test``) the smaller form of the whole paper config runs offline
+under ``accelerate launch`` with two processes against a tiny Qwen2 under the real hub id."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,8 +78,38 @@ def test_hub_layout_resolves_like_a_download(tmp_path: Path, monkeypatch: pytest
     assert Path(found).parent.name == commit and Path(found).is_symlink()
 
 
+def test_each_form_keeps_its_model_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full form rehearses the real shape, the smaller one a tiny Qwen2; a cache home whose
+    manifest names another shape is rebuilt, never reused."""
+    assert rehearsal.FULL["shape"] == build_cache.QWEN2_05B
+    tiny = rehearsal.SMALL["shape"]
+    assert tiny["hidden_size"] < build_cache.QWEN2_05B["hidden_size"]
+    assert tiny["num_attention_heads"] > tiny["num_key_value_heads"] > 1  # grouped-query attention
+    assert tiny["tie_word_embeddings"] and tiny["num_hidden_layers"] >= 2  # layer attention has layers
+    built: list[dict] = []
+
+    def build(home: Path, data: Path, tasks: list[str], items: int, train_items: int, shape: dict) -> None:
+        built.append(shape)
+        manifest = {
+            "build_version": build_cache.BUILD_VERSION,
+            "model": {"id": build_cache.MODEL_ID, **shape},
+            "tasks": {t: {} for t in tasks},
+            "items": items,
+            "train_items": train_items,
+        }
+        home.mkdir(exist_ok=True)
+        (home / "rehearsal.json").write_text(json.dumps(manifest))
+
+    monkeypatch.setattr(build_cache, "build", build)
+    home = tmp_path / "hf"
+    rehearsal.ensure_cache(home, tmp_path, rehearsal.FULL)
+    rehearsal.ensure_cache(home, tmp_path, rehearsal.FULL)  # the same shape and counts: reused
+    assert built == [build_cache.QWEN2_05B]
+    rehearsal.ensure_cache(home, tmp_path, rehearsal.SMALL)  # a real-shaped cache: rebuilt tiny
+    assert built == [build_cache.QWEN2_05B, tiny]
+
+
 @pytest.mark.slow
-@pytest.mark.rehearsal
 @pytest.mark.needs_data
 @pytest.mark.needs_model
 def test_small_rehearsal_passes(tmp_path: Path, data_dir: Path) -> None:
@@ -94,7 +126,7 @@ def test_small_rehearsal_passes(tmp_path: Path, data_dir: Path) -> None:
         env={**os.environ, "POOLATTN_DATA_DIR": str(data_dir)},
         capture_output=True,
         text=True,
-        timeout=3000,
+        timeout=1200,
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-5000:])
     assert "PASSED" in done.stdout

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from helpers import save_tiny_backbone, training_config, write_pairs
 
+from poolattn.backends.base import PoolattnBackend
 from poolattn.cli import main
 from poolattn.config import ConfigError
-from poolattn.encoding.backends import PoolattnBackend
 from poolattn.training import (
     BatchSampler,
     DataConfig,

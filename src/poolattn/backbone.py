@@ -83,26 +83,20 @@ class AttentionModeError(RuntimeError):
     """The requested attention mode could not be proven on this backbone."""
 
 
-def _package_dir(alias_name: str, alias: Alias) -> Path:
+def _gguf_for_alias(alias_name: str, alias: Alias) -> Path:
+    """Locate (never import) the package that ships the alias's GGUF file."""
     spec = importlib.util.find_spec(alias.package)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             f"model.base: alias {alias_name!r} needs the package {alias.pip_spec.split('==')[0]}; "
             f"install it with: {alias.pip_command}"
         )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _gguf_for_alias(alias_name: str, alias: Alias) -> Path:
-    """Locate (never import) the package that ships the alias's GGUF file."""
-    pkg = _package_dir(alias_name, alias)
+    pkg = Path(list(spec.submodule_search_locations)[0])
     if alias.assemble:
         ggufs = sorted(pkg.rglob("*.gguf"))
         if ggufs:
             return ggufs[0]
         # The package ships chunks; its assemble(path) joins them. Importing it is needed here.
-        import importlib
-
         module = importlib.import_module(alias.package)
         target = cache_dir() / "gguf" / f"{alias_name}.gguf"
         if not target.exists():
@@ -290,35 +284,27 @@ def _set_gemma3_bidirectional(config, bidirectional: bool) -> None:  # noqa: ANN
 
 
 @torch.no_grad()
-def probe_first_token_change(
-    model: PreTrainedModel, vocab_size: int, device: torch.device | str = "cpu"
-) -> float:
-    """How much the first token's last-layer state moves when only the last token changes."""
-    length = 8
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, max(vocab_size - 1, 4), (2, length), generator=gen)
-    ids[1, :-1] = ids[0, :-1]
-    ids[1, -1] = (ids[0, -1] + 1) % vocab_size
-    mask = torch.ones_like(ids)
-    was_training = model.training
-    model.eval()
-    states = []
-    for row in range(2):  # batch size 1 each: the case where masks are most often skipped
-        out = model(input_ids=ids[row : row + 1].to(device), attention_mask=mask[row : row + 1].to(device))
-        states.append(out.last_hidden_state[0, 0].float())
-    model.train(was_training)
-    return float((states[0] - states[1]).abs().max())
-
-
-def verify_attention(model: PreTrainedModel, mode: str, vocab_size: int | None = None) -> None:
+def verify_attention(model: PreTrainedModel, mode: str) -> None:
     """Prove the attention mode on the loaded model, or raise AttentionModeError.
 
-    Change only the last token: under bidirectional attention the first token's state must
-    change, under causal attention it must not.
+    Change only the last of 8 tokens: under bidirectional attention the first token's
+    last-layer state must change, under causal attention it must not.
     """
-    vocab = vocab_size or text_config(model).vocab_size
+    vocab = text_config(model).vocab_size
     device = next(model.parameters()).device
-    delta = probe_first_token_change(model, vocab, device)
+    ids = torch.randint(3, max(vocab - 1, 4), (2, 8), generator=torch.Generator().manual_seed(0))
+    ids[1, :-1] = ids[0, :-1]
+    ids[1, -1] = (ids[0, -1] + 1) % vocab
+    was_training = model.training
+    model.eval()
+    states = [  # batch size 1 each: the case where masks are most often skipped
+        model(input_ids=row[None].to(device), attention_mask=torch.ones_like(row[None]).to(device))
+        .last_hidden_state[0, 0]
+        .float()
+        for row in ids
+    ]
+    model.train(was_training)
+    delta = float((states[0] - states[1]).abs().max())
     if mode == "bidirectional" and delta <= 1e-6:
         raise AttentionModeError(
             f"{type(model).__name__}: bidirectional attention could not be enabled (the first token ignores "

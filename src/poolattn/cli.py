@@ -18,17 +18,7 @@ from .config import ConfigError
 from .io import CorruptFileError
 
 # One line per command, in the order ``poolattn --help`` lists them.
-COMMANDS = [
-    "encode",
-    "train",
-    "eval",
-    "compare",
-    "experiment",
-    "layers",
-    "export",
-    "mine",
-    "demo",
-]
+COMMANDS = ["encode", "train", "eval", "compare", "experiment", "layers", "export", "mine", "demo"]
 
 DESCRIPTION = (
     "poolattn turns a decoder-only LLM (SmolLM2, Gemma, Llama, Qwen2, Mistral, ...) into a "

@@ -61,17 +61,15 @@ class HeadConfig:
     head_dim: int = 64
     ff_mult: int = 4
 
-    SIZE_FIELDS = ("num_latents", "num_heads", "head_dim", "ff_mult")
-
     @classmethod
     def paper(cls) -> HeadConfig:
         """The sizes of the paper's code (768 latents, 32 heads x 2048 dims, feed-forward x4)."""
         return cls(num_latents=768, num_heads=32, head_dim=2048, ff_mult=4)
 
     def validate(self, where: str = "model.head") -> None:
-        for name in self.SIZE_FIELDS:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
+        for name, value in to_dict(self).items():
+            if value < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1, got {value}")
 
 
 @dataclass
@@ -101,12 +99,8 @@ class ModelConfig:
         if isinstance(self.head, dict):
             self.head = from_dict(HeadConfig, self.head, "model.head")
         if self.head_preset == "paper":  # the preset fills every size left at its small default
-            small, paper = HeadConfig(), HeadConfig.paper()
-            sizes = {
-                name: getattr(paper, name)
-                for name in HeadConfig.SIZE_FIELDS
-                if getattr(self.head, name) == getattr(small, name)
-            }
+            small, paper = to_dict(HeadConfig()), to_dict(HeadConfig.paper())
+            sizes = {name: size for name, size in paper.items() if getattr(self.head, name) == small[name]}
             self.head = dataclasses.replace(self.head, **sizes)
 
     @staticmethod
@@ -138,12 +132,9 @@ class ModelConfig:
         check_choice(f"{where}.padding_side", self.padding_side, ("right", "left"))
         if not self.base:
             raise ConfigError(f"{where}.base: must name a model (alias, local path, GGUF file or hub id)")
-        if self.max_length < 4:
-            raise ConfigError(f"{where}.max_length: must be >= 4, got {self.max_length}")
-        if self.max_instruction_length < 1:
-            raise ConfigError(
-                f"{where}.max_instruction_length: must be >= 1, got {self.max_instruction_length}"
-            )
+        for name, least in (("max_length", 4), ("max_instruction_length", 1)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{where}.{name}: must be >= {least}, got {getattr(self, name)}")
         if "{text}" not in self.query_template or "{instruction}" not in self.query_template:
             raise ConfigError(f"{where}.query_template: must contain {{instruction}} and {{text}}")
         if self.pooling == "eos" and not self.append_eos:
@@ -156,28 +147,23 @@ class ModelConfig:
         return f"{self.pooling}+{self.attention}"
 
 
-def resolve_layer_vector(layer_vector: str, attention: str) -> str:
-    """The multilayer pooler's per-layer vector: ``auto`` is EOS under causal attention (only
-    the last token has seen the whole text), mean under bidirectional."""
-    if layer_vector != "auto":
-        return layer_vector
-    return "eos" if attention == "causal" else "mean"
-
-
 T = TypeVar("T")
 
 
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
+# A scalar field's type -> (its name in errors, the Python types it accepts; never a bool
+# for a number).
+SCALARS: dict[type, tuple[str, tuple[type, ...]]] = {
+    bool: ("true or false", (bool,)),
+    int: ("an integer", (int,)),
+    float: ("a number", (int, float)),
+    str: ("a string", (str,)),
+}
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    tp, optional = _unwrap_optional(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1
+    tp = args[0] if optional else tp
     if value is None:
         if optional:
             return None
@@ -189,22 +175,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
         return from_dict(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
+    if tp in SCALARS:
+        what, accepted = SCALARS[tp]
+        if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {what}, got {value!r}")
+        return float(value) if tp is float else value
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, list):
@@ -244,25 +219,20 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``section.key=value`` (value in TOML syntax, bare words taken as strings)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
-    key, raw = text.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ConfigError(f"--set {text!r}: empty key")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return path, value
-
-
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set section.key=value`` overrides onto raw TOML data (in place)."""
+    """Apply ``--set section.key=value`` overrides onto raw TOML data (in place); the value is
+    TOML syntax, bare words taken as strings."""
     for text in overrides:
-        path, value = parse_override(text)
+        if "=" not in text:
+            raise ConfigError(f"--set {text!r}: expected section.key=value")
+        key, raw = text.split("=", 1)
+        path = [p for p in key.strip().split(".") if p]
+        if not path:
+            raise ConfigError(f"--set {text!r}: empty key")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -1,28 +1,23 @@
 """Embed a file of texts into a file of vectors: the library behind ``poolattn encode``.
 
-``encode_file(model, "texts.jsonl", "vectors.npy")`` reads one text per line of a ``.txt``, a
-field of a ``.jsonl`` or a column of a ``.csv``/``.tsv``, and writes float32 vectors in input
-order to ``.npy``, or with ids to ``.jsonl``/``.parquet``. The input is checked in full before
-any model is loaded: a bad line (empty text, missing field, undecodable bytes) is an error
-naming its line, or is skipped and counted with ``skip_invalid``.
+Reads one text per line of a ``.txt``, a field of a ``.jsonl`` or a column of a ``.csv``/``.tsv``;
+writes float32 vectors in input order to ``.npy``, or with ids to ``.jsonl``/``.parquet``. The
+input is checked in full before any model is loaded: a bad line is an error naming its line, or
+is skipped and counted with ``skip_invalid``.
 
-Large files survive interruption: vectors are written chunk by chunk, each chunk atomically,
-into ``.<output>.parts/`` beside the output, with a manifest of the input digest, the model
-fingerprint and the settings. Rerunning the same command reuses the finished chunks and encodes
-only the rest; the final output (assembled atomically, then the parts removed) is
-byte-identical to an uninterrupted run's.
+Vectors are written chunk by chunk, each atomically, into ``.<output>.parts/`` with a manifest of
+the input digest, model fingerprint and settings: rerunning an interrupted command encodes only
+the missing chunks, and the output is byte-identical to an uninterrupted run's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import hashlib
 import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -76,12 +71,9 @@ class EncodeSummary:
 
 
 # --------------------------------------------------------------------------- reading
-def input_format(path: Path) -> str:
-    """``txt``, ``jsonl``, ``csv`` or ``tsv`` from the file name."""
-    fmt = INPUT_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"{path}: unsupported input type {path.suffix!r}; use {', '.join(INPUT_FORMATS)}")
-    return fmt
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as fh:
+        yield from enumerate(fh, 1)
 
 
 def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
@@ -91,9 +83,8 @@ def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
         return raw.decode("utf-8-sig" if line == 1 else "utf-8"), None
     except UnicodeDecodeError as exc:
         byte = raw[exc.start : exc.start + 1].hex()
-        return raw.decode(
-            "utf-8", "replace"
-        ), f"undecodable bytes (not UTF-8: byte 0x{byte} at offset {exc.start})"
+        problem = f"undecodable bytes (not UTF-8: byte 0x{byte} at offset {exc.start})"
+        return raw.decode("utf-8", "replace"), problem
 
 
 def _check_text(text: Any, what: str | None = None) -> str | None:
@@ -104,112 +95,78 @@ def _check_text(text: Any, what: str | None = None) -> str | None:
     return None
 
 
-def _check_id(value: Any, id_field: str) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return f"id field {id_field!r} is {type(value).__name__}; ids must be strings or integers"
-    return None
+def _txt_record(n: int, raw: bytes) -> Record:
+    text, error = _decode(raw, n)
+    return Record(n, n, text, error or _check_text(text))
 
 
-def _txt_records(path: Path) -> Iterator[Record]:
-    with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            text, error = _decode(raw, n)
-            yield Record(n, n, text, error or _check_text(text))
-
-
-def _jsonl_records(path: Path, text_field: str, id_field: str | None) -> Iterator[Record]:
-    with path.open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            line, error = _decode(raw, n)
-            if error:
-                yield Record(n, n, None, error)
-                continue
-            if not line.strip():
-                yield Record(n, n, None, "empty line")
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Record(n, n, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(item, dict):
-                yield Record(n, n, None, f"expected a JSON object, got {type(item).__name__}")
-                continue
-            if text_field not in item:
-                yield Record(
-                    n, n, None, f"no field {text_field!r} (fields: {', '.join(map(str, item)) or 'none'})"
-                )
-                continue
-            ident: Any = n
-            if id_field is not None:
-                if id_field not in item:
-                    yield Record(n, n, None, f"no id field {id_field!r}")
-                    continue
-                ident = item[id_field]
-                if problem := _check_id(ident, id_field):
-                    yield Record(n, n, None, problem)
-                    continue
-            text = item[text_field]
-            yield Record(n, ident, text, _check_text(text, f"field {text_field!r}"))
-
-
-@contextlib.contextmanager
-def _no_csv_field_limit() -> Iterator[None]:
-    old = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are normal input
+def _jsonl_record(n: int, raw: bytes, text_field: str, id_field: str | None) -> Record:
+    line, error = _decode(raw, n)
+    if error or not line.strip():
+        return Record(n, n, None, error or "empty line")
     try:
-        yield
-    finally:
-        csv.field_size_limit(old)
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Record(n, n, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
+    if not isinstance(item, dict):
+        return Record(n, n, None, f"expected a JSON object, got {type(item).__name__}")
+    if text_field not in item:
+        return Record(n, n, None, f"no field {text_field!r} (fields: {', '.join(map(str, item)) or 'none'})")
+    ident: Any = n
+    if id_field is not None:
+        if id_field not in item:
+            return Record(n, n, None, f"no id field {id_field!r}")
+        ident = item[id_field]
+        if isinstance(ident, bool) or not isinstance(ident, str | int):
+            kind = type(ident).__name__
+            return Record(n, n, None, f"id field {id_field!r} is {kind}; ids must be strings or integers")
+    return Record(n, ident, item[text_field], _check_text(item[text_field], f"field {text_field!r}"))
 
 
 def _csv_records(path: Path, column: str, id_field: str | None, delimiter: str) -> Iterator[Record]:
-    bad_lines: dict[int, str] = {}
+    bad_lines: dict[int, str] = {}  # line -> decoding problem (csv reads the replaced text)
 
-    def lines(fh: Any) -> Iterator[str]:
-        for n, raw in enumerate(fh, 1):
+    def lines() -> Iterator[str]:
+        for n, raw in _lines(path):
             text, error = _decode(raw, n)
             if error:
                 bad_lines[n] = error
             yield text + "\n"
 
-    with path.open("rb") as fh, _no_csv_field_limit():
-        reader = csv.reader(lines(fh), delimiter=delimiter)
+    old_limit = csv.field_size_limit(2**31 - 1)  # long documents are normal input
+    try:
+        reader = csv.reader(lines(), delimiter=delimiter)
         try:
-            header = next(reader)
+            names = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InputError(f"{path}: empty file (expected a header row naming the columns)") from None
         except csv.Error as exc:
             raise InputError(f"{path}:1: unreadable header ({exc})") from exc
         if bad_lines:
-            raise InputError(f"{path}:1: header has {bad_lines[1]}")
-        names = [h.strip() for h in header]
-        if column not in names:
-            raise InputError(f"{path}: no column {column!r} in the header (columns: {', '.join(names)})")
-        if id_field is not None and id_field not in names:
-            raise InputError(f"{path}: no id column {id_field!r} in the header (columns: {', '.join(names)})")
+            raise InputError(f"{path}:{min(bad_lines)}: header has {bad_lines[min(bad_lines)]}")
+        for name, what in ((column, "column"), (id_field, "id column")):
+            if name is not None and name not in names:
+                raise InputError(f"{path}: no {what} {name!r} in the header (columns: {', '.join(names)})")
         text_at = names.index(column)
         id_at = names.index(id_field) if id_field is not None else None
-        last = reader.line_num
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise InputError(f"{path}:{last + 1}: malformed {path.suffix[1:].upper()} ({exc})") from exc
-            start, last = last + 1, reader.line_num
-            problem = next((bad_lines[n] for n in range(start, last + 1) if n in bad_lines), None)
-            if problem:
-                yield Record(start, start, None, problem)
-            elif not row:
-                yield Record(start, start, None, "empty line")
-            elif len(row) <= max(text_at, id_at or 0):
-                yield Record(start, start, None, f"row has {len(row)} fields; no value in column {column!r}")
-            else:
-                text = row[text_at]
-                ident = row[id_at] if id_at is not None else start
-                yield Record(start, ident, text, _check_text(text, f"column {column!r}"))
+        start = reader.line_num + 1  # a quoted field may span lines: a row is named by its first
+        try:
+            for row in reader:
+                first, start = start, reader.line_num + 1
+                problem = next((bad_lines[n] for n in range(first, start) if n in bad_lines), None)
+                if problem or not row:
+                    yield Record(first, first, None, problem or "empty line")
+                elif len(row) <= max(text_at, id_at or 0):
+                    yield Record(
+                        first, first, None, f"row has {len(row)} fields; no value in column {column!r}"
+                    )
+                else:
+                    ident = row[id_at] if id_at is not None else first
+                    yield Record(first, ident, row[text_at], _check_text(row[text_at], f"column {column!r}"))
+        except csv.Error as exc:
+            raise InputError(f"{path}:{start}: malformed {path.suffix[1:].upper()} ({exc})") from exc
+    finally:
+        csv.field_size_limit(old_limit)
 
 
 def iter_records(path: str | Path, *, field: str = "text", id_field: str | None = None) -> Iterator[Record]:
@@ -219,15 +176,17 @@ def iter_records(path: str | Path, *, field: str = "text", id_field: str | None 
     holding an id (default: the line number). A ``.txt`` file has one text per line.
     """
     path = Path(path)
-    fmt = input_format(path)
+    fmt = INPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unsupported input type {path.suffix!r}; use {', '.join(INPUT_FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such input file")
     if fmt == "txt":
         if id_field is not None:
             raise ConfigError(f"--id-field: a .txt input has no fields ({path}); ids are line numbers")
-        return _txt_records(path)
+        return (_txt_record(n, raw) for n, raw in _lines(path))
     if fmt == "jsonl":
-        return _jsonl_records(path, field, id_field)
+        return (_jsonl_record(n, raw, field, id_field) for n, raw in _lines(path))
     return _csv_records(path, field, id_field, "," if fmt == "csv" else "\t")
 
 
@@ -261,17 +220,9 @@ def scan_input(
         raise InputError(
             f"{path}: no texts to encode" + (f" ({len(skipped)} bad lines skipped)" if skipped else "")
         )
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return Scan(ids, skipped, digest.hexdigest(), path.stat().st_size)
-
-
-def _valid_texts(path: Path, field: str, id_field: str | None) -> Iterator[str]:
-    for record in iter_records(path, field=field, id_field=id_field):
-        if not record.error:
-            yield str(record.text)
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return Scan(ids, skipped, digest, path.stat().st_size)
 
 
 # --------------------------------------------------------------------------- model
@@ -283,8 +234,8 @@ def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any
     model a view with its own config (the weights shared); ``restore()`` gives a model back the
     training mode that a sentence-transformers ``encode`` switches off.
     """
-    from .encoding.backends import PoolattnBackend, as_backend
-    from .encoding.resolve import load_backend
+    from .backends.base import PoolattnBackend, as_backend
+    from .backends.resolve import load_backend
 
     loaded_here = isinstance(model, str | Path)
     if dtype is not None and not loaded_here:
@@ -321,83 +272,75 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(fh, array, allow_pickle=False)
 
 
-def _finished_chunk(path: Path, rows: int) -> np.ndarray | None:
-    if not path.exists():
-        return None
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        log.warning("%s: unreadable chunk, encoding it again (%s)", path, exc)
-        return None
-    return array if array.ndim == 2 and array.shape[0] == rows and array.dtype == np.float32 else None
+def _finished_chunks(parts: Path, sizes: list[int]) -> tuple[set[int], int]:
+    """The chunks an interrupted run finished (complete, readable), and their dimension (0: none)."""
+    done: set[int] = set()
+    dim = 0
+    for index, rows in enumerate(sizes):
+        path = _chunk_path(parts, index)
+        if not path.exists():
+            continue
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable chunk, encoding it again (%s)", path, exc)
+            continue
+        if array.ndim == 2 and array.shape[0] == rows and array.dtype == np.float32:
+            done.add(index)
+            dim = dim or int(array.shape[1])
+    return done, dim
 
 
-def _open_manifest(parts: Path, manifest: dict[str, Any], restart: bool) -> None:
+def _open_parts(parts: Path, manifest: dict[str, Any], restart: bool) -> None:
     """Start a parts folder, or check that an existing one belongs to the same run."""
     path = parts / MANIFEST_FILE
     if parts.exists() and (restart or not path.exists()):
         shutil.rmtree(parts)
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if old != manifest:
-            differs = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
-            raise InputError(
-                f"{parts} holds an unfinished run with different {', '.join(differs)}; rerun with the "
-                "same settings to resume it, or pass --restart to discard it"
-            )
+    if not path.exists():
+        parts.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, manifest)
         return
-    parts.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, manifest)
-
-
-def _check_parquet() -> None:
     try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as exc:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        old = {}
+    if old != manifest:
+        differs = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
         raise InputError(
-            "writing .parquet needs pyarrow: pip install pyarrow (or write .npy / .jsonl)"
-        ) from exc
+            f"{parts} holds an unfinished run with different {', '.join(differs)}; rerun with the "
+            "same settings to resume it, or pass --restart to discard it"
+        )
 
 
-def _assemble(output: Path, parts: Path, chunks: int, ids: list[Any], dim: int) -> None:
+def _assemble(output: Path, parts: Path, ids: list[Any], chunk_size: int, dim: int) -> None:
     """Join the chunks into ``output`` (one atomic rename)."""
     suffix = output.suffix.lower()
+    starts = range(0, len(ids), chunk_size)
+    chunks = ((start, np.load(_chunk_path(parts, i))) for i, start in enumerate(starts))
     with atomic_file(output) as tmp:
         if suffix == ".npy":
             target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), dim))
-            row = 0
-            for i in range(chunks):
-                array = np.load(_chunk_path(parts, i))
-                target[row : row + len(array)] = array
-                row += len(array)
+            for start, array in chunks:
+                target[start : start + len(array)] = array
             target.flush()
             del target
         elif suffix == ".jsonl":
             with tmp.open("w", encoding="utf-8") as fh:
-                row = 0
-                for i in range(chunks):
-                    for vector in np.load(_chunk_path(parts, i)).tolist():
-                        fh.write(json.dumps({"id": ids[row], "embedding": vector}, ensure_ascii=False) + "\n")
-                        row += 1
+                for start, array in chunks:
+                    for ident, vector in zip(ids[start : start + len(array)], array.tolist(), strict=True):
+                        fh.write(json.dumps({"id": ident, "embedding": vector}, ensure_ascii=False) + "\n")
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             id_type = pa.int64() if all(isinstance(i, int) for i in ids) else pa.string()
+            id_values = ids if id_type == pa.int64() else [str(i) for i in ids]
             schema = pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim))])
             with pq.ParquetWriter(str(tmp), schema) as writer:
-                row = 0
-                for i in range(chunks):
-                    array = np.load(_chunk_path(parts, i))
-                    chunk_ids = ids[row : row + len(array)]
+                for start, array in chunks:
                     column = pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1), pa.float32()), dim)
-                    id_values = chunk_ids if id_type == pa.int64() else [str(i) for i in chunk_ids]
-                    writer.write_table(pa.table([pa.array(id_values, id_type), column], schema=schema))
-                    row += len(array)
+                    chunk_ids = pa.array(id_values[start : start + len(array)], id_type)
+                    writer.write_table(pa.table([chunk_ids, column], schema=schema))
 
 
 # --------------------------------------------------------------------------- main entry
@@ -432,29 +375,11 @@ def _check_request(
         raise InputError(
             f"{output}: unsupported output type {output.suffix!r}; use {', '.join(OUTPUT_FORMATS)}"
         )
-    if output.suffix.lower() == ".parquet":
-        _check_parquet()
     check_output_path(output, "--output")
     if output.exists() and not overwrite:
         raise InputError(f"{output}: already exists (pass --overwrite to replace it)")
     if output.resolve() == input_path.resolve():
         raise InputError(f"{output}: the output would overwrite the input")
-
-
-def _start_parts(
-    backend: Any, input_path: Path, output: Path, scan: Scan, settings: _Settings, restart: bool
-) -> Path:
-    """The parts folder of this run: new, or an interrupted one with the same manifest."""
-    parts = parts_dir(output)
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "input": {"path": str(input_path.resolve()), "sha256": scan.sha256, "bytes": scan.size},
-        "model": {"name": backend.name, "fingerprint": backend.fingerprint()},
-        "settings": asdict(settings),
-        "texts": len(scan.ids),
-    }
-    _open_manifest(parts, manifest, restart)
-    return parts
 
 
 def encode_file(
@@ -477,17 +402,12 @@ def encode_file(
 ) -> EncodeSummary:
     """Embed every text of ``input_path`` into ``output_path``; resumes an interrupted run.
 
-    Args:
-        model: anything ``poolattn eval`` accepts (a saved model dir, ``smollm2-135m:eos+causal``,
-            a sentence-transformers dir, ``all-MiniLM-L6-v2``), or a loaded ``EmbeddingModel`` /
-            ``SentenceTransformer``.
-        field: the JSONL field or CSV/TSV column with the text. ``id_field``: the one with an id
-            (default: the line number).
-        prompt_type: ``document`` (bare) or ``query`` (``instruction`` in the model's template).
-        max_length, dtype: override the model's (``dtype`` only for a model named by a string).
-        skip_invalid: skip and count bad lines instead of failing on the first.
-        chunk_size: texts per resumable chunk.
-        overwrite: replace an existing output. ``restart``: discard an unfinished run's chunks.
+    ``model``: anything ``poolattn eval`` accepts, or a loaded ``EmbeddingModel`` /
+    ``SentenceTransformer``. ``field`` / ``id_field``: the JSONL field or CSV/TSV column with the
+    text / an id (default: the line number). ``prompt_type``: ``document`` (bare) or ``query``
+    (``instruction`` in the model's template). ``max_length``, ``dtype``: override the model's
+    (``dtype`` only for a model named by a string). ``skip_invalid``: skip and count bad lines.
+    ``chunk_size``: texts per resumable chunk. ``restart``: discard an unfinished run's chunks.
     """
     started = time.monotonic()
     input_path, output = Path(input_path), Path(output_path)
@@ -498,17 +418,24 @@ def encode_file(
         log.info("%s:%d: skipped: %s", input_path, line, reason)
 
     backend, restore = _resolve(model, max_length, dtype)
+    parts = parts_dir(output)
     try:
         if instruction is not None and not backend.uses_instructions:
             log.warning("%s takes no instructions; --instruction is ignored", backend.name)
-        parts = _start_parts(backend, input_path, output, scan, settings, restart)
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "input": {"path": str(input_path.resolve()), "sha256": scan.sha256, "bytes": scan.size},
+            "model": {"name": backend.name, "fingerprint": backend.fingerprint()},
+            "settings": asdict(settings),
+            "texts": len(scan.ids),
+        }
+        _open_parts(parts, manifest, restart)
         tick = time.monotonic()
         encoded, reused, dim = _encode_chunks(backend, input_path, parts, scan, settings, progress)
         encode_seconds = time.monotonic() - tick
     finally:
         restore()
-    chunks = len(_chunk_sizes(len(scan.ids), chunk_size))
-    _assemble(output, parts, chunks, scan.ids, dim)
+    _assemble(output, parts, scan.ids, chunk_size, dim)
     shutil.rmtree(parts, ignore_errors=True)
     return EncodeSummary(
         output=output,
@@ -516,7 +443,7 @@ def encode_file(
         dim=dim,
         encoded=encoded,
         reused=reused,
-        chunks=chunks,
+        chunks=len(_chunk_sizes(len(scan.ids), chunk_size)),
         seconds=time.monotonic() - started,
         encode_seconds=encode_seconds,
         skipped=scan.skipped,
@@ -525,15 +452,7 @@ def encode_file(
 
 # --------------------------------------------------------------------------- encoding
 def _chunk_sizes(total: int, chunk_size: int) -> list[int]:
-    """Texts in each chunk: ``chunk_size`` each, the last one holding the rest."""
     return [min(chunk_size, total - start) for start in range(0, total, chunk_size)]
-
-
-def _finished_chunks(parts: Path, sizes: list[int]) -> tuple[set[int], int]:
-    """The chunks an interrupted run finished (complete, readable), and their dimension (0: none)."""
-    done = {i for i, rows in enumerate(sizes) if _finished_chunk(_chunk_path(parts, i), rows) is not None}
-    dim = int(np.load(_chunk_path(parts, min(done)), mmap_mode="r").shape[1]) if done else 0
-    return done, dim
 
 
 def _encode_chunks(
@@ -552,15 +471,17 @@ def _encode_chunks(
     bar = tqdm(
         total=total, initial=reused, desc="encode", unit="text", disable=not progress, dynamic_ncols=True
     )
-    texts = _valid_texts(input_path, settings.field, settings.id_field)
-    batch = settings.batch_size
+    records = iter_records(input_path, field=settings.field, id_field=settings.id_field)
+    texts = (str(record.text) for record in records if not record.error)
+    query = settings.prompt_type == "query"
     try:
         for index, rows in enumerate(sizes):
             chunk = [next(texts) for _ in range(rows)]
             if index in done:
                 continue
-            query = settings.prompt_type == "query"  # the backend orders and batches the chunk
-            out = backend.encode(chunk, query=query, instruction=settings.instruction, batch_size=batch)
+            out = backend.encode(  # the backend orders and batches the chunk
+                chunk, query=query, instruction=settings.instruction, batch_size=settings.batch_size
+            )
             _save_npy(_chunk_path(parts, index), np.asarray(out, dtype=np.float32))
             bar.update(len(chunk))
             encoded += len(chunk)

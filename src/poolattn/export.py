@@ -26,7 +26,7 @@ import copy
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,6 @@ ST_CONFIG_FILE = "sentence_bert_config.json"  # sentence-transformers' Transform
 
 class PlainExportError(ConfigError):
     """The design cannot be written as plain sentence-transformers modules; the message says why."""
-
-
-def _check_output(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{output_dir}: already exists and is not empty (pass overwrite=True / --overwrite)"
-        )
 
 
 @dataclass
@@ -88,20 +81,18 @@ def prepare_export(
     model_or_dir: EmbeddingModel | str | Path, output_dir: Path, instruction: str | None, overwrite: bool
 ) -> ExportSource:
     """Load what every export starts from, after refusing an existing ``output_dir``."""
-    _check_output(output_dir, overwrite)
-    model, base_dir, owned = _load(model_or_dir)
-    source_dir = None if isinstance(model_or_dir, EmbeddingModel) else Path(model_or_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir}: already exists and is not empty (pass overwrite=True / --overwrite)"
+        )
+    if isinstance(model_or_dir, EmbeddingModel):
+        model, base_dir, source_dir = model_or_dir, None, None
+    else:
+        source_dir = Path(model_or_dir)
+        model, base_dir = load_model_dir(source_dir)
     training = read_card_data(source_dir).get("training") if source_dir else None
     prompts = export_prompts(model, training, instruction)
-    return ExportSource(model, output_dir, prompts, source_dir, base_dir, owned)
-
-
-def _load(model_or_dir: EmbeddingModel | str | Path) -> tuple[EmbeddingModel, Path | None, bool]:
-    """``(model, bundled base dir, owned)``: ``owned`` when loaded here (free to modify)."""
-    if isinstance(model_or_dir, EmbeddingModel):
-        return model_or_dir, None, False
-    model, base_dir = load_model_dir(model_or_dir)
-    return model, base_dir, True
+    return ExportSource(model, output_dir, prompts, source_dir, base_dir, owned=source_dir is not None)
 
 
 def export_prompts(
@@ -117,15 +108,13 @@ def export_prompts(
     distinct = sorted(set(trained.values()))
     default = instruction or (distinct[0] if len(distinct) == 1 else None)
     default = default or (training or {}).get("default_instruction") or DEFAULT_INSTRUCTION
-    prompts = {name: query_prompt(template, text) for name, text in TASK_INSTRUCTIONS.items()}
-    prompts.update({name: query_prompt(template, text) for name, text in trained.items()})
-    prompts.update({"query": query_prompt(template, default), "document": ""})
-    return prompts
+    texts = {**TASK_INSTRUCTIONS, **trained, "query": default}
+    return {**{name: query_prompt(template, text) for name, text in texts.items()}, "document": ""}
 
 
 def plain_export_blocker(model: EmbeddingModel, prompts: dict[str, str] | None = None) -> str | None:
     """Why ST's own modules cannot reproduce this design (None when they can). Attention modes
-    are checked later, on the saved weights (``_check_attention``)."""
+    are checked later, on the saved weights (``export_plain``)."""
     cfg = model.config
     if cfg.pooling not in ST_POOLING:
         return f"pooling {cfg.pooling!r} has trained weights that sentence-transformers' Pooling cannot hold"
@@ -139,7 +128,8 @@ def plain_export_blocker(model: EmbeddingModel, prompts: dict[str, str] | None =
             if not prompt:
                 continue
             alone = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            feats = _prompted_features(model, prompt)
+            # poolattn's features of PROBE_TEXT behind the literal prompt (as ST hands it over)
+            feats = model.tokenize([PROBE_TEXT], instruction=prompt, template="{instruction}{text}")
             prefix = int((feats["attention_mask"] - feats["pooling_mask"]).sum())
             if lead + alone != prefix:  # ST excludes the prompt's own tokens (and any BOS)
                 return (
@@ -147,11 +137,6 @@ def plain_export_blocker(model: EmbeddingModel, prompts: dict[str, str] | None =
                     f"({lead + alone} vs {prefix} prefix tokens), so ST would exclude the wrong tokens"
                 )
     return None
-
-
-def _prompted_features(model: EmbeddingModel, prompt: str) -> dict[str, torch.Tensor]:
-    """poolattn's features of PROBE_TEXT behind a literal prompt (as ST hands it over)."""
-    return model.tokenize([PROBE_TEXT], instruction=prompt, template="{instruction}{text}")
 
 
 def _lead_ids(tokenizer: Any) -> list[int]:
@@ -170,21 +155,16 @@ def eos_tokenizer(tokenizer: Any) -> Any:
 
     tok = copy.deepcopy(tokenizer)
     # sentence-transformers 6 wraps texts in a chat template when the tokenizer has one
-    tok.chat_template = None
+    tok.chat_template, tok.padding_side = None, "right"
     eos, eos_id = tok.eos_token, tok.eos_token_id
-    lead = _lead_ids(tok)
     if tok("x", add_special_tokens=True)["input_ids"][-1] == eos_id:
-        tok.padding_side = "right"
         return tok
+    lead = _lead_ids(tok)
     special = {tok.convert_ids_to_tokens(i): i for i in [*lead, eos_id]}
-    head = " ".join(tok.convert_ids_to_tokens(i) for i in lead)
-    single = f"{head} $A:0 {eos}".strip()
+    single = f"{' '.join(tok.convert_ids_to_tokens(i) for i in lead)} $A:0 {eos}".strip()
     tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single=single,
-        pair=f"{single} $B:1 {eos}",
-        special_tokens=list(special.items()),
+        single=single, pair=f"{single} $B:1 {eos}", special_tokens=list(special.items())
     )
-    tok.padding_side = "right"
     return tok
 
 
@@ -196,19 +176,12 @@ def merged_backbone(model: EmbeddingModel, dtype: torch.dtype, owned: bool) -> t
     return backbone.to(dtype)
 
 
-def _check_attention(directory: Path, mode: str) -> None:
-    """Load the saved backbone as transformers would and prove its attention mode."""
-    from transformers import AutoModel
-
-    loaded = AutoModel.from_pretrained(directory)
-    verify_attention(loaded, mode)
-
-
 def export_plain(source: ExportSource, dtype: torch.dtype) -> Path:
     """Write ``source`` as ST's own Transformer + Pooling + Normalize; raises PlainExportError."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import AutoModel
 
     model, cfg = source.model, source.model.config
     blocker = plain_export_blocker(model, source.prompts)
@@ -219,8 +192,8 @@ def export_plain(source: ExportSource, dtype: torch.dtype) -> Path:
         backbone = merged_backbone(model, dtype, source.owned)
         backbone.save_pretrained(scratch_dir, safe_serialization=True)
         eos_tokenizer(model.tokenizer).save_pretrained(scratch_dir)
-        try:
-            _check_attention(scratch_dir, cfg.attention)
+        try:  # load the saved backbone as transformers would and prove its attention mode
+            verify_attention(AutoModel.from_pretrained(scratch_dir), cfg.attention)
         except AttentionModeError as exc:
             raise PlainExportError(
                 f"{type(backbone).__name__}: the saved config does not express {cfg.attention} attention ({exc})"
@@ -306,8 +279,7 @@ def export_sentence_transformers(
                 raise
             log.warning("plain sentence-transformers export impossible (%s): writing the module export", exc)
             if source.owned:  # the merge changed our copy: reload
-                model, base_dir, owned = _load(model_or_dir)
-                source = replace(source, model=model, base_dir=base_dir, owned=owned)
+                source = prepare_export(model_or_dir, source.output_dir, instruction, overwrite)
     return _export_module(source, bundle_backbone)
 
 

@@ -146,13 +146,9 @@ def check_output_path(path: str | Path, what: str = "output") -> Path:
     nothing half-written; missing folders are fine (writers create them).
     """
     path = Path(path)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(
-                    f"{what} {path}: {parent} is a file, not a folder; choose another path"
-                )
-            break
+    parent = next((p for p in path.parents if p.exists()), None)  # the nearest existing parent
+    if parent is not None and not parent.is_dir():
+        raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a folder; choose another path")
     return path
 
 
@@ -168,12 +164,8 @@ class JsonlError(ValueError):
     """A JSONL line is not valid JSON; ``where`` is ``path:line`` and ``reason`` the decoder's words."""
 
     def __init__(self, path: Path, line: int, reason: str) -> None:
-        self.path, self.line, self.reason = path, line, reason
+        self.path, self.line, self.reason, self.where = path, line, reason, f"{path}:{line}"
         super().__init__(f"{self.where}: invalid JSON ({reason})")
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}"
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,18 @@
 """Layer ablation of a multilayer pooling head: which layers does it really need?
 
-The seed study's proposed follow-up ("systematically disable individual layers"). For a
-trained ``multilayer`` model, the main score of a few small tasks is measured with the full
-key set, with each layer removed from the pooler's keys, with each contiguous block of
-layers (quarters by default) removed, and with only one layer kept. Removing a layer masks
-its key in the head's cross-attention (``MultiLayerPooler.pool_vectors``); nothing is
-retrained, so the score change says how much the trained head depends on that layer.
+The seed study's proposed follow-up ("systematically disable individual layers"). For a trained
+``multilayer`` model, the main score of a few small tasks is measured with the full key set,
+with each layer removed, with each contiguous block of layers (quarters by default) removed,
+and with only one layer kept. Removing a layer masks its key in the head's cross-attention
+(``MultiLayerPooler.pool_vectors``); nothing is retrained, so the score change says how much
+the trained head depends on that layer.
 
-Cost: the backbone runs once per distinct (prompt, text); its per-layer vectors are cached
-(``LayerVectorCache``), so every condition of the grid costs one pooler pass over the cached
-vectors and one run of each task's mteb evaluator (``main_scores_only``: without the extra
-metrics no main score reads). With tens of conditions, the evaluators are most of the time at
-small ``max_items``.
-
-Tasks (``DEFAULT_TASKS``): STSBenchmark on its dev split (so the analysis does not touch the
-test pairs), TREC question classification and SciFact retrieval on their test splits; all
-are local datasets read and down-sampled exactly as ``poolattn eval --max-items`` does, and
-scored by the real mteb evaluators through ``poolattn.evaluation``. The score of a condition
-is the mean of the tasks' main scores; a layer's *ablation importance* is the full-set score
-minus the score without it (positive = the head needs it).
+The backbone runs once per distinct (prompt, text) (``LayerVectorCache``), so a condition costs
+one pooler pass and one run of each task's mteb evaluator: at small ``max_items`` the
+evaluators are most of the time. STSBenchmark is read on its dev split, so the analysis does
+not touch the test pairs; the tasks are local datasets down-sampled as ``poolattn eval
+--max-items`` does. A condition's score is the mean of the tasks' main scores; a layer's
+*ablation importance* is the full-set score minus the score without it (positive = needed).
 """
 
 from __future__ import annotations
@@ -36,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .encoding.fingerprint import derived_fingerprint
+from .backends.fingerprint import derived_fingerprint
 from .io import write_json_atomic
 
 if TYPE_CHECKING:
@@ -98,12 +92,9 @@ CacheKey = tuple[bool, str | None, str]  # (query?, instruction of a query, text
 
 
 class LayerVectorCache:
-    """Per-layer vectors (L x D, float32) of every text a task encodes, from one backbone pass.
-
-    Keyed by (query or document, instruction, text), the same prompt rule as evaluation:
-    queries get their task's instruction, documents stay bare. ``backbone_texts`` counts the
-    texts that went through the backbone.
-    """
+    """Per-layer vectors (L x D, float32) of every text a task encodes, from one backbone pass,
+    keyed with evaluation's prompt rule (queries get their task's instruction, documents stay
+    bare). ``backbone_texts`` counts the texts that went through the backbone."""
 
     def __init__(self, model: EmbeddingModel, batch_size: int = 32) -> None:
         from .pooling import MultiLayerPooler
@@ -123,34 +114,28 @@ class LayerVectorCache:
         return int(self.model.pooler.num_layers)
 
     def keys(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> list[CacheKey]:
-        """The cache keys of ``texts`` in order; texts not seen before run through the backbone once."""
-        keys = [(query, instruction if query else None, t) for t in texts]
+        """The cache keys of ``texts`` in order; texts not seen before run through the backbone
+        once, in the batches ``EmbeddingModel.encode`` builds."""
+        instruction = instruction if query else None
+        keys = [(query, instruction, t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.vectors_by_key))
-        if missing:
-            self._encode(missing, query=query, instruction=instruction)
+        if not missing:
+            return keys
+        model, prompt_type = self.model, "query" if query else "document"
+        with model.inference():  # empty corpus documents are kept, as in evaluation
+            texts = [k[2] for k in missing]
+            for rows, batch in model.input_batches(texts, prompt_type, instruction, self.batch_size, True):
+                vectors = model.forward(batch, pool=model.pooler.layer_vectors).cpu()
+                self.vectors_by_key.update(zip([missing[i] for i in rows], vectors, strict=True))
+                self.backbone_texts += len(rows)
         return keys
 
     def vectors(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> torch.Tensor:
-        """N x L x D for ``texts`` in order; texts not seen before run through the backbone once."""
+        """N x L x D for ``texts`` in order."""
         keys = self.keys(texts, query=query, instruction=instruction)
         if not keys:
             return torch.zeros((0, self.num_layers, self.model.embedding_dim))
         return torch.stack([self.vectors_by_key[k] for k in keys])
-
-    def _encode(self, keys: list[CacheKey], *, query: bool, instruction: str | None) -> None:
-        """The per-layer vectors of ``keys``, from the batches ``EmbeddingModel.encode`` builds."""
-        model = self.model
-        with model.inference():  # empty corpus documents are kept, as in evaluation
-            for rows, batch in model.input_batches(
-                [k[2] for k in keys],
-                "query" if query else "document",
-                instruction if query else None,
-                self.batch_size,
-                allow_empty=True,
-            ):
-                vectors = model.forward(batch, pool=model.pooler.layer_vectors).cpu()
-                self.vectors_by_key.update(zip([keys[i] for i in rows], vectors, strict=True))
-                self.backbone_texts += len(rows)
 
     @torch.inference_mode()
     def pool(self, vectors: torch.Tensor, kept: Sequence[int], batch_size: int = 256) -> torch.Tensor:
@@ -165,13 +150,10 @@ class LayerVectorCache:
 
 
 class LayerSubsetBackend:
-    """A backend (``poolattn.encoding.backends.Backend``) for one condition: the model's head
-    restricted to ``kept`` layers, fed from the cache.
-
-    Every cached text is pooled in one pass (``LayerVectorCache.pool``'s batches) the first time
-    the condition needs it, so a condition costs a few large pooler calls rather than small ones
-    per task and side: on a busy CPU each small torch call waits for its threads, and a 65-condition
-    grid makes thousands of them."""
+    """A backend for one condition: the model's head restricted to ``kept`` layers, fed from the
+    cache. Every cached text is pooled in one pass the first time the condition needs it: on a
+    busy CPU each small torch call waits for its threads, and a 65-condition grid of per-task
+    calls makes thousands of them."""
 
     uses_instructions = True
 
@@ -224,8 +206,9 @@ def ablation_tasks(
     for name in tasks:
         datasets = [d for d in found if name in task_names(d)]
         if not datasets:
-            families = ", ".join(FOLDERS)
-            raise FileNotFoundError(f"layer ablation: no local dataset {name!r} under {root} ({families})")
+            raise FileNotFoundError(
+                f"layer ablation: no local dataset {name!r} under {root} ({', '.join(FOLDERS)})"
+            )
         for dataset in datasets:
             split = DEV_SPLITS.get(dataset.name, "test")
             split = split if dataset.has_split(split) else "test"
@@ -235,37 +218,18 @@ def ablation_tasks(
 
 @contextmanager
 def main_scores_only(tasks: Sequence[LocalTask]) -> Iterator[None]:
-    """Skip what mteb computes beside the main scores of ``tasks``: its retrieval evaluator's
-    abstention nAUCs (about a hundred sklearn AUCs per evaluation, 70% of an ablation grid at
-    ``--max-items 4``). They are extra metrics, never an input of nDCG or MAP, so main scores
-    are unchanged; with an nAUC main score, or another mteb layout, nothing is skipped."""
-    try:
-        from mteb._evaluators import retrieval_metrics
-    except ImportError:  # another mteb version: evaluate everything
-        retrieval_metrics = None
-    original = getattr(retrieval_metrics, "evaluate_abstention", None)
-    needed = any(str(item.task.metadata.main_score).startswith("nAUC") for item in tasks)
-    if original is None or needed:
-        yield
-        return
-    retrieval_metrics.evaluate_abstention = lambda results, metric_scores: {}
+    """Skip mteb's retrieval abstention nAUCs (about a hundred sklearn AUCs per evaluation, 70% of
+    an ablation grid at ``--max-items 4``): extra metrics, never an input of nDCG or MAP, so main
+    scores are unchanged. With an nAUC main score nothing is skipped."""
+    from mteb._evaluators import retrieval_metrics
+
+    original = retrieval_metrics.evaluate_abstention
+    if not any(str(item.task.metadata.main_score).startswith("nAUC") for item in tasks):
+        retrieval_metrics.evaluate_abstention = lambda results, metric_scores: {}
     try:
         yield
     finally:
         retrieval_metrics.evaluate_abstention = original
-
-
-def _main_score(encoder: Any, task: Any, batch_size: int) -> float:
-    """One task's main score with the real mteb evaluator (no result cache)."""
-    from sklearn.exceptions import UndefinedMetricWarning
-
-    from .eval_results import task_main_score
-    from .evaluation.runner import run_mteb_task
-
-    with warnings.catch_warnings():  # an ablated head may never predict some class: not worth 65 warnings
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        task_json = run_mteb_task(encoder, task, batch_size)
-    return task_main_score(task_json, task.metadata.eval_splits)
 
 
 def score_condition(
@@ -275,13 +239,23 @@ def score_condition(
     fingerprint: str,
     batch_size: int = 32,
 ) -> dict[str, float]:
-    """Main score per task (and their ``mean``) with only the ``kept`` layers as keys."""
+    """Main score per task (and their ``mean``) with only the ``kept`` layers as keys, from the
+    real mteb evaluators (no result cache)."""
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    from .eval_results import task_main_score
     from .evaluation.encoder import MTEBEncoder
+    from .evaluation.runner import run_mteb_task
 
     encoder = MTEBEncoder(LayerSubsetBackend(cache, kept, fingerprint), cache_dir=None, batch_size=batch_size)
+    scores: dict[str, float] = {}
     try:
-        with main_scores_only(tasks):
-            scores = {item.name: _main_score(encoder, item.task, batch_size) for item in tasks}
+        with main_scores_only(tasks), warnings.catch_warnings():
+            # an ablated head may never predict some class: not worth 65 warnings
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            for item in tasks:
+                task_json = run_mteb_task(encoder, item.task, batch_size)
+                scores[item.name] = task_main_score(task_json, item.task.metadata.eval_splits)
     finally:
         encoder.cache.close()
     scores["mean"] = float(np.mean([scores[item.name] for item in tasks]))
@@ -306,115 +280,6 @@ def attention_mass(cache: LayerVectorCache, batch_size: int = 256) -> list[float
     return (total / len(vectors)).tolist()
 
 
-@dataclass(frozen=True)
-class GridScores:
-    """The scores of every condition of the grid (by condition name), and the rows the result
-    reports from them."""
-
-    grid: list[Condition]
-    scores: dict[str, dict[str, float]]
-    num_layers: int
-
-    def per_layer(self, mass: Sequence[float]) -> list[dict[str, Any]]:
-        """Per layer: the head's attention mass, the scores without it and with it alone, and its
-        ablation importance (full score minus the score without it)."""
-        full = self.scores["all"]["mean"]
-        return [
-            {
-                "layer": i,
-                "attention_mass": mass[i - 1],
-                "removed": self.scores[f"without {i}"],
-                "only": self.scores[f"only {i}"],
-                "importance": full - self.scores[f"without {i}"]["mean"],
-            }
-            for i in range(1, self.num_layers + 1)
-        ]
-
-    def block_rows(self) -> list[dict[str, Any]]:
-        """Per removed block: its layers, the scores without it and its importance."""
-        full = self.scores["all"]["mean"]
-        return [
-            {
-                "layers": [j for j in range(1, self.num_layers + 1) if j not in c.kept],
-                "removed": self.scores[c.name],
-                "importance": full - self.scores[c.name]["mean"],
-            }
-            for c in self.grid
-            if c.kind == "block_removed"
-        ]
-
-    def condition_rows(self) -> list[dict[str, Any]]:
-        """Every condition with its kept layers and scores."""
-        return [
-            {"name": c.name, "kind": c.kind, "kept": list(c.kept), "scores": self.scores[c.name]}
-            for c in self.grid
-        ]
-
-
-def score_grid(
-    cache: LayerVectorCache,
-    grid: list[Condition],
-    tasks: Sequence[LocalTask],
-    fingerprint: str,
-    batch_size: int = 32,
-) -> GridScores:
-    """Score every condition; a key set already scored is not scored again (with 2 layers,
-    "without 1" is "only 2")."""
-    scores: dict[str, dict[str, float]] = {}
-    by_kept: dict[tuple[int, ...], dict[str, float]] = {}
-    for index, condition in enumerate(grid):
-        if condition.kept not in by_kept:
-            by_kept[condition.kept] = score_condition(cache, condition.kept, tasks, fingerprint, batch_size)
-        scores[condition.name] = by_kept[condition.kept]
-        log.info(
-            "layer ablation %d/%d %s: %.4f",
-            index + 1,
-            len(grid),
-            condition.name,
-            scores[condition.name]["mean"],
-        )
-    return GridScores(grid, scores, cache.num_layers)
-
-
-def _task_rows(planned: Sequence[tuple[LocalTask, str]]) -> list[dict[str, Any]]:
-    """What the result records of each task: dataset, split, source file, sampling."""
-    return [
-        {
-            "name": item.name,
-            "dataset": item.dataset,
-            "split": split,
-            "source": item.path,
-            "files": item.files,
-            "family": item.family,
-            "main_score_name": str(item.task.metadata.main_score),
-            "sampling": item.sampling,
-        }
-        for item, split in planned
-    ]
-
-
-def _ablation_record(
-    model: EmbeddingModel,
-    fingerprint: str,
-    cache: LayerVectorCache,
-    planned: Sequence[tuple[LocalTask, str]],
-    scored: GridScores,
-) -> dict[str, Any]:
-    """The ``layer_ablation.json`` content (without its ``seconds``)."""
-    return {
-        "model": {"design": model.config.name, "base": model.config.base, "fingerprint": fingerprint},
-        "layers": cache.num_layers,
-        "layer_vector": model.pooler.layer_vector,
-        "tasks": _task_rows(planned),
-        "score": "mean over tasks of each task's main score",
-        "all": scored.scores["all"],
-        "per_layer": scored.per_layer(attention_mass(cache)),
-        "blocks": scored.block_rows(),
-        "conditions": scored.condition_rows(),
-        "backbone_texts": cache.backbone_texts,
-    }
-
-
 def layer_ablation(
     model: EmbeddingModel,
     output_dir: str | Path | None = None,
@@ -427,19 +292,67 @@ def layer_ablation(
     cache: LayerVectorCache | None = None,
 ) -> dict[str, Any]:
     """Run the ablation grid on a multilayer model; write ``layer_ablation.json`` and
-    ``layer_ablation.png`` into ``output_dir`` (when given) and return the JSON content.
-
-    ``cache`` may be passed to reuse vectors across calls (the backbone then runs only for
-    texts it has not seen).
-    """
+    ``layer_ablation.png`` into ``output_dir`` (when given) and return the JSON content. A
+    ``cache`` passed in is reused: the backbone runs only for texts it has not seen."""
     started = time.monotonic()
     cache = cache or LayerVectorCache(model, batch_size)
     planned = ablation_tasks(local_data, tasks, max_items)
     fingerprint = model.fingerprint()
     grid = conditions(cache.num_layers, blocks)
-    scored = score_grid(cache, grid, [item for item, _ in planned], fingerprint, batch_size)
-    result = _ablation_record(model, fingerprint, cache, planned, scored)
-    result["seconds"] = round(time.monotonic() - started, 1)
+    items = [item for item, _ in planned]
+    scores: dict[str, dict[str, float]] = {}
+    by_kept: dict[tuple[int, ...], dict[str, float]] = {}  # with 2 layers, "without 1" is "only 2"
+    for index, condition in enumerate(grid):
+        if condition.kept not in by_kept:
+            by_kept[condition.kept] = score_condition(cache, condition.kept, items, fingerprint, batch_size)
+        scores[condition.name] = by_kept[condition.kept]
+        mean = scores[condition.name]["mean"]
+        log.info("layer ablation %d/%d %s: %.4f", index + 1, len(grid), condition.name, mean)
+    full, mass, layers = scores["all"]["mean"], attention_mass(cache), range(1, cache.num_layers + 1)
+    result = {
+        "model": {"design": model.config.name, "base": model.config.base, "fingerprint": fingerprint},
+        "layers": cache.num_layers,
+        "layer_vector": model.pooler.layer_vector,
+        "tasks": [
+            {
+                "name": item.name,
+                "dataset": item.dataset,
+                "split": split,
+                "source": item.path,
+                "files": item.files,
+                "family": item.family,
+                "main_score_name": str(item.task.metadata.main_score),
+                "sampling": item.sampling,
+            }
+            for item, split in planned
+        ],
+        "score": "mean over tasks of each task's main score",
+        "all": scores["all"],
+        "per_layer": [  # importance: the full score minus the score without the layer
+            {
+                "layer": i,
+                "attention_mass": mass[i - 1],
+                "removed": scores[f"without {i}"],
+                "only": scores[f"only {i}"],
+                "importance": full - scores[f"without {i}"]["mean"],
+            }
+            for i in layers
+        ],
+        "blocks": [
+            {
+                "layers": [j for j in layers if j not in c.kept],
+                "removed": scores[c.name],
+                "importance": full - scores[c.name]["mean"],
+            }
+            for c in grid
+            if c.kind == "block_removed"
+        ],
+        "conditions": [
+            {"name": c.name, "kind": c.kind, "kept": list(c.kept), "scores": scores[c.name]} for c in grid
+        ],
+        "backbone_texts": cache.backbone_texts,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     if output_dir is not None:
         out = Path(output_dir)
         write_json_atomic(out / JSON_FILE, result)

@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .backbone import load_backbone, set_attention_mode, setup_tokenizer, text_config, verify_attention
+from .backends.fingerprint import weights_fingerprint
 from .config import DEFAULT_INSTRUCTION, LORA_TARGETS, ConfigError, ModelConfig, from_dict, to_dict
 from .design import model_config, validate_design
 from .dtypes import compute_autocast, floating_dtype, model_compute_dtype
-from .encoding.fingerprint import weights_fingerprint
 from .io import atomic_directory
 from .model_dir import (
     ADAPTER_DIR,
@@ -39,12 +39,14 @@ from .model_dir import (
     write_design,
 )
 from .peft_compat import quiet_peft
-from .pooling import LAST_LAYER, Pooler, build_pooler
+from .pooling import LAST_LAYER, build_pooler
 from .tokenization import check_texts, per_text, tokenize
 
 log = logging.getLogger(__name__)
 
 ENCODE_CHUNK = 2048  # texts tokenized at once by encode(): bounds memory on large corpora
+# Fewest shared leading tokens worth a second backbone call (``EmbeddingModel.shared_prefix``).
+MIN_SHARED_PREFIX = 4
 
 
 def length_chunks(texts: Sequence[str], batch_size: int) -> list[list[int]]:
@@ -58,16 +60,12 @@ def length_chunks(texts: Sequence[str], batch_size: int) -> list[list[int]]:
     return [order[start : start + size] for start in range(0, len(order), size)]
 
 
-def _num_layers(backbone: PreTrainedModel) -> int:
-    return int(text_config(backbone).num_hidden_layers)
-
-
-def _hidden_size(backbone: PreTrainedModel) -> int:
-    return int(text_config(backbone).hidden_size)
-
-
 class EmbeddingModel(nn.Module):
     """A decoder LLM turned into a text-embedding model."""
+
+    # Inference runs a batch's shared prompt prefix once under causal attention (``shared_prefix``);
+    # False runs every row whole (the reference the equivalence test compares against).
+    share_prefix: bool = True
 
     def __init__(
         self,
@@ -92,7 +90,8 @@ class EmbeddingModel(nn.Module):
         set_attention_mode(backbone, config.attention)
         if verify:
             verify_attention(backbone, config.attention)
-        self.pooler: Pooler = build_pooler(config, _hidden_size(backbone), _num_layers(backbone), head_seed)
+        text = text_config(backbone)
+        self.pooler = build_pooler(config, int(text.hidden_size), int(text.num_hidden_layers), head_seed)
         # float32 whatever the backbone's dtype: bf16 weights would not move under AdamW at lr 1e-5
         self.pooler.to(device=self.device, dtype=torch.float32)
         self._full_finetune = bool(full_finetune)
@@ -146,7 +145,7 @@ class EmbeddingModel(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        return _hidden_size(self.backbone)
+        return int(text_config(self.backbone).hidden_size)
 
     # ----------------------------------------------------------------- LoRA
     def add_lora(
@@ -200,23 +199,77 @@ class EmbeddingModel(nn.Module):
         )
 
     def hidden_states(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """The states the pooler reads (its ``layers_read``) for tokenized ``features``, computed
-        in ``compute_dtype`` (they come out in that dtype; poolers take them to float32).
-
-        ``"all"``: every layer's states, embeddings first. ``"last"``: a 1-tuple holding the
-        backbone's ``last_hidden_state`` (after the final norm, the same tensor as
-        ``hidden_states[-1]``), and the backbone keeps no other layer's activations alive.
-        """
+        """The states the pooler reads (its ``layers_read``) for tokenized ``features``, in
+        ``compute_dtype``: every layer's (embeddings first), or a 1-tuple of ``last_hidden_state``
+        (after the final norm, as ``hidden_states[-1]``) with no other layer's activations kept."""
         every = self.pooler.layers_read != LAST_LAYER
+        ids, mask, positions = (
+            features[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")
+        )
+        shared = self.shared_prefix(ids, mask)
         with compute_autocast(self.device, self.compute_dtype):
+            if shared:
+                return self._states_after_shared_prefix(ids, mask, positions, shared, every)
             out = self.backbone(
-                input_ids=features["input_ids"].to(self.device),
-                attention_mask=features["attention_mask"].to(self.device),
-                position_ids=features["position_ids"].to(self.device),
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
                 output_hidden_states=every,
                 use_cache=False,
             )
         return out.hidden_states if every else (out.last_hidden_state,)
+
+    def shared_prefix(self, ids: torch.Tensor, mask: torch.Tensor) -> int:
+        """How many leading tokens every row of an inference batch shares (0: run it whole).
+
+        Under causal attention a token's states depend only on the tokens before it, so a prefix
+        that all rows share (a task's instruction prompt, ~15-25 tokens) can run once and be
+        read from the KV cache by every row: the same states, computed once instead of B times.
+        Only without autograd and outside training (GradCache's first pass must replay dropout
+        exactly), with right padding, and with at least one own token left in every row.
+        """
+        if (
+            not self.share_prefix
+            or self.training
+            or torch.is_grad_enabled()
+            or self.config.attention != "causal"
+            or self.config.padding_side != "right"
+            or ids.shape[0] < 2
+        ):
+            return 0
+        same = ((ids == ids[:1]).all(dim=0) & mask.bool().all(dim=0)).long().cumprod(dim=0)
+        shared = min(int(same.sum()), int(mask.sum(dim=1).min()) - 1)
+        return shared if shared >= MIN_SHARED_PREFIX else 0
+
+    def _states_after_shared_prefix(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, shared: int, every: bool
+    ) -> tuple[torch.Tensor, ...]:
+        """``hidden_states`` with the first ``shared`` tokens run once (see ``shared_prefix``):
+        the prefix's states are broadcast to every row, so poolers see the full sequence."""
+        rows = ids.shape[0]
+        head = self.backbone(
+            input_ids=ids[:1, :shared],
+            attention_mask=mask[:1, :shared],
+            position_ids=positions[:1, :shared],
+            output_hidden_states=every,
+            use_cache=True,
+        )
+        cache = head.past_key_values
+        cache.batch_repeat_interleave(rows)
+        tail = self.backbone(
+            input_ids=ids[:, shared:],
+            attention_mask=mask,
+            position_ids=positions[:, shared:],
+            past_key_values=cache,
+            output_hidden_states=every,
+            use_cache=True,
+        )
+        pairs = (
+            zip(head.hidden_states, tail.hidden_states, strict=True)
+            if every
+            else [(head.last_hidden_state, tail.last_hidden_state)]
+        )
+        return tuple(torch.cat([h.expand(rows, -1, -1), t], dim=1) for h, t in pairs)
 
     def forward(
         self, features: dict[str, torch.Tensor], pool: Callable[..., torch.Tensor] | None = None
@@ -225,10 +278,15 @@ class EmbeddingModel(nn.Module):
         ``pool`` stands in for the pooler with the same inputs (the layer ablation passes
         ``pooler.layer_vectors``)."""
         states = self.hidden_states(features)
+        return (pool or self.pooler)(states, *self.pooler_masks(features)).float()
+
+    def pooler_masks(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention and pooling masks the pooler reads, on the model's device (the one
+        pooling-mask rule: the instruction prefix is left out only when the design says so)."""
         attention = features["attention_mask"].to(self.device)
-        # the pooling-mask rule: the instruction prefix is left out only when the design says so
-        pooling = features["pooling_mask"].to(self.device) if self.config.exclude_instruction else attention
-        return (pool or self.pooler)(states, attention, pooling).float()
+        if not self.config.exclude_instruction:
+            return attention, attention
+        return attention, features["pooling_mask"].to(self.device)
 
     @contextmanager
     def inference(self) -> Iterator[None]:
@@ -311,7 +369,7 @@ class EmbeddingModel(nn.Module):
             "adapter_parameters": adapter,
             "head_parameters": head,
             "embedding_dim": self.embedding_dim,
-            "layers": _num_layers(self.backbone),
+            "layers": int(text_config(self.backbone).num_hidden_layers),
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
         }
 
@@ -328,22 +386,19 @@ class EmbeddingModel(nn.Module):
 
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
-            self._write(tmp)
+            write_design(tmp, self.config, has_adapter=self.has_adapter, full_finetune=self.full_finetune)
+            head = {k: v.detach().cpu().contiguous() for k, v in self.pooler.state_dict().items()}
+            save_file(head, str(tmp / HEAD_FILE))
+            if self.has_adapter:
+                self.backbone.save_pretrained(tmp / ADAPTER_DIR)
+            if self.full_finetune:
+                base = self.backbone.merge_and_unload() if self.has_adapter else self.backbone
+                base.save_pretrained(tmp / BACKBONE_DIR, safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / BACKBONE_DIR)
             write_model_card(
                 tmp, name=directory.name, path=str(directory), parameters=self.describe(), training=training
             )
         return directory
-
-    def _write(self, directory: Path) -> None:
-        write_design(directory, self.config, has_adapter=self.has_adapter, full_finetune=self.full_finetune)
-        head = {k: v.detach().cpu().contiguous() for k, v in self.pooler.state_dict().items()}
-        save_file(head, str(directory / HEAD_FILE))
-        if self.has_adapter:
-            self.backbone.save_pretrained(directory / ADAPTER_DIR)
-        if self.full_finetune:
-            base = self.backbone.merge_and_unload() if self.has_adapter else self.backbone
-            base.save_pretrained(directory / BACKBONE_DIR, safe_serialization=True)
-            self.tokenizer.save_pretrained(directory / BACKBONE_DIR)
 
     @classmethod
     def load(

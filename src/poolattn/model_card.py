@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, ModelConfig
+from .config import ConfigError, ModelConfig, to_dict
 from .eval_results import read_eval_run
 from .io import write_json_atomic, write_text_atomic
 from .model_dir import read_design_file
@@ -185,8 +185,6 @@ def write_export_card(
 
     The training recipe and evaluation of the exported model directory (``source_dir``) are
     carried into the export's card (and a module export's inner poolattn directory)."""
-    from .config import to_dict
-
     export_dir = Path(export_dir)
     source = read_card_data(source_dir) if source_dir is not None else {}
     data: dict[str, Any] = {"name": name, "path": path, "parameters": model.describe()}
@@ -200,14 +198,8 @@ def write_export_card(
         (p.name for p in export_dir.iterdir() if p.is_dir() and p.name.endswith("PoolattnModule")), None
     )
     if module_dir:  # the inner poolattn directory keeps its own card, with its final location
-        inner = {
-            **read_card_data(export_dir / module_dir),
-            **data,
-            "name": module_dir,
-            "path": f"{path}/{module_dir}",
-        }
-        write_json_atomic(export_dir / module_dir / CARD_DATA_FILE, inner)
-        _render_into(export_dir / module_dir, inner)
+        inner = {**read_card_data(export_dir / module_dir), **data, "name": module_dir}
+        _store_card(export_dir / module_dir, {**inner, "path": f"{path}/{module_dir}"})
     export = {
         "kind": kind,
         "dtype": dtype or data["parameters"].get("compute_dtype"),
@@ -305,6 +297,15 @@ def render_model_card(
     return str(card).rstrip("\n") + "\n"
 
 
+PARAMETER_ROWS = (
+    ("head_parameters", "head parameters"),
+    ("adapter_parameters", "LoRA adapter parameters"),
+    ("backbone_parameters", "backbone parameters"),
+    ("embedding_dim", "embedding dimension"),
+    ("layers", "layers"),
+)
+
+
 def _design_rows(
     design: Mapping[str, Any], params: Mapping[str, Any], export: Mapping[str, Any] | None
 ) -> list[tuple[str, str]]:
@@ -326,16 +327,10 @@ def _design_rows(
         trainable = pooling in POOLERS and POOLERS[pooling].trainable
     if trainable:
         rows.append(("head", _head_text(model.get("head") or {}, str(model.get("head_preset", "small")))))
-    if head_params is not None:
-        rows.append(("head parameters", f"{int(head_params):,}"))
-    if params.get("adapter_parameters"):
-        rows.append(("LoRA adapter parameters", f"{int(params['adapter_parameters']):,}"))
-    if params.get("backbone_parameters") is not None:
-        rows.append(("backbone parameters", f"{int(params['backbone_parameters']):,}"))
-    if params.get("embedding_dim") is not None:
-        rows.append(("embedding dimension", str(params["embedding_dim"])))
-    if params.get("layers") is not None:
-        rows.append(("layers", str(params["layers"])))
+    for key, label in PARAMETER_ROWS:
+        value = params.get(key)
+        if value is not None and (value or key != "adapter_parameters"):  # no LoRA: no adapter row
+            rows.append((label, f"{int(value):,}" if key.endswith("_parameters") else str(value)))
     if export and export.get("kind") in ("plain", "onnx"):
         weights = f"LoRA merged into the backbone, stored in {export.get('dtype')}"
     elif design.get("full_finetune"):
@@ -376,24 +371,17 @@ def _training_rows(training: Mapping[str, Any]) -> list[tuple[str, str]]:
         return f"{float(x):g}" if x is not None else "–"
 
     t = training
+    gradcache = "on" if t.get("gradcache") else "off"
+    loss = f"InfoNCE, in-batch + hard negatives, temperature {t.get('temperature')}"
+    rates = f"{lr(t.get('learning_rate'))} / {lr(t.get('head_learning_rate'))}"
     return [
         ("examples", str(t.get("examples"))),
         ("steps", str(t.get("steps"))),
         ("batch size (queries per step)", str(t.get("batch_size"))),
         ("hard negatives per query", str(t.get("num_negatives"))),
-        (
-            "forward mini-batch",
-            f"{t.get('mini_batch_size')} texts (GradCache: {'on' if t.get('gradcache') else 'off'})",
-        ),
-        (
-            "loss",
-            f"InfoNCE, in-batch + hard negatives, temperature {t.get('temperature')}"
-            + (" (symmetric)" if t.get("symmetric_loss") else ""),
-        ),
-        (
-            "learning rate (backbone / head)",
-            f"{lr(t.get('learning_rate'))} / {lr(t.get('head_learning_rate'))}",
-        ),
+        ("forward mini-batch", f"{t.get('mini_batch_size')} texts (GradCache: {gradcache})"),
+        ("loss", loss + (" (symmetric)" if t.get("symmetric_loss") else "")),
+        ("learning rate (backbone / head)", rates),
         ("warm-up steps", str(t.get("warmup_steps"))),
         ("weight decay", str(t.get("weight_decay"))),
         ("adapter", adapter_text(t)),

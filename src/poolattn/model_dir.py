@@ -52,10 +52,7 @@ class SavedDesign:
     def backbone_config(self) -> ModelConfig:
         """The design pointed at the backbone to load: the saved full backbone, else the bundled
         base copy, else ``config.base`` itself."""
-        if self.full_finetune:
-            local: Path | None = self.directory / BACKBONE_DIR
-        else:
-            local = self.bundled_base
+        local = self.directory / BACKBONE_DIR if self.full_finetune else self.bundled_base
         if local is None:
             return self.config
         where = f"{self.directory / DESIGN_FILE}: model"

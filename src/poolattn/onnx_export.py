@@ -5,20 +5,9 @@ The designs with trained heads (latent, multilayer, nv_latent) cannot be plain
 sentence-transformers modules; this export runs them with onnxruntime alone (no poolattn, no
 PyTorch). The folder holds ``model.onnx`` (weights in ``model.onnx.data`` when large), the
 tokenizer files (EOS appended by its post-processor, right padding) and ``poolattn_onnx.json``
-(inputs, prompts, max length). Calling it::
-
-    import numpy as np, onnxruntime as ort
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_file("out/tokenizer.json")
-    tok.enable_padding(pad_id=..., pad_token=...)  # both in poolattn_onnx.json
-    tok.enable_truncation(max_length=...)          # too
-    enc = tok.encode_batch([prompt + text for text in texts])
-    feeds = {"input_ids": np.array([e.ids for e in enc]),
-             "attention_mask": np.array([e.attention_mask for e in enc])}
-    vectors = ort.InferenceSession("out/model.onnx").run(None, feeds)[0]
-
-A design that excludes instruction tokens from pooling takes a third input, ``pooling_mask``:
-the attention mask with the prompt's tokens zeroed.
+(inputs, padding token, prompts, max length). A design that excludes instruction tokens from
+pooling takes a third input, ``pooling_mask``: the attention mask with the prompt's tokens
+zeroed. ``OnnxEncoder`` is the way to call it (README: the same in a few plain lines).
 """
 
 from __future__ import annotations
@@ -60,16 +49,6 @@ class _Pipeline(torch.nn.Module):
         return torch.nn.functional.normalize(self.model(features).float(), dim=-1)
 
 
-def _exportable(model: EmbeddingModel, dtype: torch.dtype) -> EmbeddingModel:
-    """A float32-pooler copy of ``model`` with the LoRA merged and the backbone in ``dtype``."""
-    from .export import merged_backbone
-
-    model = copy.deepcopy(model).eval()
-    model.backbone = merged_backbone(model, dtype, owned=True)
-    model.compute_dtype = dtype
-    return model
-
-
 def export_onnx(
     model_or_dir: EmbeddingModel | str | Path,
     output_dir: str | Path,
@@ -83,12 +62,15 @@ def export_onnx(
     ``dtype``: the backbone weights' dtype in the graph (default float32: onnxruntime's CPU
     kernels are float32; bf16 graphs run on few providers).
     """
-    from .export import eos_tokenizer, prepare_export
+    from .export import eos_tokenizer, merged_backbone, prepare_export
 
     source = prepare_export(model_or_dir, Path(output_dir), instruction, overwrite)
     model = source.model
     torch_dtype = getattr(torch, dtype) if dtype else torch.float32
-    pipeline = _Pipeline(_exportable(model, torch_dtype), model.config.exclude_instruction).eval()
+    exported = copy.deepcopy(model).eval()  # the LoRA merged, the backbone in dtype, the pooler float32
+    exported.backbone = merged_backbone(exported, torch_dtype, owned=True)
+    exported.compute_dtype = torch_dtype
+    pipeline = _Pipeline(exported, model.config.exclude_instruction).eval()
     tokenizer = eos_tokenizer(model.tokenizer)
     sample = model.tokenize(["a first example text", "a second, longer example text to pad the first"])
     names = ["input_ids", "attention_mask"] + (["pooling_mask"] if pipeline.with_pooling_mask else [])

@@ -1,41 +1,24 @@
-"""Poolers: all hidden states + masks -> one vector per text. A registry of small classes.
+"""Poolers: hidden states + masks -> one vector per text. A registry of small classes.
 
-Every pooler has the same interface: ``forward(hidden_states, attention_mask, pooling_mask)``
-where ``hidden_states`` is the tuple of every layer's states (embeddings first, as
-transformers returns them), or only the last layer's (a 1-tuple) for a pooler whose
-``layers_read`` is ``"last"``. Adding a pooler is one class and one ``@register`` line; a
-pooler's own settings are its ``config_keys`` (as in sentence-transformers' modules): checked
-from ``[model.poolers.NAME]`` by ``check_settings`` and saved with the model's design.
-
-The trainable poolers share one block, :class:`CrossAttentionBlock`, the block of the paper's
-``PerceiverResampler`` (and of NV-Embed's latent attention): pre-norm cross-attention with a
-residual, then a pre-norm GEGLU feed-forward with a residual. ``EmbeddingModel`` keeps their
-parameters in float32 whatever the backbone's dtype (an AdamW step of ~1e-5 is below
-bfloat16's resolution for weights of ~0.02), and their math runs in the head's own dtype:
-autocast is off inside the head and its inputs are cast to it.
+Every pooler is ``forward(hidden_states, attention_mask, pooling_mask)``; adding one is one
+class and one ``@register`` line. The trainable poolers share :class:`CrossAttentionBlock`.
+``EmbeddingModel`` keeps their parameters in float32 whatever the backbone's dtype (an AdamW
+step of ~1e-5 is below bfloat16's resolution for weights of ~0.02), and their math runs in the
+head's own dtype: autocast is off inside the head and its inputs are cast to it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import (
-    ConfigError,
-    HeadConfig,
-    ModelConfig,
-    check_choice,
-    from_dict,
-    resolve_layer_vector,
-    to_dict,
-)
+from .config import ConfigError, HeadConfig, ModelConfig, check_choice, from_dict, to_dict
 from .pooler_names import BUILTIN_POOLERS, check_pooling
 
 POOLERS: dict[str, type[Pooler]] = {}
@@ -84,13 +67,6 @@ def masked_mean(
     return (safe * w.unsqueeze(-1)).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1e-9)
 
 
-@contextlib.contextmanager
-def float32_math(device: torch.device) -> Iterator[None]:
-    """Turn autocast off for the head, so its matmuls run in float32 like its parameters."""
-    with torch.autocast(device_type=device.type, enabled=False):
-        yield
-
-
 LAST_LAYER = "last"  # the pooler reads hidden_states[-1] only (after the final norm)
 ALL_LAYERS = "all"  # the pooler reads every layer's states (embeddings first)
 
@@ -98,13 +74,13 @@ ALL_LAYERS = "all"  # the pooler reads every layer's states (embeddings first)
 class Pooler(nn.Module):
     """Base class: subclasses implement ``forward``; ``trainable`` says if it has parameters.
 
-    ``layers_read`` declares which hidden states ``forward`` reads: ``"last"`` lets the model
-    ask the backbone for its last layer alone (then ``hidden_states`` is a 1-tuple), so the
-    other layers' activations are freed as the forward pass goes (about 9 GB at 7B, batch
-    64 x 512). The default, ``"all"``, keeps a user pooler that indexes any layer working.
+    ``hidden_states`` is every layer's states (embeddings first, as transformers returns them)
+    unless ``layers_read`` is ``"last"``: then the model asks the backbone for its last layer
+    alone (a 1-tuple), so the other layers' activations are freed as the forward pass goes
+    (about 9 GB at 7B, batch 64 x 512). The default, ``"all"``, keeps a user pooler working.
 
-    ``config_keys`` maps the pooler's own settings to their defaults (a value must have its
-    default's type); each becomes an attribute, and ``get_config_dict`` is what is saved.
+    ``config_keys`` maps the pooler's own settings (``[model.poolers.NAME]``, saved with the
+    design) to their defaults; a value must have its default's type; each becomes an attribute.
     """
 
     name = "base"
@@ -136,7 +112,6 @@ class Pooler(nn.Module):
         )
 
     def get_config_dict(self) -> dict[str, Any]:
-        """The pooler's own settings, as saved with the model."""
         return {key: getattr(self, key) for key in self.config_keys}
 
     def forward(
@@ -193,8 +168,8 @@ class CrossAttentionBlock(nn.Module):
     then ``x + FF(LayerNorm(x))`` with ``FF = Linear(d, 2*mult*d) -> GEGLU -> Linear(mult*d, d)``.
     Normalising the context matters: per-layer states differ by an order of magnitude in norm.
 
-    ``record_attention = True`` keeps the attention probabilities of the last call in
-    ``last_attention`` (batch x heads x queries x context) for analysis (attention mass).
+    ``record_attention = True`` keeps the last call's attention probabilities in
+    ``last_attention`` (batch x heads x queries x context), for analysis.
     """
 
     def __init__(self, dim: int, head: HeadConfig) -> None:
@@ -217,10 +192,10 @@ class CrossAttentionBlock(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # b x h x n x d
 
-    def attention(
+    def forward(
         self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The attention branch alone (before the residual): B x Nq x dim."""
+        """Queries (B x Nq x dim) attend over the context (B x Nk x dim, ``context_mask`` B x Nk)."""
         if context_mask is not None:  # zero masked context first: padded states may be NaN
             context = torch.where(context_mask.bool()[..., None], context, torch.zeros_like(context))
         q = self._heads(self.to_q(self.norm_queries(queries)))
@@ -236,19 +211,14 @@ class CrossAttentionBlock(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         b, _, n, _ = out.shape
-        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
-
-    def forward(
-        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Queries (B x Nq x dim) attend over the context (B x Nk x dim, ``context_mask`` B x Nk)."""
-        x = queries + self.attention(queries, context, context_mask)
+        x = queries + self.to_out(out.transpose(1, 2).reshape(b, n, -1))
         return x + self.ff(self.norm_ff(x))
 
 
 class LearnedLatentsPooler(Pooler):
     """Shared part of the poolers with a learned latent array (``head.num_latents`` rows,
-    N(0, 1), model width) and one cross-attention block; subclasses choose who attends to whom."""
+    N(0, 1), model width) and one cross-attention block; subclasses choose who attends to whom.
+    Their math runs with autocast off, in float32 like their parameters."""
 
     trainable = True
     layers_read = LAST_LAYER  # latent, nv_latent; multilayer reads all
@@ -262,18 +232,14 @@ class LearnedLatentsPooler(Pooler):
         """The latent array repeated for a batch: B x num_latents x D (a view, no copy)."""
         return self.latents.unsqueeze(0).expand(batch_size, -1, -1)
 
-
-class LatentArrayPooler(LearnedLatentsPooler):
-    """Shared part of the latent and multilayer poolers: the latents are the queries over a set
-    of key vectors; mean over latents."""
-
     def pool(self, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Latents cross-attend over ``keys`` (B x N x D, the head's dtype) -> B x D."""
+        """The latent and multilayer poolers: latents cross-attend over ``keys`` (B x N x D, the
+        head's dtype), mean over latents -> B x D."""
         return self.attend(self.batch_latents(keys.shape[0]), keys, key_mask).mean(dim=1)
 
 
 @register("latent")
-class LatentPooler(LatentArrayPooler):
+class LatentPooler(LearnedLatentsPooler):
     """Last-layer trainable pooling: latents cross-attend over the last layer's states.
 
     ``latent_keys = "tokens"`` (default): every pooled token is a key, padding masked.
@@ -291,21 +257,22 @@ class LatentPooler(LatentArrayPooler):
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         states = hidden_states[-1]
-        with float32_math(states.device):
+        with torch.autocast(states.device.type, enabled=False):
             if self.latent_keys == "last":
                 return self.pool(gather_last(states, attention_mask).to(self.latents.dtype).unsqueeze(1))
             return self.pool(states.to(self.latents.dtype), pooling_mask)
 
 
 @register("multilayer")
-class MultiLayerPooler(LatentArrayPooler):
+class MultiLayerPooler(LearnedLatentsPooler):
     """The paper's multi-layers trainable pooling.
 
     One vector per transformer layer (its last-token state or its masked mean), plus a
     learned layer-position embedding (N(0, 1), one row per layer, added before the block's
     norm); latents cross-attend over these L vectors. ``pool_vectors`` takes cached
     per-layer vectors and an optional layer mask, so a layer ablation needs no backbone pass.
-    ``layer_vector`` ``"auto"`` is resolved against the design (``config.resolve_layer_vector``).
+    ``layer_vector = "auto"`` is EOS under causal attention (only the last token has seen the
+    whole text), mean under bidirectional.
     """
 
     layers_read = ALL_LAYERS
@@ -314,8 +281,11 @@ class MultiLayerPooler(LatentArrayPooler):
     @classmethod
     def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:  # noqa: D102
         checked = super().check_settings(settings, design, where)
-        check_choice(f"{where}.layer_vector", checked["layer_vector"], ("auto", "eos", "mean"))
-        return {"layer_vector": resolve_layer_vector(checked["layer_vector"], design.attention)}
+        vector = checked["layer_vector"]
+        check_choice(f"{where}.layer_vector", vector, ("auto", "eos", "mean"))
+        if vector == "auto":
+            vector = "eos" if design.attention == "causal" else "mean"
+        return {"layer_vector": vector}
 
     def __init__(self, hidden_size: int, num_layers: int, head: HeadConfig, **settings: Any) -> None:
         super().__init__(hidden_size, num_layers, head, **settings)
@@ -332,7 +302,7 @@ class MultiLayerPooler(LatentArrayPooler):
 
     def pool_vectors(self, vectors: torch.Tensor, layer_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pool B x L x D per-layer vectors; ``layer_mask`` (L or B x L, 1 = keep) removes layers."""
-        with float32_math(vectors.device):
+        with torch.autocast(vectors.device.type, enabled=False):
             keys = vectors.to(self.latents.dtype) + self.layer_position.weight
             if layer_mask is not None:
                 layer_mask = layer_mask.to(keys.device).bool().expand(keys.shape[0], -1)
@@ -350,7 +320,7 @@ class NVLatentPooler(LearnedLatentsPooler):
 
     def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
         states = hidden_states[-1]
-        with float32_math(states.device):
+        with torch.autocast(states.device.type, enabled=False):
             mask = attention_mask.bool()[..., None]
             tokens = torch.where(mask, states.to(self.latents.dtype), torch.zeros((), device=states.device))
             return masked_mean(self.attend(tokens, self.batch_latents(tokens.shape[0])), pooling_mask)
@@ -361,12 +331,8 @@ if tuple(POOLERS) != BUILTIN_POOLERS:  # the torch-free list that checks names i
 
 
 def build_pooler(config: ModelConfig, hidden_size: int, num_layers: int, seed: int = 0) -> Pooler:
-    """Instantiate the design's pooler with its settings; an unknown name lists the choices.
-
-    The head is initialised from its own RNG stream seeded with ``seed`` (the global RNG is left
-    untouched), so every design starts from the same LoRA weights and a head depends on the
-    seed only.
-    """
+    """The design's pooler with its settings, initialised from its own RNG stream seeded with
+    ``seed`` (the global RNG untouched: every design starts from the same LoRA weights)."""
     settings = pooler_settings(config)[config.pooling]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -94,11 +94,8 @@ def _local_backbone_dir(cfg: ModelConfig) -> Path:
 
 
 def load_model_dir(directory: str | Path) -> tuple[EmbeddingModel, Path | None]:
-    """Load a poolattn model directory (a bundled ``base/`` backbone is preferred over
-    ``config.base``) and return it with that bundled base directory (None when not bundled).
-
-    The model's ``config.base`` keeps its original value, so a re-save writes the same design.
-    """
+    """A poolattn model directory's model and its bundled ``base/`` backbone (None when not
+    bundled); ``config.base`` keeps its saved value, so a re-save writes the same design."""
     return EmbeddingModel.load(directory), read_design(directory).bundled_base
 
 
@@ -176,25 +173,11 @@ class PoolattnModule(InputModule):
         self.save_config(str(out))
 
     @classmethod
-    def load(
-        cls,
-        model_name_or_path: str,
-        subfolder: str = "",
-        token: bool | str | None = None,
-        cache_folder: str | None = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
-        **kwargs: Any,
-    ) -> PoolattnModule:
-        """Load the poolattn model from the module's folder (local or a hub snapshot)."""
-        local = cls.load_dir_path(
-            model_name_or_path,
-            subfolder=subfolder,
-            token=token,
-            cache_folder=cache_folder,
-            revision=revision,
-            local_files_only=local_files_only,
-        )
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> PoolattnModule:
+        """Load the poolattn model from the module's folder (local or a hub snapshot); of ST's
+        loading ``kwargs``, the hub ones are used."""
+        hub = ("token", "cache_folder", "revision", "local_files_only")
+        local = cls.load_dir_path(model_name_or_path, subfolder, **{k: kwargs[k] for k in hub if k in kwargs})
         if local is None:
             raise FileNotFoundError(f"{model_name_or_path}/{subfolder}: poolattn module folder not found")
         config = cls.load_config(local)

@@ -71,13 +71,9 @@ def tokenize(
     padding_side: str = "right",
     max_instruction_length: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Tokenize and pad; returns input_ids, attention_mask, position_ids and pooling_mask.
-
-    ``instruction`` is one instruction for every text or one per text (a mixed training batch).
-    ``max_length`` bounds the text's tokens (EOS included); the prompt prefix comes on top and
-    is never truncated (``max_instruction_length`` bounds it; None = unbounded).
-    ``pooling_mask`` is the attention mask with the instruction prefix tokens removed, so
-    mean-type and trainable poolers can exclude them.
+    """Tokenize and pad (token budget: see the module docstring; ``max_instruction_length=None``:
+    unbounded); returns input_ids, attention_mask, position_ids and pooling_mask (the attention
+    mask without the instruction prefix's tokens). ``instruction``: one for all texts or one per text.
     """
     instructions = per_text(instruction, len(texts))
     prompted = [apply_prompt(t, template, i) for t, i in zip(texts, instructions, strict=True)]

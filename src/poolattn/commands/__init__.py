@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
+
+from ..config import ConfigError
+
+
+@contextlib.contextmanager
+def user_errors(*errors: type[Exception]) -> Iterator[None]:
+    """Report these library errors as a user's mistake: one line, exit status 2 (``cli.main``)."""
+    try:
+        yield
+    except errors as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def comma_list(text: str | None) -> list[str] | None:
+    """``--opt a,b`` -> ``["a", "b"]`` (blank items dropped); None when the option is not given."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 def set_epilog(parser: argparse.ArgumentParser, epilog: str) -> None:
@@ -12,7 +30,7 @@ def set_epilog(parser: argparse.ArgumentParser, epilog: str) -> None:
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """The positional MODEL: everything ``poolattn.encoding.resolve.load_backend`` resolves."""
+    """The positional MODEL: everything ``poolattn.backends.resolve.load_backend`` resolves."""
     parser.add_argument(
         "model",
         metavar="MODEL",

@@ -6,6 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from ..config import ConfigError
+from . import comma_list, user_errors
+
 HELP = "compare results directories: verdicts per family (item-level, seed-aware tests), report.md/CSV/JSON/plots"
 
 
@@ -76,10 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _split(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",")] if text else None
-
-
 def rope_arg(text: str) -> dict[str, float]:
     """``--rope``: '2' (every family), 'Clustering=3,STS=0.5' or both, in points -> family -> ROPE
     on the 0-1 scale ('*' = every family not named)."""
@@ -99,31 +98,25 @@ def rope_arg(text: str) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..stats.compare import ResultsError, compare
-    from ..stats.items import ItemsError
+    from ..stats.compare import compare
 
     if args.backbones:
         return _run_backbones(args)
     if len(args.results) < 2:
-        print("poolattn compare: error: give at least two results directories", file=sys.stderr)
-        return 2
+        raise ConfigError("give at least two results directories")
     target = args.target_effect / 100.0 if args.target_effect is not None else None
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            summary = compare(
-                args.results,
-                args.output,
-                plots=not args.no_plots,
-                names=_split(args.names),
-                designs=_split(args.designs),
-                plan_target=target if args.plan else None,
-                plan=args.plan,
-                **_compare_options(args),
-            )
-    except (ResultsError, ItemsError, ValueError) as exc:
-        print(f"poolattn compare: error: {exc}", file=sys.stderr)
-        return 2
+    with user_errors(ValueError), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = compare(
+            args.results,
+            args.output,
+            plots=not args.no_plots,
+            names=comma_list(args.names),
+            designs=comma_list(args.designs),
+            plan_target=target if args.plan else None,
+            plan=args.plan,
+            **_compare_options(args),
+        )
     for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
         print(f"warning: {text}", file=sys.stderr)
     from ..stats.report import rope_text
@@ -138,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         from ..stats.report import plan_section
 
-        print("\n".join(line for line in plan_section(summary, target) if line.startswith("|") or line))
+        print("\n".join(line for line in plan_section(summary, target) if line))
     print(f"report: {args.output}/report.md")
     return 0
 
@@ -152,23 +145,18 @@ def _compare_options(args: argparse.Namespace) -> dict[str, Any]:
         "n_resamples": args.resamples,
         "seed": args.seed,
         "min_datasets": args.min_datasets,
-        "fixed": _split(args.fixed) or (),
+        "fixed": comma_list(args.fixed) or (),
     }
 
 
 def _run_backbones(args: argparse.Namespace) -> int:
     """``--backbones EXP_A EXP_B``: the cross-backbone comparison (``stats.backbones``)."""
     from ..stats.backbones import REPORT_FILE, compare_backbones, summary_lines
-    from ..stats.compare import ResultsError
 
     if len(args.results) != 2:
-        print("poolattn compare: error: --backbones takes exactly two experiment folders", file=sys.stderr)
-        return 2
-    try:
+        raise ConfigError("--backbones takes exactly two experiment folders")
+    with user_errors(ValueError):  # the stats' ResultsError and ItemsError too
         result = compare_backbones(args.results[0], args.results[1], args.output, **_compare_options(args))
-    except (ResultsError, ValueError) as exc:
-        print(f"poolattn compare: error: {exc}", file=sys.stderr)
-        return 2
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     print("\n".join(summary_lines(result)))

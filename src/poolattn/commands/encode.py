@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..config import DTYPES
-from . import add_model_argument, set_epilog
+from . import add_model_argument, set_epilog, user_errors
 
 HELP = "embed a file of texts (.txt, .jsonl, .csv, .tsv) into vectors (.npy, .jsonl, .parquet)"
 
@@ -68,29 +68,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
     from ..encode_file import InputError, encode_file, parts_dir
 
     try:
-        summary = encode_file(
-            args.model,
-            args.input,
-            args.output,
-            field=args.field,
-            id_field=args.id_field,
-            prompt_type=args.prompt_type,
-            instruction=args.instruction,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            dtype=args.dtype,
-            skip_invalid=args.skip_invalid,
-            chunk_size=args.chunk_size,
-            overwrite=args.overwrite,
-            restart=args.restart,
-            progress=not args.no_progress,
-        )
-    except InputError as exc:
-        raise ConfigError(str(exc)) from exc
+        with user_errors(InputError):
+            summary = encode_file(
+                args.model,
+                args.input,
+                args.output,
+                field=args.field,
+                id_field=args.id_field,
+                prompt_type=args.prompt_type,
+                instruction=args.instruction,
+                batch_size=args.batch_size,
+                max_length=args.max_length,
+                dtype=args.dtype,
+                skip_invalid=args.skip_invalid,
+                chunk_size=args.chunk_size,
+                overwrite=args.overwrite,
+                restart=args.restart,
+                progress=not args.no_progress,
+            )
     except KeyboardInterrupt:
         print(
             f"poolattn encode: interrupted; finished chunks are kept in {parts_dir(args.output)} - "

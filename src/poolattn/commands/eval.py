@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_model_argument, set_epilog
+from . import add_model_argument, comma_list, set_epilog
 
 HELP = "evaluate a model (MTEB evaluators, local data or mteb tasks) into a results directory"
 
@@ -39,12 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from ..stats.report import format_run_table
 
     check_output_path(args.output, "--output")  # before any model is loaded
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     kwargs = {"cache_dir_path": None} if args.no_embedding_cache else {}
     result = evaluate(
         args.model,
         args.output,
-        tasks=tasks,
+        tasks=comma_list(args.tasks),
         benchmark=args.benchmark,
         local_data=args.local_data,
         max_items=args.max_items,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_overrides_option
+from . import add_overrides_option, comma_list
 
 HELP = "run a controlled comparison of pooling x attention designs (train -> eval -> compare -> report)"
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiment.workers import parse_shard, select_runs
 
     config = load_experiment_config(args.config, args.overrides)
-    names = [n.strip() for n in args.runs.split(",") if n.strip()] if args.runs else None
+    names = comma_list(args.runs)
     shard = parse_shard(args.shard) if args.shard else None
     selected = select_runs(config.runs(), names, shard)  # validates --runs / --shard early
     if args.status:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "export a saved poolattn model to sentence-transformers (plain where possible) or ONNX"
-FORMATS = (
-    "sentence-transformers",
-    "onnx",
-)  # = poolattn.export.FORMATS, not imported: `--help` loads no torch
+FORMATS = ("sentence-transformers", "onnx")  # = poolattn.export.FORMATS: `--help` loads no torch
 DTYPES = ("float32", "bfloat16", "float16")
 
 

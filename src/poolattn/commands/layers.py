@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import set_epilog
+from ..config import ConfigError
+from . import comma_list, set_epilog, user_errors
 
 HELP = "layer ablation of a multilayer model: score change per removed layer, per block, per layer alone"
 
@@ -27,32 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
     from pathlib import Path
 
     from ..layer_ablation import JSON_FILE, PNG_FILE, layer_ablation
     from ..model import EmbeddingModel
 
-    def fail(message: str) -> int:
-        print(f"poolattn layers: error: {message}", file=sys.stderr)
-        return 2
-
     options: dict = {"local_data": args.local_data, "batch_size": args.batch_size}
     if args.tasks is not None:
-        options["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        options["tasks"] = comma_list(args.tasks)
         if not options["tasks"]:
-            return fail("--tasks: name at least one local dataset")
+            raise ConfigError("--tasks: name at least one local dataset")
     for name in ("max_items", "blocks"):
         value = getattr(args, name)
         if value is not None:
             if value < 1:
-                return fail(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+                raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
             options[name] = value
     model = EmbeddingModel.load(args.model_dir)
-    try:
+    with user_errors(ValueError):  # e.g. the model has no multilayer head
         result = layer_ablation(model, args.output, **options)
-    except ValueError as exc:  # e.g. the model has no multilayer head
-        return fail(str(exc))
     tasks = ", ".join(t["name"] for t in result["tasks"])
     print(f"all layers: {result['all']['mean']:.4f} (mean main score over {tasks})")
     print("layer  importance  only-this-layer  attention-mass")

@@ -60,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
         instruction=args.instruction,
         batch_size=args.batch_size,
     )
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    settings.validate()  # a ConfigError before any model is loaded
     path, n_in, n_out = mine_file(
         args.input, args.output, args.model, settings, args.corpus, args.skip_invalid
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_overrides_option
+from . import add_overrides_option, user_errors
 
 HELP = "train an embedding model from a TOML config (works under `accelerate launch` too)"
 
@@ -18,7 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
     from ..training.config import load_train_config
 
     config = load_train_config(args.config, args.overrides)  # before torch: a typo is reported at once
@@ -26,9 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import OutputExistsError, TrainingDiverged, train
 
     try:
-        path = train(config, resume=args.resume)
-    except (DataError, OutputExistsError) as exc:
-        raise ConfigError(str(exc)) from exc
+        with user_errors(DataError, OutputExistsError):
+            path = train(config, resume=args.resume)
     except TrainingDiverged as exc:
         print(f"poolattn train: {exc}")
         return 3

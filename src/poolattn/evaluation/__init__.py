@@ -7,8 +7,8 @@ defining module.
 
 from __future__ import annotations
 
-from ..encoding.backends import PoolattnBackend, SentenceTransformerBackend
-from ..encoding.resolve import load_backend
+from ..backends.base import PoolattnBackend, SentenceTransformerBackend
+from ..backends.resolve import load_backend
 from ..eval_results import EVAL_RUN_FILE
 from .encoder import MTEBEncoder
 from .local import MAIN_SCORES, LocalTask, local_tasks

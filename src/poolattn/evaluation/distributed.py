@@ -1,17 +1,12 @@
 """Evaluation spread over processes (``accelerate launch`` / ``torchrun``): encoding sharded.
 
-Rank 0 runs the mteb evaluators exactly as a single process would, with its embedding cache.
-Each text it must encode (a cache miss) goes into one request that is cut into units and
-shared out: every rank, rank 0 included, encodes its units, and rank 0 gathers the vectors,
-stores them in the fingerprint-keyed cache (the only writer, so the cache needs no locking)
-and hands them to the evaluator. Non-zero ranks just serve requests until rank 0 says stop;
-they need the model, not the task data.
-
-A unit is exactly one chunk of ``EmbeddingModel.encode`` (``poolattn.model.length_chunks``),
-so every batch is the batch a single process would have built and the vectors, hence the
-scores, are bit-identical to a single-process evaluation. When rank 0 fails, it tells the other ranks, which raise its error
-rather than return as if the evaluation had finished. Units go to the least-loaded rank, so a large corpus spreads
-evenly; a request smaller than one unit is encoded by one rank.
+Rank 0 runs the mteb evaluators exactly as a single process would, with its embedding cache
+(the only writer, so it needs no locking). The texts it must encode (cache misses) are cut into
+units and shared out to every rank, rank 0 included, least-loaded first; rank 0 gathers the
+vectors. Non-zero ranks need the model, not the task data. A unit is exactly one chunk of
+``EmbeddingModel.encode`` (``poolattn.model.length_chunks``), so every batch is the one a single
+process builds and the scores are bit-identical to a single-process evaluation. When rank 0
+fails, the other ranks raise its error rather than return as if the evaluation had finished.
 
 The requests travel on a separate gloo group with a long timeout: the other ranks may wait
 for a long time while rank 0 runs an evaluator (retrieval search, classifier fitting).
@@ -19,9 +14,9 @@ for a long time while rank 0 runs an evaluator (retrieval search, classifier fit
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -87,36 +82,19 @@ class ProcessGroup:
         return out
 
 
-_GROUP: ProcessGroup | None = None
-
-
+@functools.cache
 def process_group() -> ProcessGroup:
-    """The launched processes (via accelerate's ``PartialState``), or a single one.
-
-    Several processes are recognised by ``WORLD_SIZE`` (set by ``accelerate launch`` and
-    ``torchrun``); the process group is created once and reused.
-    """
-    global _GROUP
-    if _GROUP is not None:
-        return _GROUP
+    """The launched processes (recognised by ``WORLD_SIZE``, set by ``accelerate launch`` and
+    ``torchrun``; via accelerate's ``PartialState``), or a single one; created once."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        _GROUP = ProcessGroup()
-        return _GROUP
+        return ProcessGroup()
     import torch.distributed as dist
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as the Accelerator reads it
     group = dist.new_group(backend="gloo", timeout=GROUP_TIMEOUT) if state.num_processes > 1 else None
-    _GROUP = ProcessGroup(state.process_index, state.num_processes, state.device, group)
-    return _GROUP
-
-
-def encode_units(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``texts`` in the chunks ``EmbeddingModel.encode`` forms (longest first)."""
-    from ..model import length_chunks
-
-    return length_chunks(texts, batch_size)
+    return ProcessGroup(state.process_index, state.num_processes, state.device, group)
 
 
 class EncodeServer:
@@ -128,15 +106,8 @@ class EncodeServer:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            vectors = [
-                self.backend.encode(
-                    unit,
-                    query=request["query"],
-                    instruction=request["instruction"],
-                    batch_size=request["batch_size"],
-                )
-                for unit in request["units"]
-            ]
+            options = {key: request[key] for key in ("query", "instruction", "batch_size")}
+            vectors = [self.backend.encode(unit, **options) for unit in request["units"]]
         except Exception as exc:  # sent to rank 0, which raises it
             return {"error": f"{type(exc).__name__}: {exc}"}
         self.encoded += sum(len(unit) for unit in request["units"])
@@ -176,19 +147,16 @@ class ShardedBackend:
     def encode(
         self, texts: list[str], *, query: bool, instruction: str | None, batch_size: int
     ) -> np.ndarray:
+        from ..model import length_chunks
+
         shares: list[list[list[int]]] = [[] for _ in range(self.group.world)]
-        for unit in encode_units(texts, batch_size):
+        for unit in length_chunks(texts, batch_size):  # exactly encode()'s chunks
             rank = min(range(self.group.world), key=lambda r: (self.assigned[r], r))
             shares[rank].append(unit)
             self.assigned[rank] += len(unit)
+        options = {"query": query, "instruction": instruction, "batch_size": batch_size}
         requests = [
-            {
-                "op": "encode",
-                "units": [[texts[i] for i in unit] for unit in share],
-                "query": query,
-                "instruction": instruction,
-                "batch_size": batch_size,
-            }
+            {"op": "encode", "units": [[texts[i] for i in unit] for unit in share], **options}
             for share in shares
         ]
         replies = self.group.gather(self.server.handle(self.group.scatter(requests)))
@@ -213,25 +181,15 @@ class ShardedBackend:
         return [int(r["encoded"]) for r in replies]
 
 
-def _to_device(backend: Any, device: Any) -> None:
-    """Put the model on this rank's device (its own GPU under ``accelerate launch``)."""
-    model = getattr(backend, "model", None)
-    if model is not None and hasattr(model, "to"):
-        model.to(device)
-
-
 def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any] | None:
-    """``poolattn.evaluation.evaluate`` on one process, or sharded over the launched processes.
-
-    Takes the same arguments; the model goes to this process's GPU when there is one. Under
-    ``accelerate launch`` every rank calls it with the same model; rank 0 returns the
-    ``run.json`` content (with a ``distributed`` entry: processes and texts encoded per rank),
-    the other ranks return None once rank 0 is done.
-    """
+    """``poolattn.evaluation.evaluate`` (same arguments) on one process, or sharded over the
+    launched processes, the model on this process's GPU when there is one. Rank 0 returns the
+    ``run.json`` content (with ``distributed``: processes, texts encoded per rank), the other
+    ranks None once rank 0 is done."""
     import torch
 
-    from ..encoding.backends import as_backend
-    from ..encoding.resolve import load_backend
+    from ..backends.base import as_backend
+    from ..backends.resolve import load_backend
     from ..eval_results import EVAL_RUN_FILE
     from ..io import write_json_atomic
     from .runner import evaluate as evaluate_one
@@ -241,35 +199,35 @@ def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any
         return evaluate_one(model, output_dir, **kwargs)
     source = model if isinstance(model, str) else None
     backend = load_backend(model) if isinstance(model, str) else as_backend(model)
-    _to_device(backend, group.device if group.world > 1 else "cuda")  # this rank's GPU
-    if group.world == 1:
-        result = evaluate_one(backend, output_dir, **kwargs)
-        if source is not None:
-            result["model"]["source"] = source
-            write_json_atomic(Path(output_dir) / EVAL_RUN_FILE, result)
-        return result
-    fingerprints = group.all_gather(backend.fingerprint())
-    if len(set(fingerprints)) > 1:
-        raise RuntimeError(
-            f"the {group.world} processes loaded different models (fingerprints {sorted(set(fingerprints))}); "
-            "every rank must evaluate the same weights"
-        )
-    if not group.main:
-        EncodeServer(backend).serve(group)
-        return None
-    sharded = ShardedBackend(backend, group, fingerprints[0])
+    inner = getattr(backend, "model", None)
+    if inner is not None and hasattr(inner, "to"):
+        inner.to(group.device if group.world > 1 else "cuda")  # this rank's GPU
+    sharded = None
+    if group.world > 1:
+        fingerprints = group.all_gather(backend.fingerprint())
+        if len(set(fingerprints)) > 1:
+            raise RuntimeError(
+                f"the {group.world} processes loaded different models (fingerprints {sorted(set(fingerprints))}); "
+                "every rank must evaluate the same weights"
+            )
+        if not group.main:
+            EncodeServer(backend).serve(group)
+            return None
+        sharded = ShardedBackend(backend, group, fingerprints[0])
     try:
-        result = evaluate_one(sharded, output_dir, **kwargs)
+        result = evaluate_one(sharded or backend, output_dir, **kwargs)
     except BaseException as exc:
         try:
-            sharded.fail(f"{type(exc).__name__}: {exc}")
+            if sharded is not None:
+                sharded.fail(f"{type(exc).__name__}: {exc}")
         except Exception:  # the group itself broke (a rank died): the original error says more
             log.debug("could not tell the other ranks", exc_info=True)
         raise
-    per_rank = sharded.stop()
     if source is not None:
         result["model"]["source"] = source
-    result["distributed"] = {"processes": group.world, "encoded_per_rank": per_rank}
+    if sharded is not None:
+        per_rank = sharded.stop()
+        result["distributed"] = {"processes": group.world, "encoded_per_rank": per_rank}
+        log.info("evaluation over %d processes: texts encoded per rank %s", group.world, per_rank)
     write_json_atomic(Path(output_dir) / EVAL_RUN_FILE, result)
-    log.info("evaluation over %d processes: texts encoded per rank %s", group.world, per_rank)
     return result

@@ -1,16 +1,13 @@
 """A backend as an mteb 2.x encoder, with an embedding cache keyed by fingerprint.
 
-Adapts any backend (``poolattn.encoding.backends``) to mteb's encoder protocol. Every
-embedding is stored under (backend fingerprint, prompt, text): a model whose weights or compute
-dtype changed has a new fingerprint, so it can never receive another model's vectors. Queries
-get the task's instruction (for backends that use instructions), documents stay bare.
+Every embedding is stored under (backend fingerprint, prompt, text): a model whose weights or
+compute dtype changed has a new fingerprint, so it can never receive another model's vectors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -22,17 +19,13 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
-from ..encoding.backends import as_backend
+from ..backends.base import as_backend
 from .instructions import instruction_for
-
-log = logging.getLogger(__name__)
 
 
 class EmbeddingCache:
-    """Float32 vectors stored by (fingerprint, prompt, text) in one SQLite file per fingerprint.
-
-    ``directory=None`` keeps the cache in memory for this process only.
-    """
+    """Float32 vectors stored by (fingerprint, prompt, text) in one SQLite file per fingerprint
+    (``directory=None``: in memory, for this process only)."""
 
     def __init__(self, directory: str | Path | None, fingerprint: str) -> None:
         self.fingerprint = fingerprint
@@ -118,9 +111,7 @@ class MTEBEncoder(AbsEncoder):
         prompt_type: PromptType | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        texts: list[str] = []
-        for batch in inputs:
-            texts.extend(str(t) for t in batch["text"])
+        texts = [str(t) for batch in inputs for t in batch["text"]]
         blank = sum(1 for t in texts if not t.strip())
         if blank:
             name = str(task_metadata.name)
@@ -139,10 +130,7 @@ class MTEBEncoder(AbsEncoder):
         prompt = f"query:{instruction}" if query else None
         keys = [self.cache.key(t, prompt) for t in texts]
         found = self.cache.get_many(list(dict.fromkeys(keys)))
-        missing: dict[bytes, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if key not in found and key not in missing:
-                missing[key] = text
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
         self.cache.hits += len(keys) - sum(1 for k in keys if k in missing)
         self.cache.misses += len(missing)
         if missing:

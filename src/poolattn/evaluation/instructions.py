@@ -9,22 +9,14 @@ from __future__ import annotations
 
 from ..config import DEFAULT_INSTRUCTION
 
+SIMILAR_TEXT = "Retrieve semantically similar text."
 TASK_INSTRUCTIONS: dict[str, str] = {
     # STS and summarization
-    "STSBenchmark": "Retrieve semantically similar text.",
-    "SICK-R": "Retrieve semantically similar text.",
-    "BIOSSES": "Retrieve semantically similar text.",
-    "STS12": "Retrieve semantically similar text.",
-    "STS13": "Retrieve semantically similar text.",
-    "STS14": "Retrieve semantically similar text.",
-    "STS15": "Retrieve semantically similar text.",
-    "STS16": "Retrieve semantically similar text.",
-    "STS17": "Retrieve semantically similar text.",
-    "STS22": "Retrieve semantically similar text.",
-    "SemRel24STS": "Retrieve semantically similar text.",
-    "SemRel24": "Retrieve semantically similar text.",
-    "CLSS-Paragraph2Sentence": "Retrieve semantically similar text.",
-    "CLSS-Sentence2Phrase": "Retrieve semantically similar text.",
+    **dict.fromkeys(
+        "STSBenchmark SICK-R BIOSSES STS12 STS13 STS14 STS15 STS16 STS17 STS22 SemRel24STS SemRel24".split()
+        + ["CLSS-Paragraph2Sentence", "CLSS-Sentence2Phrase"],
+        SIMILAR_TEXT,
+    ),
     "SummEval": "Given a news summary, retrieve other semantically similar summaries",
     # retrieval
     "SciFact": "Given a scientific claim, retrieve documents that support or refute the claim",
@@ -110,7 +102,7 @@ TASK_INSTRUCTIONS: dict[str, str] = {
 }
 
 FAMILY_INSTRUCTIONS: dict[str, str] = {
-    "STS": "Retrieve semantically similar text.",
+    "STS": SIMILAR_TEXT,
     "Summarization": "Given a news summary, retrieve other semantically similar summaries",
     "Retrieval": "Given a query, retrieve relevant documents that answer the query",
     "Reranking": "Given a query, retrieve relevant documents that answer the query",

@@ -1,10 +1,9 @@
 """Per-item results of one mteb evaluation, from mteb's own prediction files and the task data.
 
-``mteb.evaluate(..., prediction_folder=...)`` saves what the model produced for every item
-(similarities, rankings, classifier predictions, cluster assignments). Together with the gold
-labels of the task's (still loaded) data this is everything a statistic needs; nothing is
-re-encoded. ``build_items`` turns the two into a ``DatasetItems`` record (format in
-``poolattn.stats.items``) and checks that recomputing the main score from it reproduces mteb's.
+mteb's ``prediction_folder`` holds what the model produced for every item; with the gold labels
+of the (still loaded) task data that is everything a statistic needs, nothing is re-encoded.
+``build_items`` makes a ``DatasetItems`` record (``poolattn.stats.items``) and checks that the
+main score recomputed from it reproduces mteb's.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from scipy import stats as sps
 
 from ..eval_results import task_main_score
 from ..io import atomic_file
-from ..stats.items import CLASSIFICATION_METRICS, DatasetItems, Entry, ItemsError
+from ..stats.items import CLASSIFICATION_METRICS, DatasetItems, Entry, ItemsError, items_path
 
 log = logging.getLogger(__name__)
 
@@ -36,36 +35,15 @@ TREC_KEYS = {  # mteb's retrieval metric name (before "_at_k") -> pytrec_eval me
 }
 
 
-def predictions_file(folder: Path, task: Any) -> Path:
-    """The file mteb writes for ``task`` under ``prediction_folder``."""
-    return Path(task._predictions_path(folder))
-
-
 def _split_data(task: Any, subset: str, split: str) -> Any:
     """The data mteb evaluated for (subset, split), looked up as ``AbsTask.evaluate`` does."""
     dataset = task.dataset
-    if subset not in dataset and subset == "default":
-        return dataset[split]
-    return dataset[subset][split]
+    return (dataset if subset not in dataset and subset == "default" else dataset[subset])[split]
 
 
-def _subset_data(task: Any, subset: str) -> Any:
-    dataset = task.dataset
-    return dataset if subset not in dataset and subset == "default" else dataset[subset]
-
-
-def _numbered_entry(
-    kind: str,
-    n: int,
-    data: dict[str, Any],
-    split: str,
-    subset: str,
-    method: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Entry:
-    """An ``Entry`` for data without item ids of its own: its ``n`` rows are items ``"0"`` to
-    ``"n-1"``, in the data's order."""
-    return Entry(kind, [str(i) for i in range(n)], data, split, subset, method, extra=extra or {})
+def _numbered(n: int) -> list[str]:
+    """Item ids of data without ids of its own: its rows are ``"0"`` to ``"n-1"``, in order."""
+    return [str(i) for i in range(n)]
 
 
 # --------------------------------------------------------------------------- per family
@@ -87,9 +65,8 @@ def _sts(task: Any, pred: dict[str, Any], split: str, subset: str, metric: str) 
     if values is None:  # no model similarity function: mteb falls back to cosine
         values = pred["cosine_scores"]
     data = {"gold": gold, "pred": [float(v) for v in values]}
-    return _numbered_entry(
-        "correlation", len(gold), data, split, subset, method, extra={"similarity": prefix or "model"}
-    )
+    extra = {"similarity": prefix or "model"}
+    return Entry("correlation", _numbered(len(gold)), data, split, subset, method, extra=extra)
 
 
 PAIR_COLUMNS = {  # mteb's name -> (prediction key, higher score = more similar)
@@ -111,15 +88,12 @@ def _pairs(task: Any, pred: dict[str, Any], split: str, subset: str, metric: str
     prefix, _, name = metric.partition("_")
     if name != "ap" or (prefix != "max" and prefix not in PAIR_COLUMNS):
         raise ItemsError(f"pair classification main score {metric!r} has no item-level implementation")
-    wanted = list(PAIR_COLUMNS) if prefix == "max" else [prefix]
-    scores = {}
-    for column in wanted:
-        key, higher = PAIR_COLUMNS[column]
-        if pred.get(key) is None:
-            continue
-        scores[column] = [float(v) if higher else -float(v) for v in pred[key]]
-    method = "max" if prefix == "max" else prefix
-    return _numbered_entry("ap", len(labels), {"labels": labels, "scores": scores}, split, subset, method)
+    scores = {
+        column: [float(v) if higher else -float(v) for v in pred[key]]
+        for column, (key, higher) in PAIR_COLUMNS.items()
+        if prefix in ("max", column) and pred.get(key) is not None
+    }
+    return Entry("ap", _numbered(len(labels)), {"labels": labels, "scores": scores}, split, subset, prefix)
 
 
 def _classification(task: Any, pred: list[list[Any]], split: str, subset: str, metric: str) -> Entry:
@@ -127,10 +101,10 @@ def _classification(task: Any, pred: list[list[Any]], split: str, subset: str, m
         raise ItemsError("cross-validated classification has no fixed test items")
     if metric not in CLASSIFICATION_METRICS:
         raise ItemsError(f"classification main score {metric!r} has no item-level implementation")
-    data = _subset_data(task, subset)[split]
+    data = _split_data(task, subset, split)
     gold = [int(x) if isinstance(x, int | np.integer) else x for x in data[task.label_column_name]]
     data = {"gold": gold, "predictions": [list(p) for p in pred]}
-    return _numbered_entry("classification", len(gold), data, split, subset, metric)
+    return Entry("classification", _numbered(len(gold)), data, split, subset, metric)
 
 
 def _clustering_legacy(task: Any, pred: list[list[int]], split: str, subset: str, metric: str) -> Entry:
@@ -148,12 +122,13 @@ def _clustering_legacy(task: Any, pred: list[list[int]], split: str, subset: str
         if len(set(labels)) <= 1:  # mteb scores a one-label set 1.0 without clustering it
             values.append(1.0)
             continue
-        try:
-            clusters = next(assignments)
-        except StopIteration:
-            raise ItemsError("clustering predictions: fewer cluster assignments than sets") from None
+        clusters = next(assignments, None)
+        if clusters is None:
+            raise ItemsError("clustering predictions: fewer cluster assignments than sets")
         values.append(float(v_measure_score(labels, clusters)))
-    return _numbered_entry("mean", len(values), {"values": values}, split, subset, extra={"set_sizes": sizes})
+    return Entry(
+        "mean", _numbered(len(values)), {"values": values}, split, subset, extra={"set_sizes": sizes}
+    )
 
 
 def _clustering_fast(entry_json: dict[str, Any], split: str, subset: str, metric: str) -> Entry:
@@ -187,11 +162,8 @@ def _summarization(task: Any, pred: dict[str, Any], split: str, subset: str, met
         values.append((float(res.statistic) + float(res.pvalue)) / 2 if deprecated else float(res.statistic))
     data = _split_data(task, subset, split)
     candidates = [i for i, rel in enumerate(data[task.relevancy_column_name]) if len(set(rel)) > 1]
-    ids = (
-        [str(i) for i in candidates]
-        if len(candidates) == len(values)
-        else [f"kept{i}" for i in range(len(values))]
-    )
+    ids = [str(i) for i in candidates]
+    ids = ids if len(ids) == len(values) else [f"kept{i}" for i in range(len(values))]
     entry = Entry("mean", ids, {"values": values}, split, subset)
     if deprecated:
         entry.extra["note"] = "mteb's deprecated summarization evaluator: each value is (rho + p) / 2"
@@ -218,9 +190,8 @@ def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset:
     results = {q: dict(docs) for q, docs in pred.items()}
     if task.ignore_identical_ids:
         results = {q: {d: s for d, s in docs.items() if d != q} for q, docs in results.items()}
-    merged = metric.startswith("max_over_subqueries_")
     base_metric = metric.removeprefix("max_over_subqueries_")
-    if merged:  # as mteb.max_over_subqueries: one query per base id, max score per document
+    if base_metric != metric:  # as mteb.max_over_subqueries: one query per base id, max score per document
         groups: dict[str, list[str]] = defaultdict(list)
         for key in qrels:
             groups["_".join(key.split("_")[:-1])].append(key)
@@ -252,15 +223,10 @@ def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset:
         values = [float(per_query[q][key + k]) for q in qids]
         digits = 5  # mteb rounds these averages to 5 decimals
     ndcg = [float(per_query[q].get("ndcg_cut_10", math.nan)) for q in qids]
-    top = [
-        [
-            d
-            for d, _ in sorted(results.get(q, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[
-                :TOP_IDS
-            ]
-        ]
-        for q in qids
-    ]
+    ranked = {
+        q: sorted(results.get(q, {}).items(), key=lambda kv: (kv[1], kv[0]), reverse=True) for q in qids
+    }
+    top = [[d for d, _ in ranked[q][:TOP_IDS]] for q in qids]
     return Entry(
         "mean",
         [str(q) for q in qids],
@@ -276,11 +242,8 @@ def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset:
 def build_items(
     task: Any, predictions: dict[str, Any], task_json: dict[str, Any], family: str
 ) -> DatasetItems:
-    """Items of every (split, subset) mteb scored, checked against mteb's main scores.
-
-    Raises ``ItemsError`` for a task type or main score without an item-level implementation,
-    and when the recomputed score differs from mteb's by more than 1e-6.
-    """
+    """Items of every (split, subset) mteb scored; ``ItemsError`` for a task type or main score
+    without an item-level implementation, or a recomputed score off mteb's by more than 1e-6."""
     from mteb.abstasks.classification import AbsTaskClassification
     from mteb.abstasks.clustering import AbsTaskClustering
     from mteb.abstasks.clustering_legacy import AbsTaskClusteringLegacy
@@ -329,23 +292,12 @@ def build_items(
     return DatasetItems(name, family, metric, entries, main_score=main)
 
 
-def write_items(path: str | Path, items: DatasetItems) -> None:
-    """Compact JSON, written atomically."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(items.to_dict(), separators=(",", ":")), encoding="utf-8")
-
-
 def collect_items(
     task: Any, prediction_folder: Path, task_json: dict[str, Any], family: str, output: Path
 ) -> tuple[str | None, str | None]:
     """Build and write ``<Task>.items.json`` from mteb's prediction file; (file name, problem).
-
-    A task without an item-level implementation is not an error: its problem is returned and
-    recorded, and the comparison falls back to dataset-level statistics for it.
-    """
-    from ..stats.items import items_path
-
-    source = predictions_file(prediction_folder, task)
+    A problem is recorded, not raised: the comparison falls back to dataset-level statistics."""
+    source = Path(task._predictions_path(prediction_folder))  # the file mteb wrote for the task
     name = str(task.metadata.name)
     try:
         if not source.exists():
@@ -361,5 +313,6 @@ def collect_items(
     finally:
         source.unlink(missing_ok=True)
     target = items_path(output, name)
-    write_items(target, items)
+    with atomic_file(target) as tmp:  # compact JSON
+        tmp.write_text(json.dumps(items.to_dict(), separators=(",", ":")), encoding="utf-8")
     return target.name, None

@@ -1,23 +1,12 @@
 """Local evaluation data (the formats of ../shared/data/README.md) as mteb task objects.
 
-Where mteb has a real task for a dataset, the local data is injected into that task
-object (``task.dataset = ...; task.data_loaded = True``) so its evaluator, settings and
-main score are exactly MTEB's. Other datasets get a task class of their family (a
-subclass of mteb's ``AbsTask*`` with its own ``TaskMetadata``). A user's folder in the
-same layout works the same way; a malformed file is a ``LocalDataError`` naming file,
-line and field (``poolattn.evaluation.local_files``).
-
-The jobs live in their own modules: finding datasets and their files
-(``local_discovery``), reading records (``local_files``), down-sampling per family
-(``local_sampling``, which documents each policy); this module builds the tasks.
-``max_items`` down-samples deterministically (seeded by dataset name); what was kept is
-returned in ``LocalTask.sampling`` and recorded in every result. A dataset that cannot give a
-valid sample is not evaluated: ``LocalTask.skip_reason`` says why and the results record the
-skip.
-
-Empty or blank texts (a corpus document with neither title nor text, an empty reranking
-candidate, ...) stay in the dataset and are embedded as an empty input
-(``EMPTY_TEXT_TREATMENT``); ``LocalTask.empty_texts`` counts them per field.
+Where mteb has a real task for a dataset, the local data is injected into that task object
+(``task.dataset = ...; task.data_loaded = True``) so its evaluator, settings and main score are
+exactly MTEB's; other datasets get a task class of their family with its own ``TaskMetadata``.
+Finding datasets (``local_discovery``), reading records (``local_files``) and down-sampling
+(``local_sampling``, which documents each policy) live in their own modules. A dataset that
+cannot give a valid sample is not evaluated: ``LocalTask.skip_reason`` says why. Blank texts
+stay in the dataset and are embedded as an empty input (``EMPTY_TEXT_TREATMENT``).
 """
 
 from __future__ import annotations
@@ -26,22 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .local_discovery import FOLDERS, LocalDataset, discover
-from .local_files import LocalDataError
+from .instructions import SUFFIXES
+from .local_discovery import LocalDataset, discover
+from .local_files import LocalDataError as LocalDataError  # re-exported: the error of malformed data
 from .local_sampling import SAMPLERS, SEED, SkipDataset
-
-__all__ = [
-    "EMPTY_TEXT_TREATMENT",
-    "FOLDERS",
-    "MAIN_SCORES",
-    "LocalDataError",
-    "LocalDataset",
-    "LocalTask",
-    "build_task",
-    "discover",
-    "local_tasks",
-    "task_names",
-]
 
 MAIN_SCORES = {
     "STS": "cosine_spearman",
@@ -68,7 +45,6 @@ REAL_TASKS: dict[tuple[str, str], tuple[str, str]] = {
     ("clustering", "TwentyNewsgroups"): ("TwentyNewsgroupsClustering", "default"),
     ("summarization", "SummEval"): ("SummEval", "default"),
 }
-SUFFIX = {"Classification": "Classification", "Clustering": "Clustering", "Reranking": "Reranking"}
 EMPTY_TEXT_TREATMENT = (
     "kept in the dataset and embedded as an empty text: a poolattn model encodes the query prompt "
     "(queries) or nothing (documents) followed by EOS, a sentence-transformers model the empty string"
@@ -77,11 +53,8 @@ EMPTY_TEXT_TREATMENT = (
 
 @dataclass
 class LocalTask:
-    """A ready-to-evaluate mteb task built from a local dataset, and what was sampled.
-
-    ``skip_reason`` is set (and the task's data not loaded) when the dataset cannot be
-    evaluated; ``empty_texts`` counts blank texts per field in the evaluated sample.
-    """
+    """A ready-to-evaluate mteb task built from a local dataset, and what was sampled; its data is
+    not loaded when ``skip_reason`` is set."""
 
     task: Any
     family: str
@@ -112,12 +85,8 @@ class LocalTask:
 
 
 def build_task(dataset: LocalDataset, max_items: int | None = None, split: str = "test") -> LocalTask:
-    """The mteb task for one local dataset, its ``split`` files read and injected as mteb's
-    "test" split, down-sampled if asked.
-
-    Raises ``LocalDataError`` for a malformed file; a dataset with no valid sample comes back
-    with ``skip_reason`` set.
-    """
+    """The mteb task for one local dataset, its ``split`` files read, down-sampled and injected as
+    mteb's "test" split; ``LocalDataError`` for a malformed file."""
     if max_items is not None and max_items < 1:
         raise ValueError(f"max_items: must be >= 1, got {max_items}")
     family = dataset.family
@@ -187,7 +156,7 @@ def _is_mteb_task(name: str, family: str) -> bool:
 
 
 def _custom_name(family: str, name: str) -> str:
-    suffix = SUFFIX.get(family, "")
+    suffix = family if family in SUFFIXES else ""
     return name if name.endswith(suffix) else f"{name}{suffix}"
 
 
@@ -222,5 +191,4 @@ def _custom_task(family: str, name: str) -> Any:
         eval_langs=["eng-Latn"],
         main_score=MAIN_SCORES[family],
     )
-    cls = type(f"Local{family}Task", (bases[family],), {"metadata": metadata})
-    return cls()
+    return type(f"Local{family}Task", (bases[family],), {"metadata": metadata})()

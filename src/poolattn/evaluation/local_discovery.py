@@ -1,9 +1,6 @@
-"""Finding local evaluation datasets, and the files each one is read from.
-
-The layout (../shared/data/README.md): ``ROOT/<family folder>/<dataset>/`` holding the files of
-``LAYOUT``. This module is the one home of those file names; the samplers
-(``poolattn.evaluation.local_sampling``) take the files themselves, so a caller can point a
-dataset at another split (``LocalDataset.files("dev")``) without renaming anything.
+"""Finding local evaluation datasets (``ROOT/<family folder>/<dataset>/``, see
+../shared/data/README.md), and the files each one is read from: ``LAYOUT`` is the one home of
+those names, so a caller can point a dataset at another split (``LocalDataset.files("dev")``).
 """
 
 from __future__ import annotations
@@ -25,11 +22,7 @@ FOLDERS = {
 _ONE_FILE = {"eval": "{split}.jsonl"}
 # family -> role -> file name under the dataset folder; "{split}" is the evaluated split
 LAYOUT: dict[str, dict[str, str]] = {
-    "STS": _ONE_FILE,
-    "PairClassification": _ONE_FILE,
-    "Clustering": _ONE_FILE,
-    "Reranking": _ONE_FILE,
-    "Summarization": _ONE_FILE,
+    **dict.fromkeys(["STS", "PairClassification", "Clustering", "Reranking", "Summarization"], _ONE_FILE),
     "Classification": {"train": "train.jsonl", "eval": "{split}.jsonl"},
     "Retrieval": {"corpus": "corpus.jsonl", "queries": "queries.jsonl", "qrels": "qrels/{split}.tsv"},
 }
@@ -56,7 +49,6 @@ class LocalDataset(NamedTuple):
         return {role: self.path / name.format(split=split) for role, name in LAYOUT[self.family].items()}
 
     def has_split(self, split: str) -> bool:
-        """Whether every file of ``split`` exists."""
         return all(path.is_file() for path in self.files(split).values())
 
 

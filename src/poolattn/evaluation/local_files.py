@@ -1,9 +1,8 @@
 """Reading local evaluation files (the formats of ../shared/data/README.md), record by record.
 
-Every record is checked as it is read, so a malformed user file stops with a
-``LocalDataError`` naming the file, the line and the field (``path:line: field 'score': ...``)
-instead of failing later inside mteb. Blank texts are allowed (real corpora have empty
-documents); evaluation embeds them as an empty input (see ``poolattn.evaluation.local``).
+A malformed user file stops with a ``LocalDataError`` naming file, line and field
+(``path:line: field 'score': ...``) instead of failing later inside mteb. Blank texts are
+allowed: real corpora have empty documents.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +57,22 @@ def text_field(record: dict[str, Any], name: str, where: str, *, optional: bool 
     return value
 
 
+def _number(value: Any) -> float | None:
+    """A finite number, or a string holding one (``"3.5"``); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def number_field(record: dict[str, Any], name: str, where: str) -> float:
     """A finite number (a numeric string such as ``"3.5"`` is accepted)."""
     value = _field(record, name, where)
-    number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
+    number = _number(value)
+    if number is None:
         raise LocalDataError(f"{where}: field {name!r} must be a number, got {_show(value)}")
     return number
 
@@ -78,9 +80,7 @@ def number_field(record: dict[str, Any], name: str, where: str) -> float:
 def binary_field(record: dict[str, Any], name: str, where: str) -> int:
     """A 0/1 label (``true``/``false`` and ``"0"``/``"1"`` accepted)."""
     value = _field(record, name, where)
-    if isinstance(value, bool):
-        return int(value)
-    if value in (0, 1, "0", "1"):
+    if value in (0, 1, "0", "1"):  # True and False too
         return int(value)
     raise LocalDataError(f"{where}: field {name!r} must be 0 or 1, got {_show(value)}")
 
@@ -109,22 +109,11 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {text[:60]}"
 
 
-def is_blank(text: str) -> bool:
-    return not text.strip()
-
-
 # --------------------------------------------------------------------------- formats
-@dataclass(frozen=True)
-class ScoredPair:
-    sentence1: str
-    sentence2: str
-    score: float
-
-
-def read_sts(path: Path) -> list[ScoredPair]:
+def read_sts(path: Path) -> list[tuple[str, str, float]]:
     """``{sentence1, sentence2, score}`` lines."""
     return [
-        ScoredPair(text_field(r, "sentence1", w), text_field(r, "sentence2", w), number_field(r, "score", w))
+        (text_field(r, "sentence1", w), text_field(r, "sentence2", w), number_field(r, "score", w))
         for w, r in _records(path)
     ]
 
@@ -232,22 +221,16 @@ def read_qrels(path: Path, queries: dict[str, Any], corpus: dict[str, Any]) -> d
             if len(parts) < 3:
                 raise LocalDataError(f"{where}: expected query-id, corpus-id, score separated by tabs")
             qid, did, raw = parts[0].strip(), parts[1].strip(), parts[2].strip()
-            if number == 1 and not _is_number(raw):
+            score = _number(raw)
+            if number == 1 and score is None:
                 continue  # the header line
-            if not _is_number(raw) or float(raw) != int(float(raw)):
+            if score is None or score != int(score):
                 raise LocalDataError(f"{where}: field 'score' must be an integer grade, got {raw!r}")
             if qid not in queries:
                 raise LocalDataError(f"{where}: field 'query-id': {qid!r} is not an _id of queries.jsonl")
             if did not in corpus:
                 raise LocalDataError(f"{where}: field 'corpus-id': {did!r} is not an _id of corpus.jsonl")
-            qrels.setdefault(qid, {})[did] = int(float(raw))
+            qrels.setdefault(qid, {})[did] = int(score)
     if not qrels:
         raise LocalDataError(f"{path}: no judgements")
     return qrels
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False

@@ -1,49 +1,42 @@
-"""Down-sampling a local dataset for ``max_items``: one policy per mteb task family.
+"""Down-sampling a local dataset for ``max_items`` (N): one policy per mteb task family.
 
-Each sampler reads the files it is given (role -> path, from
-``poolattn.evaluation.local_discovery.LocalDataset.files``), draws a deterministic sample seeded
-by the dataset's key, and returns the split data mteb's evaluator takes (``Sample``). A sample is
-never empty or degenerate: where ``max_items`` is below what the family's metric needs, the sample
-grows to that minimum (``info["note"]`` says so):
+Each sampler reads its files (role -> path, ``LocalDataset.files``), draws a sample seeded by
+the dataset's key and returns the split mteb's evaluator takes. A sample is never degenerate:
+where N is below what the family's metric needs it grows to that minimum (``info["note"]``):
 
-- STS, pair classification, summarization: N rows (pairs / source texts); STS keeps at
-  least 2 pairs with different scores (a correlation needs them), pair classification at
-  least one pair of each label (average precision needs both);
-- classification: N test texts (at least 2, of two labels when the data has two); train
-  keeps max(N, samples_per_label x labels) texts, stratified, so every label keeps the
-  examples MTEB's classifier is fitted on;
-- clustering: N sentences per clustering set, sets kept (in file order) while the total
-  stays <= 2N. A random sample is used when it averages >= 2 sentences per cluster;
-  otherwise (many clusters, few sentences) it is drawn cluster-first: max(2, N // 2)
-  clusters in a seeded order, two sentences each, the rest at random from those clusters
-  (so at least 4 sentences). Sets with fewer than two clusters of two are not used;
-- retrieval: up to N queries that have a relevant document, taken in a seeded order while
-  the union of their judged documents stays <= N (a query whose own judgements exceed the
-  budget is passed over), plus N unjudged corpus documents as distractors. When no query
-  fits, the query with the fewest judged documents is kept and the corpus grows to hold
-  them;
-- reranking: up to N queries with a positive and a negative candidate, with all of their
-  candidates, taken in a seeded order while the candidates stay <= 2N; when none fits,
-  the query with the fewest candidates.
+- STS, pair classification, summarization: N rows; STS keeps 2 pairs with different scores (a
+  correlation needs them), pair classification a pair of each label (average precision);
+- classification: N test texts (at least 2, of two labels when the data has two); train keeps
+  max(N, samples_per_label x labels) texts, stratified, so every label keeps the examples
+  MTEB's classifier is fitted on;
+- clustering: N sentences per set, sets kept in file order while the total stays <= 2N. A
+  random sample is used when it averages >= 2 sentences per cluster, else it is drawn
+  cluster-first: max(2, N // 2) clusters in a seeded order, two sentences each, the rest at
+  random from those clusters. Sets without two clusters of two are not used;
+- retrieval: up to N queries with a relevant document, in a seeded order while the union of
+  their judged documents stays <= N, plus N unjudged documents as distractors; when no query
+  fits, the one with the fewest judged documents, the corpus grown to hold them;
+- reranking: up to N queries with a positive and a negative candidate, with all their
+  candidates, in a seeded order while the candidates stay <= 2N; when none fits, the query
+  with the fewest candidates.
 
-A dataset that cannot give a valid sample at all (an STS file whose scores are all equal,
-pair classification with one label, no query with a relevant document, ...) raises
-``SkipDataset`` with the reason.
+A dataset that cannot give a valid sample at all (STS scores all equal, one pair label, no query
+with a relevant document, ...) raises ``SkipDataset`` with the reason.
 """
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict
 
 from .local_files import (
-    is_blank,
     read_classification,
     read_clustering,
     read_corpus,
@@ -88,17 +81,12 @@ def _sample(n_total: int, max_items: int | None, dataset: str) -> list[int]:
     return sorted(_rng(dataset).sample(range(n_total), max_items))
 
 
-def _order(n_total: int, dataset: str) -> list[int]:
-    """A seeded permutation of ``range(n_total)``."""
-    return _rng(dataset).sample(range(n_total), n_total)
-
-
 def _complete(keep: list[int], values: list[Any], key: str, distinct: int = 2) -> list[int]:
     """``keep`` plus, while it has fewer than ``distinct`` different values, the first index
     (seeded order) with a value it lacks."""
     seen = {values[i] for i in keep}
     extra = []
-    for i in _order(len(values), key + ":complete"):
+    for i in _rng(key + ":complete").sample(range(len(values)), len(values)):
         if len(seen) >= distinct:
             break
         if values[i] not in seen:
@@ -108,7 +96,7 @@ def _complete(keep: list[int], values: list[Any], key: str, distinct: int = 2) -
 
 
 def _count_blank(**fields: list[str]) -> dict[str, int]:
-    counts = {name: sum(1 for t in texts if is_blank(t)) for name, texts in fields.items()}
+    counts = {name: sum(1 for t in texts if not t.strip()) for name, texts in fields.items()}
     return {name: n for name, n in counts.items() if n}
 
 
@@ -117,21 +105,33 @@ def _grown(kept: int, max_items: int | None, why: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- samplers
+def _sentence_pairs(
+    rows: list[Any], values: list[Any], column: str, max_items: int | None, key: str, why: str
+) -> Sample:
+    """The test split of a sentence-pair dataset (STS, pair classification): a sample of at least
+    two pairs with two different ``values`` (``why`` notes a sample grown past ``max_items``)."""
+    keep = _complete(_sample(len(rows), None if max_items is None else max(max_items, 2), key), values, key)
+    data = {
+        "sentence1": [rows[i][0] for i in keep],
+        "sentence2": [rows[i][1] for i in keep],
+        column: [values[i] for i in keep],
+    }
+    return Sample(
+        DatasetDict(test=Dataset.from_dict(data)),
+        {"unit": "pairs", "kept": len(keep), "total": len(rows)} | _grown(len(keep), max_items, why),
+        _count_blank(sentences=data["sentence1"] + data["sentence2"]),
+    )
+
+
 def sample_sts(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
     rows = read_sts(files["eval"])
-    scores = [r.score for r in rows]
+    scores = [score for _, _, score in rows]
     if len(set(scores)) < 2:
         raise SkipDataset(
             f"{len(rows)} pair(s), all with score {scores[0]:g}: a correlation needs two different scores"
         )
-    keep = _complete(_sample(len(rows), None if max_items is None else max(max_items, 2), key), scores, key)
-    data = {
-        "sentence1": [rows[i].sentence1 for i in keep],
-        "sentence2": [rows[i].sentence2 for i in keep],
-        "score": [scores[i] for i in keep],
-    }
     why = "grown past max_items: a correlation needs two pairs with different scores"
-    sample = _pair_split(data, len(rows), max_items, why)
+    sample = _sentence_pairs(rows, scores, "score", max_items, key, why)
     sample.score_range = (min(scores), max(scores))
     return sample
 
@@ -141,26 +141,8 @@ def sample_pairs(files: Files, max_items: int | None, key: str, task: Any) -> Sa
     labels = [label for _, _, label in rows]
     if len(set(labels)) < 2:
         raise SkipDataset(f"every pair has label {labels[0]}: average precision needs both labels")
-    keep = _complete(_sample(len(rows), None if max_items is None else max(max_items, 2), key), labels, key)
-    data = {
-        "sentence1": [rows[i][0] for i in keep],
-        "sentence2": [rows[i][1] for i in keep],
-        "labels": [labels[i] for i in keep],
-    }
     why = "grown past max_items: average precision needs a pair of each label"
-    return _pair_split(data, len(rows), max_items, why)
-
-
-def _pair_split(data: dict[str, list[Any]], total: int, max_items: int | None, why: str) -> Sample:
-    """The test split of a sentence-pair dataset (STS, pair classification) from its sampled
-    columns, with the sampling record (``why`` notes a sample grown past ``max_items``) and the
-    blank sentences counted."""
-    kept = len(data["sentence1"])
-    return Sample(
-        DatasetDict(test=Dataset.from_dict(data)),
-        {"unit": "pairs", "kept": kept, "total": total} | _grown(kept, max_items, why),
-        _count_blank(sentences=data["sentence1"] + data["sentence2"]),
-    )
+    return _sentence_pairs(rows, labels, "labels", max_items, key, why)
 
 
 def sample_classification(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
@@ -186,17 +168,13 @@ def sample_classification(files: Files, max_items: int | None, key: str, task: A
         per_label = int(getattr(task, "samples_per_label", 8))
         budget = max(max_items, per_label * len(train_labels))
         if budget < len(train_rows):
-            by_label: dict[str, list[int]] = defaultdict(list)
-            for i, (_, label) in enumerate(train_rows):
-                by_label[label].append(i)
             rng = _rng(key + ":train")
-            queues = [rng.sample(ids, len(ids)) for _, ids in sorted(by_label.items())]
-            picked: list[int] = []
-            while len(picked) < budget:  # round-robin over labels keeps them balanced
-                for queue in queues:
-                    if queue and len(picked) < budget:
-                        picked.append(queue.pop())
-            train_keep = sorted(picked)
+            by_label = [
+                [i for i, (_, lab) in enumerate(train_rows) if lab == label] for label in train_labels
+            ]
+            queues = [rng.sample(ids, len(ids))[::-1] for ids in by_label]
+            rounds = zip_longest(*queues)  # round-robin over labels keeps them balanced
+            train_keep = sorted([i for row in rounds for i in row if i is not None][:budget])
 
     def make(rows: list[tuple[str, str]], keep: list[int]) -> Dataset:
         return Dataset.from_dict(
@@ -204,6 +182,7 @@ def sample_classification(files: Files, max_items: int | None, key: str, task: A
         )
 
     data = DatasetDict(train=make(train_rows, train_keep), test=make(test_rows, test_keep))
+    why = "test grown past max_items: texts of three labels (two for binary data)"
     info = {
         "unit": "texts",
         "kept": len(test_keep),
@@ -211,28 +190,11 @@ def sample_classification(files: Files, max_items: int | None, key: str, task: A
         "train_kept": len(train_keep),
         "train_total": len(train_rows),
         "labels": len(labels),
-    }
-    info |= _grown(
-        len(test_keep),
-        max_items,
-        "test grown past max_items: texts of three labels (two for binary data)",
-    )
+    } | _grown(len(test_keep), max_items, why)
     blanks = _count_blank(
         train=[train_rows[i][0] for i in train_keep], test=[test_rows[i][0] for i in test_keep]
     )
     return Sample(data, info, blanks)
-
-
-def _clusterable(labels: list[str]) -> bool:
-    """At least two clusters, and fewer clusters than sentences (else v-measure is trivially 1)."""
-    return 2 <= len(set(labels)) < len(labels)
-
-
-def _clusters_of_two(labels: list[str]) -> int:
-    counts: dict[str, int] = defaultdict(int)
-    for label in labels:
-        counts[label] += 1
-    return sum(1 for n in counts.values() if n >= 2)
 
 
 def _cluster_first(labels: list[str], n: int, key: str) -> list[int]:
@@ -257,7 +219,7 @@ def _cluster_first(labels: list[str], n: int, key: str) -> list[int]:
 def sample_clustering(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
     rows = read_clustering(files["eval"])
     # a set is used when it has two clusters of two sentences (else v-measure is trivially 1)
-    usable = [n for n, (_, labels) in enumerate(rows) if _clusters_of_two(labels) >= 2]
+    usable = [n for n, (_, labels) in enumerate(rows) if sum(c >= 2 for c in Counter(labels).values()) >= 2]
     if not usable:
         raise SkipDataset("no clustering set has two clusters with two sentences each")
     n_sets = len(usable)
@@ -268,8 +230,8 @@ def sample_clustering(files: Files, max_items: int | None, key: str, task: Any) 
     for n in usable[:n_sets]:
         sentences, labels = rows[n]
         keep = _sample(len(sentences), max_items, f"{key}:{n}")
-        picked = [labels[i] for i in keep]
-        if max_items is not None and not (_clusterable(picked) and 2 * len(set(picked)) <= len(picked)):
+        clusters = len({labels[i] for i in keep})  # at least two, averaging two sentences or more
+        if max_items is not None and not 2 <= clusters <= len(keep) / 2:
             keep = _cluster_first(labels, max_items, f"{key}:{n}")
             cluster_first += 1
         sets.append({"sentences": [sentences[i] for i in keep], "labels": [labels[i] for i in keep]})
@@ -333,9 +295,8 @@ def sample_retrieval(files: Files, max_items: int | None, key: str, task: Any) -
         "total": len(query_ids),
         "corpus_kept": len(docs),
         "corpus_total": len(corpus),
+        **({"note": note} if note else {}),
     }
-    if note:
-        info["note"] = note
     blanks = _count_blank(
         corpus=[title + text for _, (title, text) in docs], queries=[text for _, text in query_rows]
     )
@@ -350,14 +311,14 @@ def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -
     keep, note = usable, ""
     if max_items is not None:  # queries in a seeded order while all their candidates fit in 2N
         order = _rng(key).sample(usable, len(usable))
+        size = {i: len(rows[i][1]) + len(rows[i][2]) for i in usable}
         keep, budget = [], 2 * max_items
         for i in order:
-            size = len(rows[i][1]) + len(rows[i][2])
-            if len(keep) < max_items and size <= budget:
+            if len(keep) < max_items and size[i] <= budget:
                 keep.append(i)
-                budget -= size
+                budget -= size[i]
         if not keep:
-            keep = [min(order, key=lambda i: len(rows[i][1]) + len(rows[i][2]))]
+            keep = [min(order, key=size.__getitem__)]
             note = f"no query's candidates fit in {2 * max_items}: kept the query with the fewest"
         keep.sort()
     corpus, queries, relevant, top = [], [], {}, {}
@@ -383,9 +344,8 @@ def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -
         "kept": len(keep),
         "total": len(rows),
         "candidates": len(corpus),
+        **({"note": note} if note else {}),
     }
-    if note:
-        info["note"] = note
     blanks = _count_blank(candidates=[c["text"] for c in corpus], queries=[q["text"] for q in queries])
     return Sample(split, info, blanks)
 

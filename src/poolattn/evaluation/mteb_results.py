@@ -1,10 +1,8 @@
 """mteb's own results layout beside poolattn's: ``<output>/mteb/results/<name>/<revision>/``
-with ``model_meta.json`` (an ``mteb.models.model_meta.ModelMeta``) and one ``<Task>.json``
-per task, so ``mteb.cache.ResultCache(<output>/mteb).load_results(...)`` reads a run and the
-folder can go to the MTEB results repository as it is.
-
-The design (pooling, attention, base, the instruction template) goes into ``experiment_kwargs``;
-the revision is the model's fingerprint, so a changed model never shares a folder with an old one.
+with ``model_meta.json`` and one ``<Task>.json`` per task, so ``mteb.cache.ResultCache`` reads a
+run and the folder can go to the MTEB results repository as it is. The design goes into
+``experiment_kwargs``; the revision is the model's fingerprint, so a changed model never shares
+a folder with an old one.
 """
 
 from __future__ import annotations
@@ -26,19 +24,14 @@ def model_meta(run: Mapping[str, Any], backend: Any) -> Any:
     from mteb.models.model_meta import ModelMeta
 
     info = dict(run["model"])
-    model = getattr(backend, "model", None)
-    config = getattr(model, "config", None)
+    config = getattr(getattr(backend, "model", None), "config", None)
     if not isinstance(config, ModelConfig):  # e.g. a sentence-transformers model's BertConfig
         config = None
-    params = info.get("parameters") or (
-        (info.get("backbone_parameters") or 0)
-        + (info.get("adapter_parameters") or 0)
-        + (info.get("head_parameters") or 0)
-    )
-    training = _training(info.get("source"))
-    kwargs: dict[str, Any] = {}
+    parts = ("backbone", "adapter", "head")
+    params = info.get("parameters") or sum(info.get(f"{part}_parameters") or 0 for part in parts)
+    design = None  # the design goes into experiment_kwargs
     if config is not None:
-        kwargs = {
+        design = {
             "pooling": config.pooling,
             "attention": config.attention,
             "base": config.base,
@@ -66,8 +59,8 @@ def model_meta(run: Mapping[str, Any], backend: Any) -> Any:
         framework=["PyTorch", "Sentence Transformers"] if config is None else ["PyTorch"],
         similarity_fn_name="cosine",
         use_instructions=bool(info.get("uses_instructions")),
-        training_datasets=training,
-        experiment_kwargs=kwargs or None,
+        training_datasets=_training(info.get("source")),
+        experiment_kwargs=design,
     )
 
 

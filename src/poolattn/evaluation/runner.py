@@ -1,14 +1,11 @@
 """Run tasks through ``mteb.evaluate`` and write a results directory.
 
-A results directory holds one mteb ``TaskResult`` JSON per task (``<Task>.json``, the
-layout of mteb's own cache folders) and ``run.json``: the model's design and
-fingerprint, the run settings, and for every task its family, dataset, main score,
-down-sampling and empty texts (count and treatment). A local dataset that gives no valid
-sample is listed under ``skipped`` with its reason instead. mteb's result cache is never
-used (``cache=None``), and task files of an earlier run in the same directory are removed first, so old scores never come back.
-Beside each task file, ``<Task>.items.json`` holds its per-item results (format in
-``poolattn.stats.items``; built by ``evaluation.items`` from mteb's prediction files), from
-which the main score is recomputed exactly; ``run.json`` names it under ``items``.
+A results directory holds one mteb ``TaskResult`` JSON per task (``<Task>.json``, the layout of
+mteb's own cache folders), its per-item results (``<Task>.items.json``, format in
+``poolattn.stats.items``), and ``run.json``: the model's design and fingerprint, the settings,
+and per task its family, dataset, main score, down-sampling and empty texts (or, under
+``skipped``, why a local dataset gave no valid sample). mteb's result cache is never used and an
+earlier run's task files are removed first, so old scores never come back.
 """
 
 from __future__ import annotations
@@ -21,12 +18,11 @@ import tempfile
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..encoding.resolve import load_backend
+from ..backends.resolve import load_backend
 from ..eval_results import EVAL_RUN_FILE, task_main_score
 from ..io import write_json_atomic
 from ..settings import DATA_DIR_ENV, cache_dir, data_dir
@@ -52,7 +48,6 @@ def run_mteb_task(
     ``prediction_folder`` makes mteb write its per-item predictions (the item-level results)."""
     import mteb
 
-    extra = {} if prediction_folder is None else {"prediction_folder": prediction_folder}
     said = task in _SUPERSEDED_SAID
     _SUPERSEDED_SAID.add(task)
     if said:  # once per task object: an instance attribute hides the check, removed below
@@ -66,7 +61,7 @@ def run_mteb_task(
             encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
             show_progress_bar=False,
             co2_tracker=False,
-            **extra,
+            prediction_folder=prediction_folder,
         )
     finally:
         if said:
@@ -76,34 +71,23 @@ def run_mteb_task(
     return result.task_results[0].to_dict()
 
 
-def _online_tasks(names: Sequence[str] | None, benchmark: str | None) -> list[Any]:
-    import mteb
-
-    tasks: list[Any] = []
-    if benchmark:
-        tasks.extend(mteb.get_benchmark(benchmark).tasks)
-    if names:
-        tasks.extend(mteb.get_tasks(tasks=list(names)))
-    return tasks
-
-
-def _clear_previous(output: Path) -> None:
-    """Remove task files written by an earlier run into this directory."""
+def _fresh_predictions_folder(output: Path) -> Path:
+    """Remove the task and items files of an earlier run in ``output`` (those its ``run.json``
+    lists) and any predictions folder an interrupted run left; a new hidden folder for mteb's
+    per-item predictions (``collect_items`` turns them into items files)."""
     run_file = output / EVAL_RUN_FILE
-    if not run_file.exists():
-        return
-    try:
-        previous = json.loads(run_file.read_text())
-        files = [t["file"] for t in previous.get("tasks", {}).values()]
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        files = []
-    try:  # item-level files (``<Task>.items.json``) listed beside the task files
-        files += [t["items"] for t in previous.get("tasks", {}).values() if t.get("items")]
-    except (KeyError, TypeError, AttributeError):
-        pass
-    for name in files:
-        (output / name).unlink(missing_ok=True)
-    run_file.unlink()
+    if run_file.exists():
+        try:
+            previous = list(json.loads(run_file.read_text()).get("tasks", {}).values())
+            files = [t["file"] for t in previous] + [t["items"] for t in previous if t.get("items")]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            files = []
+        for name in files:
+            (output / name).unlink(missing_ok=True)
+        run_file.unlink()
+    for stale in output.glob(".predictions.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=".predictions.", dir=output))
 
 
 def plan_tasks(
@@ -112,9 +96,11 @@ def plan_tasks(
     """The tasks to run: local datasets (all, or those named / in the benchmark), then mteb's
     own tasks for the names local data does not cover (these download their data). With both a
     benchmark and tasks, only the benchmark's tasks named in ``tasks`` run (a subset of it)."""
+    import mteb
+
     planned: list[tuple[Any, LocalTask | None]] = []
     local_names: set[str] = set()
-    bench_tasks = _online_tasks(None, benchmark) if benchmark else []
+    bench_tasks = list(mteb.get_benchmark(benchmark).tasks) if benchmark else []
     if bench_tasks and tasks:
         names = {str(t.metadata.name) for t in bench_tasks}
         outside = [t for t in tasks if t not in names]
@@ -129,105 +115,12 @@ def plan_tasks(
     remaining = [t for t in (tasks or []) if t not in local_names]
     online = [t for t in bench_tasks if str(t.metadata.name) not in local_names]
     if remaining:
-        online += [t for t in _online_tasks(remaining, None) if str(t.metadata.name) not in local_names]
+        online += [t for t in mteb.get_tasks(tasks=remaining) if str(t.metadata.name) not in local_names]
     if online:
         if max_items is not None:
             log.warning("--max-items applies to local data only; %d online tasks run in full", len(online))
         planned.extend((t, None) for t in online)
     return planned
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """One run's settings with the defaults resolved: what the steps share and run.json records."""
-
-    tasks: Sequence[str] | None
-    benchmark: str | None
-    local_data: Path | None
-    max_items: int | None
-    batch_size: int
-    cache_dir_path: str | Path | None
-    instructions: dict[str, str] | None
-
-    @classmethod
-    def resolve(
-        cls,
-        tasks: Sequence[str] | None,
-        benchmark: str | None,
-        local_data: str | Path | None,
-        max_items: int | None,
-        batch_size: int,
-        cache_dir_path: str | Path | None,
-        instructions: dict[str, str] | None,
-    ) -> EvalSettings:
-        """Fill the defaults (local data from ``$POOLATTN_DATA_DIR``, the embedding cache folder)
-        and check ``max_items``."""
-        if local_data is None and ((tasks and os.environ.get(DATA_DIR_ENV)) or (not tasks and not benchmark)):
-            local_data = data_dir()
-        local = Path(local_data) if local_data is not None else None
-        if cache_dir_path == DEFAULT:
-            cache_dir_path = cache_dir() / "embeddings"
-        if max_items is not None and max_items < 1:
-            raise ValueError(f"max_items: must be >= 1, got {max_items}")
-        return cls(tasks, benchmark, local, max_items, batch_size, cache_dir_path, instructions)
-
-    def record(self) -> dict[str, Any]:
-        """The ``settings`` entry of ``run.json``."""
-        import mteb
-
-        return {
-            "max_items": self.max_items,
-            "batch_size": self.batch_size,
-            "local_data": str(self.local_data) if self.local_data is not None else None,
-            "tasks": list(self.tasks) if self.tasks else None,
-            "benchmark": self.benchmark,
-            "mteb_version": mteb.__version__,
-            "embedding_cache": str(self.cache_dir_path) if self.cache_dir_path is not None else None,
-        }
-
-
-def _fresh_predictions_folder(output: Path) -> Path:
-    """Clear an earlier run's files from ``output``; a new hidden folder for mteb's per-item
-    predictions (``collect_items`` turns them into items files)."""
-    _clear_previous(output)
-    for stale in output.glob(".predictions.*"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=".predictions.", dir=output))
-
-
-def _run_record(encoder: MTEBEncoder, model_source: str | None, settings: EvalSettings) -> dict[str, Any]:
-    """The start of ``run.json``: the model's identity and the settings, no task yet."""
-    info = encoder.backend.describe()
-    return {
-        "poolattn_results_version": RESULTS_VERSION,
-        "model": {
-            "name": encoder.backend.name,
-            "design": info.get("design"),
-            "fingerprint": encoder.model_fingerprint,
-            "source": model_source,
-            "uses_instructions": encoder.backend.uses_instructions,
-            **{k: v for k, v in info.items() if k != "design"},
-        },
-        "settings": settings.record(),
-        "started_at": datetime.now(UTC).isoformat(),
-        "tasks": {},
-        # datasets that could not be evaluated (no valid sample), with the reason; never in "tasks"
-        "skipped": {},
-    }
-
-
-def _skip_record(task: Any, local: LocalTask) -> dict[str, Any]:
-    """The ``skipped`` entry of a local dataset with no valid sample."""
-    return {
-        "skipped": True,
-        "reason": local.skip_reason,
-        "family": local.family,
-        "dataset": local.dataset,
-        "source": local.path,
-        "real_mteb_task": local.real_mteb_task,
-        "main_score_name": task.metadata.main_score,
-        "sampling": local.sampling,
-    }
 
 
 def _run_task(
@@ -266,46 +159,6 @@ def _run_task(
     }
 
 
-def _run_planned(
-    encoder: MTEBEncoder,
-    planned: list[tuple[Any, LocalTask | None]],
-    run: dict[str, Any],
-    batch_size: int,
-    output: Path,
-    predictions: Path,
-) -> None:
-    """Every planned task in turn (a skipped dataset recorded as such); ``run.json`` is rewritten
-    after each, so progress survives an interruption. ``predictions`` is removed at the end."""
-    for task, local in planned:
-        name = str(task.metadata.name)
-        if local is not None and local.skipped:
-            run["skipped"][name] = _skip_record(task, local)
-            log.warning("%s (%s): skipped: %s", name, local.family, local.skip_reason)
-        else:
-            run["tasks"][name] = _run_task(encoder, task, local, batch_size, output, predictions)
-            entry = run["tasks"][name]
-            log.info(
-                "%s (%s): %s = %.4f", name, entry["family"], task.metadata.main_score, entry["main_score"]
-            )
-        write_json_atomic(output / EVAL_RUN_FILE, run)
-    shutil.rmtree(predictions, ignore_errors=True)
-
-
-def _finish_run(run: dict[str, Any], encoder: MTEBEncoder, started: float, output: Path) -> None:
-    """Add the cache counts and timings, write the final ``run.json`` and close the cache."""
-    run["embedding_cache_stats"] = {
-        "hits": encoder.cache.hits,
-        "misses": encoder.cache.misses,
-        "encoded": encoder.encoded_texts,
-    }
-    run["finished_at"] = datetime.now(UTC).isoformat()
-    run["wall_seconds"] = round(time.monotonic() - started, 1)
-    # mteb's own layout beside ours (ModelMeta + task files): mteb's ResultCache reads it
-    run["mteb_results"] = str(write_mteb_results(output, run, encoder.backend).relative_to(output))
-    write_json_atomic(output / EVAL_RUN_FILE, run)
-    encoder.cache.close()
-
-
 def evaluate(
     model: Any,
     output_dir: str | Path,
@@ -317,44 +170,91 @@ def evaluate(
     cache_dir_path: str | Path | None = DEFAULT,
     instructions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a model on local and/or online tasks and write a results directory; returns its
-    ``run.json`` content.
+    """Evaluate a model on local and/or online tasks and write a results directory into
+    ``output_dir``; returns its ``run.json`` content.
 
-    Args:
-        model: an ``EmbeddingModel``, a ``SentenceTransformer``, a backend, or a string for
-            ``load_backend`` (poolattn model dir, ``base:pooling+attention``, backbone alias,
-            s-t dir, ``all-MiniLM-L6-v2``).
-        output_dir: where ``run.json`` and one ``<Task>.json`` per task are written.
-        tasks: mteb task names or local dataset names; local data is used where it exists.
-            With a benchmark: the benchmark's tasks to run (a subset of it).
-        benchmark: an mteb benchmark name (online: mteb downloads its data).
-        local_data: folder in the ../shared/data layout; default ``$POOLATTN_DATA_DIR``
-            when neither tasks nor a benchmark name something else.
-        max_items: deterministic down-sampling per dataset (see ``poolattn.evaluation.local``).
-        cache_dir_path: embedding cache folder; ``None`` keeps it in memory only.
-        instructions: per-task query instructions overriding the built-in table.
+    ``model``: an ``EmbeddingModel``, a ``SentenceTransformer``, a backend, or a string for
+    ``load_backend``. ``tasks``: mteb task or local dataset names (local data is used where it
+    exists); with a ``benchmark`` (online: mteb downloads its data), the subset of it to run.
+    ``local_data``: a folder in the ../shared/data layout, by default ``$POOLATTN_DATA_DIR`` when
+    neither tasks nor a benchmark name something else. ``max_items``: deterministic
+    down-sampling per local dataset. ``cache_dir_path``: the embedding cache folder (``None``: in
+    memory). ``instructions``: per-task query instructions overriding the built-in table.
     """
-    model_source = model if isinstance(model, str) else None
-    settings = EvalSettings.resolve(
-        tasks, benchmark, local_data, max_items, batch_size, cache_dir_path, instructions
-    )
+    import mteb
+
+    if local_data is None and ((tasks and os.environ.get(DATA_DIR_ENV)) or (not tasks and not benchmark)):
+        local_data = data_dir()
+    local = Path(local_data) if local_data is not None else None
+    if cache_dir_path == DEFAULT:
+        cache_dir_path = cache_dir() / "embeddings"
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items: must be >= 1, got {max_items}")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # the data first: a malformed local file stops the run before any model work
-    planned = plan_tasks(settings.tasks, settings.benchmark, settings.local_data, settings.max_items)
+    planned = plan_tasks(tasks, benchmark, local, max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
-    if isinstance(model, str):
-        model = load_backend(model)
-    encoder = MTEBEncoder(
-        model,
-        cache_dir=settings.cache_dir_path,
-        batch_size=settings.batch_size,
-        instructions=settings.instructions,
-    )
+    model_source = model if isinstance(model, str) else None
+    backend = load_backend(model) if isinstance(model, str) else model
+    encoder = MTEBEncoder(backend, cache_dir=cache_dir_path, batch_size=batch_size, instructions=instructions)
     predictions = _fresh_predictions_folder(output)
-    run = _run_record(encoder, model_source, settings)
-    _run_planned(encoder, planned, run, settings.batch_size, output, predictions)
-    _finish_run(run, encoder, started, output)
+    info = encoder.backend.describe()
+    run: dict[str, Any] = {
+        "poolattn_results_version": RESULTS_VERSION,
+        "model": {
+            "name": encoder.backend.name,
+            "design": info.get("design"),
+            "fingerprint": encoder.model_fingerprint,
+            "source": model_source,
+            "uses_instructions": encoder.backend.uses_instructions,
+            **{k: v for k, v in info.items() if k != "design"},
+        },
+        "settings": {
+            "max_items": max_items,
+            "batch_size": batch_size,
+            "local_data": str(local) if local is not None else None,
+            "tasks": list(tasks) if tasks else None,
+            "benchmark": benchmark,
+            "mteb_version": mteb.__version__,
+            "embedding_cache": str(cache_dir_path) if cache_dir_path is not None else None,
+        },
+        "started_at": datetime.now(UTC).isoformat(),
+        "tasks": {},
+        "skipped": {},  # datasets with no valid sample, with the reason; never in "tasks"
+    }
+    for task, local_task in planned:  # run.json rewritten after each task: progress survives a kill
+        name = str(task.metadata.name)
+        if local_task is not None and local_task.skipped:
+            run["skipped"][name] = {
+                "skipped": True,
+                "reason": local_task.skip_reason,
+                "family": local_task.family,
+                "dataset": local_task.dataset,
+                "source": local_task.path,
+                "real_mteb_task": local_task.real_mteb_task,
+                "main_score_name": task.metadata.main_score,
+                "sampling": local_task.sampling,
+            }
+            log.warning("%s (%s): skipped: %s", name, local_task.family, local_task.skip_reason)
+        else:
+            entry = run["tasks"][name] = _run_task(encoder, task, local_task, batch_size, output, predictions)
+            log.info(
+                "%s (%s): %s = %.4f", name, entry["family"], task.metadata.main_score, entry["main_score"]
+            )
+        write_json_atomic(output / EVAL_RUN_FILE, run)
+    shutil.rmtree(predictions, ignore_errors=True)
+    run["embedding_cache_stats"] = {
+        "hits": encoder.cache.hits,
+        "misses": encoder.cache.misses,
+        "encoded": encoder.encoded_texts,
+    }
+    run["finished_at"] = datetime.now(UTC).isoformat()
+    run["wall_seconds"] = round(time.monotonic() - started, 1)
+    # mteb's own layout beside ours (ModelMeta + task files): mteb's ResultCache reads it
+    run["mteb_results"] = str(write_mteb_results(output, run, encoder.backend).relative_to(output))
+    write_json_atomic(output / EVAL_RUN_FILE, run)
+    encoder.cache.close()
     return run

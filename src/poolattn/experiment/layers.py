@@ -1,6 +1,5 @@
 """Attention mass per layer of a multilayer pooling head over probe texts from the run's own
-training data (local JSONL files or hub datasets: whatever the run trained on), so it needs no
-local evaluation data folder.
+training data, so it needs no local evaluation data folder.
 
 Attention mass says where the head's latents look, not what the embedding needs: a layer can
 draw attention and still be redundant. ``poolattn.layer_ablation`` measures the latter (the
@@ -51,12 +50,9 @@ def attention_per_layer(model: EmbeddingModel, texts: list[str], batch_size: int
 def layer_attention(model: EmbeddingModel, config: ExperimentConfig, run: Run) -> list[float] | None:
     """Attention mass per layer of ``model``'s multilayer head on ``experiment.layer_attention_sample``
     probe texts from ``run``'s training data; None when that setting is 0 (off)."""
-    from ..training.config import train_config_from_dict
-
     count = config.experiment.layer_attention_sample
     if count <= 0:
         return None
-    base_dir = str(config.base_dir) if config.base_dir is not None else None
-    data = train_config_from_dict(config.train_data(run), config.base_dir).data
+    train_config = config.train_config(run)
     model.eval()
-    return attention_per_layer(model, probe_texts(data, count, base_dir))
+    return attention_per_layer(model, probe_texts(train_config.data, count, train_config.base_dir))

@@ -117,7 +117,7 @@ class ExperimentConfig:
 
     def train_data(self, run: Run) -> dict[str, Any]:
         """Raw training config for one run: shared sections, this design, this seed, its own dir."""
-        data = copy.deepcopy({k: v for k, v in self.shared.items()})
+        data = copy.deepcopy(self.shared)
         data["model"] = run.model
         training = data.setdefault("training", {})
         training["seed"] = run.seed
@@ -160,8 +160,8 @@ def validate(config: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}: experiment.layer_ablation_items: must be >= 0 (0 = off)")
     if config.experiment.layer_attention_sample < 0:
         raise ConfigError(f"{where}: experiment.layer_attention_sample: must be >= 0 (0 = off)")
-    names = [run.name for run in config.runs()]
-    if len(set(names)) != len(names):
+    runs = config.runs()
+    if len({run.name for run in runs}) != len(runs):
         raise ConfigError(f"{where}: experiment.designs: a design is listed twice")
-    for run in config.runs():
+    for run in runs:
         config.train_config(run)

@@ -1,11 +1,6 @@
-"""The experiment report: ``report.md`` and its PNGs, rebuilt from the files the runs wrote.
+"""The experiment report: ``report.md`` and its PNGs, rebuilt from the files the runs wrote,
+verdicts first. Runs that differ only by seed are one design (seeds are replicates).
 
-It leads with the answer: per task family the verdict for every pair of designs and the
-positive control (each trained design vs the untrained baseline); then the paper-style family
-table, per-dataset scores with CIs, the critical-difference diagrams, the seed spread, the
-layer analyses, training curves, and time and throughput.
-
-Runs that differ only by seed are one design (seeds are replicates, ``stats.compare``).
 Reading everything back from disk means the report can be rebuilt at any time
 (``poolattn experiment CONFIG --report-only``) and never claims more than the files hold.
 """
@@ -39,13 +34,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "train" / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if "loss" in row and "step" in row:
-                rows.append(row)
-    return rows
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if "loss" in row and "step" in row]
 
 
 def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
@@ -58,7 +48,8 @@ def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path: Path) ->
     for name, rows in curves.items():
         if rows:
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=name, linewidth=1.5)
-    return _finish(fig, ax, "step", "InfoNCE loss", "Training loss per design", path)
+    ax.set(xlabel="step", ylabel="InfoNCE loss", title="Training loss per design")
+    return _finish(fig, ax, path)
 
 
 def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | None:
@@ -73,23 +64,15 @@ def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | N
     ax.axhline(
         1 / max(len(m) for m in layers.values()), color="grey", linestyle="--", linewidth=1, label="uniform"
     )
-    return _finish(
-        fig,
-        ax,
-        "transformer layer",
-        "mean attention of the latents",
-        "Multilayer pooling: attention mass per layer",
-        path,
-    )
+    ax.set(xlabel="transformer layer", ylabel="mean attention of the latents")
+    ax.set_title("Multilayer pooling: attention mass per layer")
+    return _finish(fig, ax, path)
 
 
-def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
-    """Label, grid and legend a line plot and save it as PNG."""
+def _finish(fig: Any, ax: Any, path: Path) -> Path:
+    """Grid and legend a line plot and save it as PNG."""
     from ..stats.plots import save_figure
 
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -147,15 +130,10 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
             f"{_fmt_int(p.get('adapter_parameters'))} | {_fmt_int(p.get('head_parameters'))} | "
             f"{train_min:.1f} | {s.get('eval_seconds', 0) / 60:.1f} | {rate} |"
         )
-    failed = [(r.name, states[r.name].get("error")) for r in runs if states[r.name].get("status") == "failed"]
-    for name, error in failed:
-        lines.append(f"\n**{name} failed**: {error} (see `{name}/state.json`)")
+    for r in runs:
+        if states[r.name].get("status") == "failed":
+            lines.append(f"\n**{r.name} failed**: {states[r.name].get('error')} (see `{r.name}/state.json`)")
     return lines + [""]
-
-
-def design_of(run: Run) -> str:
-    """The design a run replicates: seeds of one design share it; untrained runs are their own."""
-    return run.label
 
 
 def ablation_section(config: ExperimentConfig) -> list[str]:
@@ -266,7 +244,7 @@ def write_experiment_report(config: ExperimentConfig) -> ExperimentReport:
     states = {run.name: read_state(out / run.name) for run in runs}
     finished = [run for run in runs if states[run.name].get("status") == "done"]
     lines = [f"# Experiment report: {config.source.name if config.source else out.name}", ""]
-    designs = list(dict.fromkeys(design_of(r) for r in finished))
+    designs = list(dict.fromkeys(r.label for r in finished))  # seeds of one design share it
     seeds = config.experiment.seeds
     lines += [
         f"{len(finished)} of {len(runs)} runs finished: {len(designs)} designs"
@@ -281,15 +259,13 @@ def write_experiment_report(config: ExperimentConfig) -> ExperimentReport:
             comparison_dir,
             min_datasets=config.evaluation.min_datasets,
             names=[r.name for r in finished],
-            designs=[design_of(r) for r in finished],
+            designs=[r.label for r in finished],
         )
-        summary = summarise(result)
-        lines += ["## Summary", "", *summary, ""]
-        lines += comparison_sections(result)
+        summary, sections = summarise(result), comparison_sections(result)
     else:
         summary = ["Fewer than two designs finished: nothing to compare yet."]
-        lines += ["## Summary", "", *summary, ""]
-        lines += ["## Comparison", "", "Nothing to compare yet.", ""]
+        sections = ["## Comparison", "", "Nothing to compare yet.", ""]
+    lines += ["## Summary", "", *summary, "", *sections]
     ablation = ablation_section(config)
     if ablation:
         lines += ["## Layer ablation: which layers the multilayer heads need", "", *ablation, ""]

@@ -101,10 +101,9 @@ def last_step(run_dir: Path) -> int | None:
     return None
 
 
-def run_status(config: ExperimentConfig, run: Run, now: float | None = None) -> RunStatus:
+def run_status(config: ExperimentConfig, run: Run, now: float) -> RunStatus:
     """The status of one run from its state file, its lock and its training log."""
     run_dir = config.output_dir / run.name
-    now = time.time() if now is None else now
     state = read_state(run_dir)
     worker = state.get("worker")
     status = state.get("status")

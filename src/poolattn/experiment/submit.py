@@ -117,14 +117,5 @@ def submit_grid(
 
     executor = submitit.AutoExecutor(folder=Path(folder), cluster=cluster.cluster)
     executor.update_parameters(name="poolattn-grid", **cluster.executor)
-    tasks = [
-        GridTask(
-            str(Path(config).resolve()),
-            run.name,
-            tuple(overrides),
-            cluster.processes,
-            cluster.accelerate_config,
-        )
-        for run in runs
-    ]
-    return executor.submit_array(tasks)
+    path, launch = str(Path(config).resolve()), (cluster.processes, cluster.accelerate_config)
+    return executor.submit_array([GridTask(path, run.name, tuple(overrides), *launch) for run in runs])

@@ -67,9 +67,7 @@ def summarise(comparison: dict[str, Any]) -> list[str]:
             f"- **{family}** ({info['n']} dataset{'s' if info['n'] != 1 else ''}; highest mean {best} "
             f"{info['means'][best] * SCALE:.2f}):"
         )
-        decided = [t for t in design_rows if t["verdict"]["kind"] != "undecided"]
-        for t in decided:
-            lines.append(f"  - {t['verdict']['text']}.")
+        lines += [f"  - {t['verdict']['text']}." for t in design_rows if t["verdict"]["kind"] != "undecided"]
         undecided = [t for t in design_rows if t["verdict"]["kind"] == "undecided"]
         if undecided:
             pairs = (
@@ -87,12 +85,12 @@ def summarise(comparison: dict[str, Any]) -> list[str]:
                 lines.append(f"  - Positive control: {trained} {word} {baseline} ({v['text']}).")
             else:
                 lines.append(f"  - Positive control: {trained} vs {baseline}: {v['text']}.")
-        flagged = [t for t in rows if t.get("below_seed_spread")]
-        for t in flagged:
-            lines.append(
-                f"  - {t['model_a']} vs {t['model_b']}: the difference ({t['diff'] * SCALE:+.2f}) is smaller "
-                f"than the seed-to-seed spread (SD {t['seed_sd'] * SCALE:.2f})."
-            )
+        lines += [
+            f"  - {t['model_a']} vs {t['model_b']}: the difference ({t['diff'] * SCALE:+.2f}) is smaller "
+            f"than the seed-to-seed spread (SD {t['seed_sd'] * SCALE:.2f})."
+            for t in rows
+            if t.get("below_seed_spread")
+        ]
     every = comparison["family_tests"]
     if every and all(t["verdict"]["kind"] == "undecided" for t in every):
         lines.append(

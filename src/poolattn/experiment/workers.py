@@ -183,8 +183,9 @@ class GridWorker:
             if run.name in self.ran:
                 continue
             run_dir = self._dir(run)
-            if self._finished(run, read_state(run_dir)):
-                if read_state(run_dir).get("status") == "done":
+            state = read_state(run_dir)
+            if self._finished(run, state):
+                if state.get("status") == "done":
                     self._say_once(f"done:{run.name}", f"{self._label(run)}: done already, skipped")
                 continue
             lock = RunLock(run_dir)

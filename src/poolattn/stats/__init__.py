@@ -10,14 +10,7 @@ from .bayes import bayesian_signed_rank
 from .compare import ModelResults, ResultsError, compare, compare_models, design_groups, load_results
 from .items import DatasetItems, Entry, ItemsError, read_items
 from .ranks import friedman, nemenyi, nemenyi_cd
-from .tests import (
-    holm,
-    holm_by,
-    rank_biserial,
-    sign_flip_test,
-    wilcoxon_floor,
-    wilcoxon_paired,
-)
+from .tests import holm, holm_by, rank_biserial, sign_flip_test, wilcoxon_floor, wilcoxon_paired
 
 __all__ = [
     "DatasetItems",

@@ -1,24 +1,13 @@
 """Across backbones: does the design ranking found on one backbone hold on another?
 
-``compare_backbones(experiment_a, experiment_b, output_dir)`` puts two finished experiments
-(``poolattn experiment`` output folders, e.g. the SmolLM2 demo and the same grid on Gemma 3)
-side by side. Each experiment is compared within itself as its own report does
-(``compare_models``: seeds grouped into designs, verdicts per family), on the runs both
-experiments hold and with the same settings on both sides. Then, per task family in both:
-
-- the ranking of the shared designs by family mean on each backbone;
-- Kendall's tau-b between the two sets of family means, with its two-sided p-value
-  (``scipy.stats.kendalltau``; exact for small n without ties). With n designs the smallest
-  attainable p is 2/n! (2/120 = 0.017 at the paper's five), so only a near-perfect agreement
-  can be significant: tau is the measure, p says whether chance alone could give it;
-- per pair of designs, each backbone's verdict and how the two relate: *agree* (the same
-  winner, or equivalent on both), *flip* (each backbone names a different winner), *differ*
-  (one says better, the other practically equivalent), *undecided on one side* (which) or
-  *undecided on both*; plus whether the observed mean differences point the same way, which
-  is all a small grid can say when nothing is decided.
-
-Untrained baselines (``untrained-*`` runs) are compared within each experiment, as in its
-report, but left out of the ranking unless ``include_untrained``: the question is the designs.
+``compare_backbones`` compares each of two finished experiments within itself
+(``compare_models``, same settings, on the runs both hold), then per task family: the ranking
+of the shared designs on each backbone, Kendall's tau-b between the two sets of family means,
+and how the two verdicts on each pair relate (``relation``). With n designs the smallest
+attainable p of tau is 2/n! (2/120 = 0.017 at the paper's five), so only a near-perfect
+agreement can be significant: tau is the measure, p says whether chance alone could give it.
+Whether the observed differences point the same way is all a small grid can say when nothing
+is decided. Untrained baselines are left out of the ranking unless ``include_untrained``.
 """
 
 from __future__ import annotations
@@ -148,11 +137,6 @@ def relation(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) -
     return "undecided on both"
 
 
-def bucket(name: str) -> str:
-    """The ``RELATIONS`` entry of a relation ("undecided on gemma3-270m" -> one side)."""
-    return name if name in RELATIONS else "undecided on one side"
-
-
 def _tests_by_pair(summary: dict[str, Any], family: str) -> dict[frozenset[str], dict[str, Any]]:
     return {
         frozenset((t["model_a"], t["model_b"])): t for t in summary["family_tests"] if t["family"] == family
@@ -177,16 +161,15 @@ def backbone_agreement(
         fa, fb = summary_a["families"][family], summary_b["families"][family]
         shared = [d for d in designs if d in fa["means"] and d in fb["means"]]
         shared.sort(key=lambda d: -fa["means"][d])  # pairs read (higher on A) vs (lower on A)
-        means_a = {d: float(fa["means"][d]) for d in shared}
-        means_b = {d: float(fb["means"][d]) for d in shared}
+        sides = {label_a: fa, label_b: fb}
+        means = {label: {d: float(f["means"][d]) for d in shared} for label, f in sides.items()}
+        ranks = {label: _ranks(m) for label, m in means.items()}
         pairs = []
         tests_a, tests_b = _tests_by_pair(summary_a, family), _tests_by_pair(summary_b, family)
         for x, y in itertools.combinations(shared, 2):
             key = frozenset((x, y))
             va, vb = _verdict(tests_a.get(key)), _verdict(tests_b.get(key))
-            # Observed differences oriented as x - y on both sides.
-            da = means_a[x] - means_a[y]
-            db = means_b[x] - means_b[y]
+            da, db = (m[x] - m[y] for m in means.values())
             pairs.append(
                 {
                     "design_a": x,
@@ -198,20 +181,16 @@ def backbone_agreement(
                     "same_direction": bool(da * db > 0),
                 }
             )
-        ranks_a, ranks_b = _ranks(means_a), _ranks(means_b)
         counts = {r: 0 for r in RELATIONS}
         for p in pairs:
-            counts[bucket(p["relation"])] += 1
+            counts[p["relation"] if p["relation"] in RELATIONS else "undecided on one side"] += 1
         families[family] = {
             "designs": shared,
-            "datasets": {label_a: fa.get("datasets", []), label_b: fb.get("datasets", [])},
-            "means": {label_a: means_a, label_b: means_b},
-            "ranks": {label_a: ranks_a, label_b: ranks_b},
-            "best": {
-                label_a: min(ranks_a, key=ranks_a.get) if ranks_a else None,
-                label_b: min(ranks_b, key=ranks_b.get) if ranks_b else None,
-            },
-            "kendall": kendall([means_a[d] for d in shared], [means_b[d] for d in shared]),
+            "datasets": {label: f.get("datasets", []) for label, f in sides.items()},
+            "means": means,
+            "ranks": ranks,
+            "best": {label: min(r, key=r.get) if r else None for label, r in ranks.items()},
+            "kendall": kendall(*([m[d] for d in shared] for m in means.values())),
             "pairs": pairs,
             "relations": counts,
             "same_direction": sum(p["same_direction"] for p in pairs),

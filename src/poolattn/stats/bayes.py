@@ -1,12 +1,9 @@
 """Bayesian signed-rank test with a region of practical equivalence (Benavoli et al., JMLR 2017).
 
-The posterior over the distribution of per-dataset differences is a Dirichlet process with a
-prior pseudo-observation at 0 (strength ``prior``). For each posterior sample, the mass of
-Walsh averages (pairs of differences) below -ROPE, inside [-ROPE, ROPE] and above ROPE is
-computed; the probability of each region is the share of samples in which it holds the most
-mass. This is the algorithm of ``baycomp.SignedRankTest`` (same Dirichlet draws for the same
-``seed``, hence the same numbers), vectorised so a report with dozens of pairs stays fast;
-the tests check it against baycomp and against closed-form values.
+The algorithm of ``baycomp.SignedRankTest`` (Dirichlet process posterior with a pseudo-observation
+at 0; each region's probability is the share of posterior samples in which it holds the most mass
+of Walsh averages), with the same Dirichlet draws for the same ``seed``, hence the same numbers,
+vectorised so a report with dozens of pairs stays fast.
 """
 
 from __future__ import annotations
@@ -27,15 +24,6 @@ class SignedRankPosterior:
     rope: float
     n: int
 
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "p_a_better": self.p_a_better,
-            "p_equivalent": self.p_equivalent,
-            "p_b_better": self.p_b_better,
-            "rope": self.rope,
-            "n": self.n,
-        }
-
 
 def _heaviside(a: np.ndarray, threshold: float) -> np.ndarray:
     return (a > threshold).astype(float) + 0.5 * (a == threshold).astype(float)
@@ -51,12 +39,9 @@ def bayesian_signed_rank(
     seed: int = 0,
     chunk: int = 10000,
 ) -> SignedRankPosterior:
-    """Posterior probabilities that ``a`` beats ``b``, that they are within ``rope``, or that
-    ``b`` beats ``a``, from their scores on the same datasets (higher = better).
-
-    ``rope`` is in the unit of the scores. Equals ``baycomp.SignedRankTest.probs(a, b, rope,
-    prior=prior, nsamples=nsamples, random_state=seed)`` read as (left, rope, right).
-    """
+    """P(``a`` better), P(within ``rope``), P(``b`` better) from scores on the same datasets
+    (higher = better): ``baycomp.SignedRankTest.probs(a, b, rope, prior=prior,
+    nsamples=nsamples, random_state=seed)`` read as (left, rope, right)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"paired samples must be 1-D and of equal length, got {x.shape} and {y.shape}")

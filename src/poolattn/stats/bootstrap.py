@@ -7,11 +7,8 @@ accuracy, mean nDCG, ...) is recomputed on every resample. Seeds are replicates 
 a design's score is the mean over its seed runs, and seed resampling is drawn once per design
 for all datasets (a seed's runs are correlated across datasets). Seed deviations are scaled
 by sqrt(S/(S-1)) so the bootstrap variance of a mean of S seeds is s^2/S, not (S-1)/S of it.
-
-Family level (``family_test``): a t-test over the per-dataset differences with the pooled
-seed variance (``family`` module says why not a bootstrap over a handful of datasets). The
-item bootstrap here gives the per-dataset CIs and tests and the item variance components
-that ``power`` plans with.
+The family test (``family_test``) is a t-test, not a bootstrap over a handful of datasets
+(``family`` says why).
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,18 +41,12 @@ def rng_for(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
 
-def seed_resamples(n_seeds: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(B, S) indices of seeds drawn with replacement (all zeros for a single seed)."""
-    return rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
-
-
 @dataclass
 class DatasetReplicates:
     """Observed and resampled scores of every design on one dataset."""
 
     task: str
     family: str
-    designs: list[str]
     obs: dict[str, float]
     runs: dict[str, list[float]]
     item_rep: dict[str, np.ndarray]
@@ -72,22 +64,18 @@ class DatasetReplicates:
 CHUNK_ELEMENTS = 2_000_000  # resampled item positions held at once (memory bound on big datasets)
 
 
-def _index_chunks(seed: int, task: str, entry: int, n: int, n_resamples: int):  # noqa: ANN202 - generator
-    """(first row, (rows, n) item positions) in chunks; the same for every design and run."""
-    rows = max(1, min(n_resamples, CHUNK_ELEMENTS // max(n, 1)))
-    for start in range(0, n_resamples, rows):
-        rng = rng_for(seed, "items", task, str(entry), str(start))
-        yield start, rng.integers(0, n, size=(min(rows, n_resamples - start), n))
-
-
 def _entry_scores(
     entries: Sequence[Entry], task: str, seed: int, n_resamples: int
 ) -> tuple[float, np.ndarray]:
-    """(score on all items, scores on each resample): the mean over entries, as mteb averages."""
+    """(score on all items, scores on each resample): the mean over entries, as mteb averages.
+    Item positions are drawn in chunks seeded by name, the same for every design and run."""
     observed = float(np.mean([e.score() for e in entries]))
     replicated = np.empty((len(entries), n_resamples))
     for i, e in enumerate(entries):
-        for start, idx in _index_chunks(seed, task, i, e.n, n_resamples):
+        rows = max(1, min(n_resamples, CHUNK_ELEMENTS // max(e.n, 1)))
+        for start in range(0, n_resamples, rows):
+            rng = rng_for(seed, "items", task, str(i), str(start))
+            idx = rng.integers(0, e.n, size=(min(rows, n_resamples - start), e.n))
             replicated[i, start : start + idx.shape[0]] = e.score(idx)
     return observed, replicated.mean(axis=0)
 
@@ -102,25 +90,18 @@ def build_replicates(
     seed: int = 0,
     n_resamples: int = N_RESAMPLES,
 ) -> DatasetReplicates:
-    """Replicates of one dataset.
-
-    Args:
-        runs: per design, the main score of each of its seed runs (from mteb's results).
-        entries: per design, per run, the aligned item entries (same items, same order for
-            every run); None when item-level results are missing for some run.
-        seed_idx: per design, the (B, S) seed resampling shared across datasets.
-    """
+    """Replicates of one dataset from ``runs`` (per design, mteb's score of each seed run),
+    ``entries`` (per design, per run, the aligned item entries; None without item-level
+    results) and ``seed_idx`` (per design, the (B, S) seed resampling shared across datasets)."""
     designs = list(runs)
     notes: list[str] = []
     scale = {g: math.sqrt(len(v) / (len(v) - 1)) if len(v) > 1 else 0.0 for g, v in runs.items()}
-    obs: dict[str, float] = {}
     item_rep: dict[str, np.ndarray] = {}
     run_obs: dict[str, np.ndarray] = {}
     item_values: dict[str, list[np.ndarray]] | None = None
     n_items = 0
     if entries is not None:
         first = entries[designs[0]][0]
-        rng = rng_for(seed, "redraw", task)
         n_items = sum(e.n for e in first)
         per_run_rep: dict[str, list[np.ndarray]] = {}
         for g in designs:
@@ -130,16 +111,13 @@ def build_replicates(
             per_run_rep[g] = list(replicated)
         # resamples where a statistic is undefined (a constant column, no positive label) are
         # replaced, for every design alike, by other resamples: the pairing is kept
-        bad = np.zeros(n_resamples, dtype=bool)
-        for reps in per_run_rep.values():
-            for r in reps:
-                bad |= ~np.isfinite(r)
+        bad = ~np.all([np.isfinite(r) for reps in per_run_rep.values() for r in reps], axis=0)
         if bad.all():
             notes.append("no resample of the items gives a defined score: item level not used")
             entries = None
         else:
             if bad.any():
-                fill = rng.choice(np.flatnonzero(~bad), size=int(bad.sum()))
+                fill = rng_for(seed, "redraw", task).choice(np.flatnonzero(~bad), size=int(bad.sum()))
                 for reps in per_run_rep.values():
                     for r in reps:
                         r[bad] = r[fill]
@@ -147,23 +125,18 @@ def build_replicates(
                     notes.append(
                         f"{bad.mean():.0%} of item resamples had an undefined score and were redrawn"
                     )
-            for g in designs:
-                obs[g] = float(run_obs[g].mean())
-                item_rep[g] = np.mean(per_run_rep[g], axis=0)
+            item_rep = {g: np.mean(per_run_rep[g], axis=0) for g in designs}
             if all(e.is_mean for e in first):
-                item_values = {
-                    g: [
-                        np.mean([run[i].item_values() for run in entries[g]], axis=0)
-                        for i in range(len(first))
-                    ]
+                item_values = {  # per entry, the per-item values averaged over the design's runs
+                    g: [np.mean([e.item_values() for e in es], 0) for es in zip(*entries[g], strict=True)]
                     for g in designs
                 }
     if entries is None:
-        for g in designs:
-            run_obs[g] = np.asarray(runs[g], dtype=float)
-            obs[g] = float(run_obs[g].mean())
-            item_rep[g] = np.full(n_resamples, obs[g])
+        run_obs = {g: np.asarray(runs[g], dtype=float) for g in designs}
         n_items = 0
+    obs = {g: float(run_obs[g].mean()) for g in designs}
+    if entries is None:
+        item_rep = {g: np.full(n_resamples, obs[g]) for g in designs}
     seed_dev = {
         g: scale[g] * (run_obs[g][seed_idx[g]].mean(axis=1) - obs[g]) if scale[g] else np.zeros(n_resamples)
         for g in designs
@@ -171,7 +144,6 @@ def build_replicates(
     return DatasetReplicates(
         task=task,
         family=family,
-        designs=designs,
         obs=obs,
         runs={g: [float(x) for x in run_obs[g]] for g in designs},
         item_rep=item_rep,
@@ -197,15 +169,10 @@ def _p_centered(replicates: np.ndarray, observed: float) -> float | None:
     return float((1 + np.sum(np.abs(centred) >= abs(observed) - tol)) / (1 + replicates.size))
 
 
+# Families whose items share the evaluator's own randomness (mteb's k-means runs on resamples
+# of one document set; classifiers trained on a few samples per label): tests over their items
+# are conditional on that evaluator run.
 CONDITIONAL_FAMILIES = ("Clustering", "Classification", "MultilabelClassification")
-"""Families whose per-dataset score carries the evaluator's own randomness (mteb's k-means runs
-on resamples of one document set; classifiers trained on a few samples per label): their items
-are not independent, so per-dataset tests over items are conditional on the evaluator."""
-
-
-def is_conditional(family: str) -> bool:
-    """True when items of ``family`` share the evaluator's randomness (``CONDITIONAL_FAMILIES``)."""
-    return family in CONDITIONAL_FAMILIES
 
 
 def paired_dataset_test(
@@ -214,9 +181,7 @@ def paired_dataset_test(
     """Difference a - b on one dataset: 95% CI (paired bootstrap), p and the MDE.
 
     p is a paired sign-flip permutation test when the metric is a mean over items and both
-    designs have one run; otherwise a bootstrap test (items and seeds resampled). In
-    clustering and classification the items share the evaluator's randomness, so the test is
-    labelled conditional on it; the family verdict never treats items as independent units.
+    designs have one run; otherwise a bootstrap test (items and seeds resampled).
     """
     diff = data.obs[a] - data.obs[b]
     reps = data.rep(a) - data.rep(b)
@@ -231,7 +196,7 @@ def paired_dataset_test(
         method = "paired bootstrap" + (" over items and seeds" if data.has_items else " over seeds")
         if not data.has_items and single:
             method = "none (no item-level results, one run each)"
-    if data.has_items and is_conditional(data.family):
+    if data.has_items and data.family in CONDITIONAL_FAMILIES:
         method += ", conditional on the evaluator's runs (items share its randomness)"
     low, high = (float(x) for x in np.percentile(reps, [2.5, 97.5]))
     if not se > 0:
@@ -261,20 +226,18 @@ def family_test(
     seed_var: SeedVariance | None = None,
     fixed: frozenset[str] | set[str] = frozenset(),
     rope: float = 0.01,
-) -> dict[str, object]:
-    """Family mean difference a - b (unweighted over datasets): t-test over the per-dataset
-    differences on K - 1 df plus the pooled seed variance (``family`` module), its CIs, p, the
-    TOST p for +-``rope`` and the variance sources it accounts for. The MDE is added once the
-    Holm family size is known (``compare``).
-
-    ``fixed`` designs (untrained baselines, published checkpoints) have no training seed. With
-    one dataset the item bootstrap of that dataset stands in for the spread over datasets."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Family mean difference a - b (unweighted over datasets): the ``family`` t-test, its CIs,
+    p, the TOST p for +-``rope`` and the variance sources it accounts for (the MDE is added
+    once the Holm family size is known); and the variance components ``power`` plans with.
+    ``fixed`` designs have no training seed. With one dataset the item bootstrap of that
+    dataset stands in for the spread over datasets."""
     k = len(datasets)
-    if k == 0:
-        raise ValueError("family_test: no datasets")
     family = datasets[0].family
     d = np.array([ds.obs[a] - ds.obs[b] for ds in datasets])
-    weight = sum(1.0 / len(datasets[0].runs[g]) for g in (a, b) if g not in fixed)
+    seeds = {g: len(datasets[0].runs[g]) for g in (a, b)}
+    trained = [g for g in (a, b) if g not in fixed]
+    weight = sum(1.0 / seeds[g] for g in trained)
     seeded = seed_var is not None and weight > 0
     seed_term = seed_var.var * weight if seeded else 0.0
     seed_df = seed_var.df if seeded else math.inf
@@ -296,7 +259,7 @@ def family_test(
         df = float(combined_df(c1, math.inf, seed_term, seed_df))
         method = "one dataset: paired item bootstrap"
         sources = ["items of this one dataset (conditional on it)"]
-        if is_conditional(family):
+        if family in CONDITIONAL_FAMILIES:
             blocked = (
                 "one dataset, whose evaluator's randomness (k-means runs / classifiers) is not resampled"
             )
@@ -308,24 +271,23 @@ def family_test(
             f"seed-to-seed variance pooled over {', '.join(seed_var.designs)} "
             f"(SD {math.sqrt(seed_var.var) * 100:.2f}, df {seed_var.df})"
         )
-        scope = "design"
-    elif weight == 0:
-        scope = "design"  # fixed checkpoints: no training seed to vary
+    elif weight == 0:  # fixed checkpoints: no training seed to vary
         sources.append("no seed term (fixed checkpoints)")
     else:
-        scope = "checkpoints"
         sources.append("not seed-to-seed variance (no design has seed replicates)")
+    scope = "checkpoints" if not seeded and weight > 0 else "design"
     defined = math.isfinite(se)
-    p = float(t_pvalue(mean, se, df)) if defined else None
     if defined:
+        p = float(t_pvalue(mean, se, df))
         ci95 = [float(x) for x in t_interval(mean, se, df, 0.95)]
         ci90 = [float(x) for x in t_interval(mean, se, df, 0.90)]
         tost = float(tost_pvalue(mean, se, df, rope))
     else:
         ci95 = ci90 = [math.nan, math.nan]
-        tost = None
+        p = tost = None
     resid = float(np.var(d, ddof=1)) if k > 1 else 0.0
-    return {
+    per_item = [v * ds.n_items for v, ds in zip(item_var, datasets, strict=True) if ds.has_items]
+    test = {
         "family": family,
         "model_a": a,
         "model_b": b,
@@ -348,13 +310,16 @@ def family_test(
         "seed_term": seed_term,
         "seed_df": seed_df if seeded else None,
     }
-
-
-def design_family_ci(datasets: Sequence[DatasetReplicates], design: str) -> tuple[float, float, float]:
-    """A design's family mean with a 95% CI over items and seeds (these datasets held fixed)."""
-    mean = float(np.mean([ds.obs[design] for ds in datasets]))
-    reps = np.mean([ds.rep(design) for ds in datasets], axis=0)
-    if not varies(reps):
-        return mean, mean, mean
-    low, high = np.percentile(reps, [2.5, 97.5])
-    return mean, float(low), float(high)
+    components = {
+        "datasets": k,
+        "items": float(np.mean([ds.n_items for ds in datasets])) if per_item else None,
+        "dataset_var": resid,
+        "per_item_var": float(np.mean(per_item)) if per_item else None,
+        "seed_var": seed_term / weight if seeded else None,
+        "seed_df": seed_df if seeded else None,
+        "seeds": seeds,
+        "trained": trained,
+        "se": test["se"],
+        "df": test["df"],
+    }
+    return test, components

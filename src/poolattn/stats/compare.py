@@ -1,37 +1,20 @@
 """Compare results directories: designs, per-dataset and per-family paired tests, verdicts.
 
-Each results directory (``poolattn eval``) is one *run*. Runs that differ only by seed are one
-*design* (names ``<design>-seed<N>``, or explicit ``designs=``): its score on a dataset is the
-mean over its seeds. Datasets not evaluated by every run are dropped with a warning naming
-them. For every family and pair of designs the comparison reports, side by side:
-
-- per dataset: the difference with a 95% paired-bootstrap CI over items (and seeds) and a
-  p-value (``bootstrap.paired_dataset_test``);
-- the paper's Wilcoxon signed-rank test over datasets, with the smallest p attainable at
-  that n (before and after Holm) and a flag when it cannot reject;
-- the family test (``bootstrap.family_test``): a t-test over the per-dataset differences on
-  K - 1 df plus the seed-to-seed variance pooled over the designs with seed replicates
-  (df min(K - 1, seed df)); CI, p, TOST p for the family's ROPE, and the MDE at the Holm level;
-- the Bayesian signed-rank test with a ROPE (P(A better), P(equivalent), P(B better));
-- Friedman over all designs (families with >= 3 datasets and >= 3 designs), and Nemenyi only
-  when Friedman rejects;
-- a verdict in words (``verdict.decide``).
-
+Each results directory (``poolattn eval``) is one *run*; runs that differ only by seed are one
+*design* (``<design>-seed<N>``, or explicit ``designs=``), scored by the mean over its seeds.
 Holm's correction runs within each family over its design pairs (the paper's per-family
-claims) or, with ``holm_scope="global"``, over every test of a kind at once; equivalence
-claims (TOST) get their own Holm correction. Designs labelled ``untrained-*`` or listed in
-``fixed`` are fixed checkpoints without a training seed: no seed term on their side.
+claims) or, with ``holm_scope="global"``, over every test of a kind at once. Designs labelled
+``untrained-*`` or listed in ``fixed`` are fixed checkpoints: no seed term on their side.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 import re
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,24 +29,17 @@ from .bootstrap import (
     N_RESAMPLES,
     DatasetReplicates,
     build_replicates,
-    design_family_ci,
     family_test,
     paired_dataset_test,
     rng_for,
-    seed_resamples,
     varies,
 )
 from .family import SeedVariance, mde, pooled_seed_variance
 from .items import DatasetItems, Entry, ItemsError, read_items
-from .power import components
 from .ranks import friedman, nemenyi
 from .tests import holm_by, wilcoxon_paired
 from .verdict import decide, metric_span, rope_for
 
-log = logging.getLogger(__name__)
-
-ALPHA = 0.05
-ROPE = None  # per family: verdict.DEFAULT_ROPE_POINTS
 HOLM_SCOPES = ("family", "global")
 SEED_NAME = re.compile(r"^(?P<design>.+)-seed(?P<seed>\d+)$")
 
@@ -102,7 +78,6 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_task_score(path: Path) -> float:
-    """The main score of one mteb task file (``eval_results.task_main_score``), errors naming the file."""
     data = _read_json(path)
     try:
         return task_main_score(data)
@@ -142,15 +117,6 @@ def load_results(directory: str | Path) -> ModelResults:
     return result
 
 
-def _unique_names(models: list[ModelResults]) -> None:
-    counts: dict[str, int] = defaultdict(int)
-    for m in models:
-        counts[m.name] += 1
-    for m in models:
-        if counts[m.name] > 1:
-            m.name = f"{m.name} ({Path(m.directory).name})"
-
-
 def design_groups(
     models: list[ModelResults], designs: Sequence[str] | None = None
 ) -> dict[str, list[ModelResults]]:
@@ -169,10 +135,8 @@ def design_groups(
 
 # --------------------------------------------------------------------------- items
 def align_items(runs: list[DatasetItems]) -> tuple[list[list[Entry]] | None, list[str]]:
-    """The entries of every run restricted to the items all runs share, in one order.
-
-    Returns (None, notes) when the runs did not score the same items (different gold labels,
-    no common entry)."""
+    """The entries of every run restricted to the items all runs share, in one order; None when
+    the runs did not score the same items (different gold labels, no common entry)."""
     notes: list[str] = []
     keys = [{(e.split, e.hf_subset): e for e in r.entries} for r in runs]
     common = [k for k in keys[0] if all(k in other for other in keys[1:])]
@@ -185,11 +149,9 @@ def align_items(runs: list[DatasetItems]) -> tuple[list[list[Entry]] | None, lis
         order = [i for i in first.ids if i in shared]
         if not order:
             return None, [f"{key[0]}/{key[1]}: the runs share no item"]
-        sizes = {k[key].n for k in keys}
-        if len(order) < max(sizes):
-            notes.append(
-                f"{key[0]}/{key[1]}: aligned on {len(order)} items shared by every run (of {max(sizes)})"
-            )
+        most = max(k[key].n for k in keys)
+        if len(order) < most:
+            notes.append(f"{key[0]}/{key[1]}: aligned on {len(order)} items shared by every run (of {most})")
         gold = None
         for r, k in enumerate(keys):
             entry = k[key]
@@ -198,7 +160,7 @@ def align_items(runs: list[DatasetItems]) -> tuple[list[list[Entry]] | None, lis
             g = selected.gold()
             if gold is None:
                 gold = g
-            elif g is not None and (g.shape != gold.shape or not np.array_equal(g, gold)):
+            elif g is not None and not np.array_equal(g, gold):
                 return None, [f"{key[0]}/{key[1]}: gold labels differ between runs (not the same items)"]
             aligned[r].append(selected)
     return aligned, notes
@@ -221,12 +183,8 @@ def _dataset_entries(
     aligned, notes = align_items(loaded)
     if aligned is None:
         return None, notes
-    out: dict[str, list[list[Entry]]] = {}
-    i = 0
-    for design, ms in groups.items():
-        out[design] = aligned[i : i + len(ms)]
-        i += len(ms)
-    return out, notes
+    runs_in_order = iter(aligned)
+    return {design: [next(runs_in_order) for _ in ms] for design, ms in groups.items()}, notes
 
 
 # --------------------------------------------------------------------------- comparison
@@ -234,9 +192,13 @@ def _sd(values: Sequence[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
+def _ci95(replicates: np.ndarray) -> list[float] | None:
+    return [float(x) for x in np.percentile(replicates, [2.5, 97.5])] if varies(replicates) else None
+
+
 @dataclass(frozen=True)
 class _Options:
-    """The options of one comparison, in the order the summary's ``settings`` lists them."""
+    """The options of one comparison (the summary's ``settings``, in this order)."""
 
     alpha: float
     rope: float | dict[str, float] | None
@@ -252,8 +214,7 @@ class _Options:
         """A fixed checkpoint (untrained baseline, published model): no training seed varies it."""
         return design in self.fixed or design.startswith(UNTRAINED_PREFIX)
 
-    def check(self) -> None:
-        """Refuse options the tests cannot run with; the message names the option."""
+    def __post_init__(self) -> None:
         if self.holm_scope not in HOLM_SCOPES:
             raise ValueError(f"holm_scope: expected one of {', '.join(HOLM_SCOPES)}, got {self.holm_scope!r}")
         if self.n_resamples < 100:
@@ -266,7 +227,10 @@ class _Options:
 
 def _group_runs(models: list[ModelResults], designs: Sequence[str] | None) -> dict[str, list[ModelResults]]:
     """The runs, with unique names, grouped into designs; a comparison needs two designs."""
-    _unique_names(models)
+    counts = Counter(m.name for m in models)
+    for m in models:
+        if counts[m.name] > 1:
+            m.name = f"{m.name} ({Path(m.directory).name})"
     groups = design_groups(models, designs)
     if len(groups) < 2:
         raise ValueError(f"compare needs at least two designs; all runs are seeds of {next(iter(groups))!r}")
@@ -274,10 +238,8 @@ def _group_runs(models: list[ModelResults], designs: Sequence[str] | None) -> di
 
 
 def _shared_datasets(models: list[ModelResults]) -> tuple[set[str], dict[str, list[str]], list[str]]:
-    """(datasets every run has, datasets dropped per run, datasets down-sampled differently).
-
-    Dropped datasets and differing down-sampling are warnings, pointed at the caller of
-    ``compare_models`` (``stacklevel=3``)."""
+    """(datasets every run has, datasets dropped per run, datasets down-sampled differently);
+    the last two are also warnings, pointed at the caller of ``compare_models``."""
     common = set(models[0].scores).intersection(*(m.scores for m in models[1:]))
     dropped = {m.name: sorted(set(m.scores) - common) for m in models if set(m.scores) - common}
     if dropped:
@@ -300,7 +262,7 @@ def _dataset_replicates(
 ) -> dict[str, DatasetReplicates]:
     """Every shared dataset's bootstrap replicates (items and seeds), in (family, task) order."""
     seed_idx = {
-        g: seed_resamples(len(ms), opts.n_resamples, rng_for(opts.seed, "seeds", g))
+        g: rng_for(opts.seed, "seeds", g).integers(0, len(ms), size=(opts.n_resamples, len(ms)))
         for g, ms in groups.items()
     }
     replicates: dict[str, DatasetReplicates] = {}
@@ -317,16 +279,12 @@ def _dataset_replicates(
 
 def _dataset_row(rep: DatasetReplicates, names: list[str], metric: str, sampling: Any) -> dict[str, Any]:
     """One dataset in the summary: scores, 95% CI and seed spread per design, items, notes."""
-    ci = {}
-    for g in names:
-        reps = rep.rep(g)
-        ci[g] = [float(x) for x in np.percentile(reps, [2.5, 97.5])] if varies(reps) else None
     return {
         "family": rep.family,
         "metric": metric,
         "sampling": sampling,
         "scores": dict(rep.obs),
-        "ci95": ci,
+        "ci95": {g: _ci95(rep.rep(g)) for g in names},
         "runs": rep.runs,
         "seed_sd": {g: _sd(rep.runs[g]) for g in names},
         "items": rep.has_items,
@@ -342,9 +300,9 @@ def _family_row(
     it has >= 3 datasets and >= 3 designs, and Nemenyi when Friedman rejects."""
     info: dict[str, Any] = {"datasets": tasks, "n": len(tasks), "means": {}, "ci95": {}, "seed_sd": {}}
     for g in names:
-        mean, low, high = design_family_ci(reps, g)
-        info["means"][g] = mean
-        info["ci95"][g] = [low, high] if high > low else None
+        info["means"][g] = float(np.mean([r.obs[g] for r in reps]))
+        ci = _ci95(np.mean([r.rep(g) for r in reps], axis=0))  # these datasets held fixed
+        info["ci95"][g] = ci if ci and ci[1] > ci[0] else None
         run_means = np.mean([r.runs[g] for r in reps], axis=0)
         info["seed_sd"][g] = _sd(run_means.tolist())
     info["item_level"] = all(r.has_items for r in reps)
@@ -373,14 +331,14 @@ def _pair_test(
     (p-values before Holm; ``_holm_and_verdicts`` completes the row)."""
     fixed = frozenset(g for g in (a, b) if opts.is_fixed(g))
     rope = rope_for(family, opts.rope)
-    h = family_test(reps, a, b, seed_var=seed_var, fixed=fixed, rope=rope)
+    h, power = family_test(reps, a, b, seed_var=seed_var, fixed=fixed, rope=rope)
     scores_a, scores_b = [r.obs[a] for r in reps], [r.obs[b] for r in reps]
     w = wilcoxon_paired(scores_a, scores_b)
     w["family"] = family
     w["paper_rule"] = len(reps) >= opts.min_datasets
-    bayes = bayesian_signed_rank(
-        scores_a, scores_b, rope, nsamples=opts.bayes_samples, seed=opts.seed
-    ).as_dict()
+    bayes = asdict(
+        bayesian_signed_rank(scores_a, scores_b, rope, nsamples=opts.bayes_samples, seed=opts.seed)
+    )
     seed_sd = [s for s in (seed_sds[a], seed_sds[b]) if s is not None]
     return {
         "family": family,
@@ -391,7 +349,7 @@ def _pair_test(
         "wilcoxon": w,
         "hierarchical": h,
         "bayes": bayes,
-        "power": components(reps, a, b, h, fixed),
+        "power": power,
         "rope": rope,
         "span": span,
         "seed_sd": max(seed_sd) if seed_sd else None,
@@ -418,8 +376,7 @@ def _test_families(
     opts: _Options,
     metrics: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(family rows, per-dataset tests, family tests): every pair of designs within each family.
-
+    """(family rows, per-dataset tests, family tests): every pair of designs within each family;
     ``metrics`` (task -> main score name) sets each family's largest possible difference."""
     by_family: dict[str, list[str]] = defaultdict(list)
     for task in sorted(replicates):
@@ -454,9 +411,7 @@ def _holm_and_verdicts(
     holm_by([t["hierarchical"] for t in family_tests], scope)
     holm_by([t["hierarchical"] for t in family_tests], scope, key="pvalue_tost", out="pvalue_tost_holm")
     holm_by([t["wilcoxon"] for t in family_tests], scope)
-    sizes: dict[Any, int] = defaultdict(int)
-    for t in family_tests:
-        sizes[scope(t)] += 1
+    sizes = Counter(scope(t) for t in family_tests)
     for t in dataset_tests:
         t["significant"] = t["pvalue_holm"] is not None and t["pvalue_holm"] < opts.alpha
     for t in family_tests:
@@ -466,9 +421,8 @@ def _holm_and_verdicts(
         w["can_reject"] = w["floor_holm"] < opts.alpha
         h = t["hierarchical"]
         h["tests"] = w["m"]
-        h["mde"] = mde(h["se"], h["df"] or math.nan, opts.alpha, opts.power, w["m"]) if h["df"] else None
-        if h["mde"] is not None and math.isnan(h["mde"]):
-            h["mde"] = None
+        h["mde"] = mde(h["se"], h["df"] or math.nan, opts.alpha, opts.power, w["m"])
+        h["mde"] = None if math.isnan(h["mde"]) else h["mde"]
         t["verdict"] = decide(t, opts.alpha, t["rope"])
 
 
@@ -495,8 +449,8 @@ def compare_models(
     *,
     designs: Sequence[str] | None = None,
     min_datasets: int = 5,
-    alpha: float = ALPHA,
-    rope: float | dict[str, float] | None = ROPE,
+    alpha: float = 0.05,
+    rope: float | dict[str, float] | None = None,
     holm_scope: str = "family",
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
@@ -513,7 +467,6 @@ def compare_models(
     opts = _Options(
         alpha, rope, holm_scope, n_resamples, seed, power, min_datasets, bayes_samples, tuple(fixed)
     )
-    opts.check()
     groups = _group_runs(models, designs)
     names = list(groups)
     common, dropped, mismatched = _shared_datasets(models)
@@ -554,9 +507,7 @@ def compare(
 
     ``names`` overrides the run names (default: each directory's design) in the same order;
     ``plan_target`` (0-1 scale) adds a planning section: what detecting that effect needs
-    (``plan=True`` alone: each family's ROPE); ``options`` go to ``compare_models`` (``designs``,
-    ``min_datasets``, ``alpha``, ``rope``, ``holm_scope``, ``n_resamples``, ``seed``, ``fixed``).
-    """
+    (``plan=True`` alone: each family's ROPE); ``options`` go to ``compare_models``."""
     from .report import write_comparison_report
 
     models = [load_results(d) for d in result_dirs]

@@ -1,22 +1,14 @@
 """Item-level results: what each dataset's main score is computed from, and the score itself.
 
-A results directory holds, beside each mteb ``<Task>.json``, a ``<Task>.items.json`` written by
-``poolattn.evaluation.items``. It lists one *entry* per (split, subset) that mteb scored; an
-entry is one of four kinds, each enough to recompute mteb's main score on any subset or
-resample of its items:
-
-- ``correlation`` (STS): per pair the gold score and the model's similarity; Spearman or
-  Pearson correlation.
-- ``ap`` (pair classification): per pair the gold label and one score column per similarity
-  function (higher = more similar); average precision, the max over columns for ``max_ap``.
-- ``classification``: per test item the gold label and each classifier experiment's
-  prediction; the metric (accuracy, macro F1, ...) averaged over experiments.
-- ``mean`` (retrieval, reranking, clustering, summarization): one value per item (query,
-  clustering set, summarised text); their mean, rounded as mteb rounds (5 decimals for
-  retrieval metrics).
-
-``Entry.score(idx)`` takes a 2-D array of item positions (one resample per row) and returns one
-score per row, vectorised, so a paired bootstrap with thousands of resamples stays fast.
+Beside each mteb ``<Task>.json`` a results directory holds ``<Task>.items.json`` (written by
+``poolattn.evaluation.items``): one *entry* per (split, subset) mteb scored, enough to
+recompute the main score on any subset or resample of its items. Kinds: ``correlation`` (STS:
+gold score and similarity per pair), ``ap`` (pair classification: gold label and one score
+column per similarity function; max AP over columns), ``classification`` (gold label and each
+classifier experiment's prediction; the metric averaged over experiments) and ``mean``
+(retrieval, reranking, clustering, summarization: one value per item, their mean rounded as
+mteb rounds). ``Entry.score(idx)`` scores every row of resampled positions at once, so a paired
+bootstrap with thousands of resamples stays fast.
 """
 
 from __future__ import annotations
@@ -24,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +24,6 @@ import numpy as np
 from scipy import stats as sps
 
 ITEMS_VERSION = 1
-ITEMS_SUFFIX = ".items.json"
 KINDS = ("correlation", "ap", "classification", "mean")
 
 
@@ -53,29 +44,14 @@ def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _classification_metric(metric: str, gold: np.ndarray, pred: np.ndarray) -> float:
-    """One sklearn classification metric, as mteb's ``_calculate_scores`` computes it."""
+    """One of ``CLASSIFICATION_METRICS``, as mteb's ``_calculate_scores`` computes it (sklearn)."""
     from sklearn import metrics as skm
 
     if metric == "accuracy":
         return float(np.mean(gold == pred))
-    average = "weighted" if metric.endswith("_weighted") else "macro"
-    base = metric.removesuffix("_weighted")
-    if base == "f1":
-        return float(skm.f1_score(gold, pred, average=average))
-    if base == "precision":
-        return float(skm.precision_score(gold, pred, average=average))
-    if base == "recall":
-        return float(skm.recall_score(gold, pred, average=average))
-    if base == "ap":
-        return float(skm.average_precision_score(gold, pred, average=average))
-    raise ItemsError(f"classification metric {metric!r} has no item-level implementation")
-
-
-def multiplicities(idx: np.ndarray, n: int) -> np.ndarray:
-    """(rows, n) counts: how often each item appears in each resample row of positions ``idx``."""
-    rows = idx.shape[0]
-    flat = (idx + np.arange(rows)[:, None] * n).ravel()
-    return np.bincount(flat, minlength=rows * n).reshape(rows, n)
+    base, _, weighted = metric.partition("_")
+    score = getattr(skm, "average_precision_score" if base == "ap" else f"{base}_score")
+    return float(score(gold, pred, average="weighted" if weighted else "macro"))
 
 
 class _SortedColumn:
@@ -90,7 +66,7 @@ class _SortedColumn:
         self.last[:-1] = s[1:] != s[:-1]
 
     def average_precision(self, weights: np.ndarray) -> np.ndarray:
-        """AP per row of item multiplicities; equals sklearn on the expanded resample."""
+        """AP per row of item multiplicities (sklearn's value on the expanded resample)."""
         w = weights[:, self.order].astype(float)
         tp = np.cumsum(w * self.labels, axis=1)
         count = np.cumsum(w, axis=1)
@@ -104,16 +80,10 @@ class _SortedColumn:
         return ap
 
 
+_ARRAYS = {"correlation": ("gold", "pred"), "classification": ("gold", "predictions"), "mean": ("values",)}
 CLASSIFICATION_METRICS = (
     "accuracy",
-    "f1",
-    "f1_weighted",
-    "precision",
-    "precision_weighted",
-    "recall",
-    "recall_weighted",
-    "ap",
-    "ap_weighted",
+    *(f"{m}{w}" for m in ("f1", "precision", "recall", "ap") for w in ("", "_weighted")),
 )
 
 
@@ -134,34 +104,25 @@ class Entry:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ItemsError(f"entry kind {self.kind!r}: expected one of {', '.join(KINDS)}")
-        self._arrays: dict[str, np.ndarray] = {}
         n = len(self.ids)
-        if self.kind == "correlation":
-            self._arrays = {
-                "gold": np.asarray(self.data["gold"], float),
-                "pred": np.asarray(self.data["pred"], float),
-            }
-            if self.method not in ("spearman", "pearson"):
-                raise ItemsError(
-                    f"correlation entry: method must be spearman or pearson, got {self.method!r}"
-                )
-        elif self.kind == "ap":
-            self._arrays = {"labels": np.asarray(self.data["labels"], float)}
+        if self.kind == "ap":
             columns = self.data["scores"]
             if not columns:
                 raise ItemsError("ap entry: no score columns")
-            self._arrays["scores"] = np.stack([np.asarray(v, float) for v in columns.values()])
-        elif self.kind == "classification":
             self._arrays = {
-                "gold": np.asarray(self.data["gold"]),
-                "predictions": np.asarray(self.data["predictions"]),
+                "labels": np.asarray(self.data["labels"], float),
+                "scores": np.stack([np.asarray(v, float) for v in columns.values()]),
             }
+        else:  # class labels keep their type
+            dtype = None if self.kind == "classification" else float
+            self._arrays = {k: np.asarray(self.data[k], dtype) for k in _ARRAYS[self.kind]}
+        if self.kind == "correlation" and self.method not in ("spearman", "pearson"):
+            raise ItemsError(f"correlation entry: method must be spearman or pearson, got {self.method!r}")
+        if self.kind == "classification":
             if self.method not in CLASSIFICATION_METRICS:
                 raise ItemsError(f"classification entry: unknown metric {self.method!r}")
             if self._arrays["predictions"].ndim != 2:
                 raise ItemsError("classification entry: predictions must be experiments x items")
-        else:
-            self._arrays = {"values": np.asarray(self.data["values"], float)}
         for key, array in self._arrays.items():
             if array.shape[-1] != n:
                 raise ItemsError(f"{self.kind} entry: {key} has {array.shape[-1]} items, ids {n}")
@@ -184,20 +145,16 @@ class Entry:
         raise ItemsError(f"{self.kind} entry ({self.method}) is not a mean over items")
 
     def gold(self) -> np.ndarray | None:
-        """The gold labels/scores (to check that two models saw the same items)."""
-        if self.kind in ("correlation", "classification"):
-            return self._arrays["gold"]
-        if self.kind == "ap":
-            return self._arrays["labels"]
-        return None
+        """The gold labels/scores (to check that two models saw the same items); None for means."""
+        return self._arrays.get("labels", self._arrays.get("gold"))
 
     def score(self, idx: np.ndarray | None = None) -> np.ndarray | float:
         """The entry's score on all items (float) or on each row of item positions ``idx``."""
         if idx is None:
             return float(self.score(np.arange(self.n)[None, :])[0])
         idx = np.atleast_2d(idx)
-        if self.kind == "mean":
-            return self._arrays["values"][idx].mean(axis=1)
+        if self.is_mean:
+            return self.item_values()[idx].mean(axis=1)
         if self.kind == "correlation":
             gold, pred = self._arrays["gold"][idx], self._arrays["pred"][idx]
             if self.method == "spearman":
@@ -207,11 +164,11 @@ class Entry:
             if not hasattr(self, "_sorted"):
                 labels = self._arrays["labels"]
                 self._sorted = [_SortedColumn(col, labels) for col in self._arrays["scores"]]
-            weights = multiplicities(idx, self.n)
+            rows = idx.shape[0]  # how often each item appears in each resample
+            flat = (idx + np.arange(rows)[:, None] * self.n).ravel()
+            weights = np.bincount(flat, minlength=rows * self.n).reshape(rows, self.n)
             return np.max(np.stack([c.average_precision(weights) for c in self._sorted]), axis=0)
         gold, preds = self._arrays["gold"], self._arrays["predictions"]
-        if self.method == "accuracy":
-            return self.item_values()[idx].mean(axis=1)
         out = np.empty(idx.shape[0])
         for r, row in enumerate(idx):
             out[r] = np.mean([_classification_metric(self.method, gold[row], p[row]) for p in preds])
@@ -227,31 +184,14 @@ class Entry:
     def select(self, positions: Sequence[int]) -> Entry:
         """The same entry restricted to ``positions`` (used to align two models' items)."""
         pos = np.asarray(positions, dtype=int)
-        data: dict[str, Any] = {}
-        if self.kind == "correlation":
-            data = {k: self._arrays[k][pos].tolist() for k in ("gold", "pred")}
-        elif self.kind == "ap":
+        if self.kind == "ap":
             data = {
                 "labels": self._arrays["labels"][pos].tolist(),
                 "scores": {k: np.asarray(v)[pos].tolist() for k, v in self.data["scores"].items()},
             }
-        elif self.kind == "classification":
-            data = {
-                "gold": self._arrays["gold"][pos].tolist(),
-                "predictions": self._arrays["predictions"][:, pos].tolist(),
-            }
-        else:
-            data = {"values": self._arrays["values"][pos].tolist()}
-        return Entry(
-            self.kind,
-            [self.ids[i] for i in pos],
-            data,
-            self.split,
-            self.hf_subset,
-            self.method,
-            self.round_digits,
-            None,
-        )
+        else:  # items are the last axis of every array
+            data = {k: array[..., pos].tolist() for k, array in self._arrays.items()}
+        return replace(self, ids=[self.ids[i] for i in pos], data=data, main_score=None, extra={})
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -336,7 +276,7 @@ class DatasetItems:
 
 def items_path(directory: str | Path, task_name: str) -> Path:
     """Where a task's items live in a results directory."""
-    return Path(directory) / f"{task_name}{ITEMS_SUFFIX}"
+    return Path(directory) / f"{task_name}.items.json"
 
 
 def read_items(path: str | Path) -> DatasetItems:

@@ -105,28 +105,20 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
     names = list(summary["designs"])
     tasks = sorted(summary["datasets"], key=lambda t: (summary["datasets"][t]["family"], t))
     data = np.array([[summary["datasets"][t]["scores"][n] * SCALE for n in names] for t in tasks])
-    labels = [f"{summary['datasets'][t]['family']} · {t}" for t in tasks]
+    families = [summary["datasets"][t]["family"] for t in tasks]
     fig, ax = agg_figure((3.4 + 1.25 * len(names), 1.0 + 0.3 * len(tasks)))
     image = ax.imshow(data, cmap="viridis", aspect="auto", vmin=0, vmax=max(100.0, float(np.nanmax(data))))
-    for r in range(data.shape[0]):
-        best = np.nanmax(data[r])
-        for c in range(data.shape[1]):
-            value = data[r, c]
-            color = "black" if value > 60 else "white"
-            weight = "bold" if value == best and len(names) > 1 else "normal"
-            ax.text(
-                c, r, f"{value:.1f}", ha="center", va="center", fontsize=7, color=color, fontweight=weight
-            )
-    previous = None
-    for r, t in enumerate(tasks):  # a line between families
-        family = summary["datasets"][t]["family"]
-        if previous is not None and family != previous:
+    for (r, c), value in np.ndenumerate(data):
+        color = "black" if value > 60 else "white"
+        weight = "bold" if value == np.nanmax(data[r]) and len(names) > 1 else "normal"
+        ax.text(c, r, f"{value:.1f}", ha="center", va="center", fontsize=7, color=color, fontweight=weight)
+    for r in range(1, len(tasks)):  # a line between families
+        if families[r] != families[r - 1]:
             ax.axhline(r - 0.5, color="white", lw=2)
-        previous = family
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, fontsize=8, rotation=20, ha="right")
     ax.set_yticks(range(len(tasks)))
-    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_yticklabels([f"{f} · {t}" for f, t in zip(families, tasks, strict=True)], fontsize=7)
     ax.set_title("Main score per dataset (x100; bold = best)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     fig.tight_layout()

@@ -16,12 +16,8 @@ effect the Holm-corrected t-test detects with the stated power at its strictest 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from .bootstrap import DatasetReplicates
 from .family import combined_df, mde
 
 MAX_ITEMS = 10_000_000
@@ -29,37 +25,19 @@ MAX_DATASETS = 10_000
 MAX_SEEDS = 1_000
 
 
-def components(
-    datasets: Sequence[DatasetReplicates], a: str, b: str, test: dict[str, Any], fixed: frozenset[str]
-) -> dict[str, Any]:
-    """The variance components of the family difference a - b that ``test`` (``family_test``) used."""
-    per_item = [
-        float(np.var(ds.item_rep[a] - ds.item_rep[b], ddof=1)) * ds.n_items for ds in datasets if ds.has_items
-    ]
-    seeds = {g: len(datasets[0].runs[g]) for g in (a, b)}
-    trained = [g for g in (a, b) if g not in fixed]
-    weight = sum(1.0 / seeds[g] for g in trained)
-    return {
-        "datasets": len(datasets),
-        "items": float(np.mean([ds.n_items for ds in datasets])) if per_item else None,
-        "dataset_var": test["dataset_var"],
-        "per_item_var": float(np.mean(per_item)) if per_item else None,
-        "seed_var": test["seed_term"] / weight if test.get("seed_df") else None,
-        "seed_df": test.get("seed_df"),
-        "seeds": seeds,
-        "trained": trained,
-        "se": test["se"],
-        "df": test["df"],
-    }
-
-
-def se_df(
-    c: dict[str, Any], datasets: int | None = None, items: float | None = None, seeds: int | None = None
-) -> tuple[float, float]:
-    """(SE, df) of the family difference for a design of the experiment (defaults: as observed,
-    which reproduces the test's own SE and df)."""
+def mde_of(
+    c: dict[str, Any],
+    alpha: float,
+    power: float,
+    tests: int = 1,
+    datasets: int | None = None,
+    items: float | None = None,
+    seeds: int | None = None,
+) -> float:
+    """The MDE for ``c`` with datasets, items or seeds per trained design changed (all None: as
+    observed, which reproduces the test's own SE and df)."""
     if datasets is None and items is None and seeds is None:
-        return c["se"], c["df"] if c["df"] is not None else math.nan
+        return mde(c["se"], c["df"] if c["df"] is not None else math.nan, alpha, power, tests)
     k = datasets or c["datasets"]
     c_item = c["per_item_var"]
     if items is not None and c_item is not None:
@@ -75,13 +53,7 @@ def se_df(
     if c["seed_var"] is not None:
         c2 = c["seed_var"] * sum(1.0 / (seeds or c["seeds"][g]) for g in c["trained"])
         df2 = c["seed_df"] if seeds is None else max(c["seed_df"], len(c["trained"]) * (seeds - 1))
-    return math.sqrt(c1 + c2), float(combined_df(c1, df1, c2, df2))
-
-
-def mde_of(c: dict[str, Any], alpha: float, power: float, tests: int = 1, **knobs: Any) -> float:
-    """The MDE for ``c`` with ``knobs`` (datasets, items, seeds) changed."""
-    se, df = se_df(c, **knobs)
-    return mde(se, df, alpha, power, tests)
+    return mde(math.sqrt(c1 + c2), float(combined_df(c1, df1, c2, df2)), alpha, power, tests)
 
 
 def _smallest(lo: int, hi: int, fits: Any) -> int | None:
@@ -111,12 +83,10 @@ def plan(
     out: dict[str, Any] = {"target": target, "mde_now": mde_of(c, alpha, power, tests)}
     out["items"] = _smallest(1, MAX_ITEMS, lambda n: fits(items=n)) if c["per_item_var"] is not None else None
     out["datasets"] = _smallest(2, MAX_DATASETS, lambda k: fits(datasets=k))
+    seedable = c["trained"] and c["seed_var"] is not None
+    out["seeds"] = _smallest(1, MAX_SEEDS, lambda s: fits(seeds=s)) if seedable else None
     if not c["trained"]:
-        out["seeds"] = None
         out["seeds_note"] = "both are fixed checkpoints: seeds do not apply"
     elif c["seed_var"] is None:
-        out["seeds"] = None
         out["seeds_note"] = "seed variance unknown: no design has seed replicates (run >= 2 seeds)"
-    else:
-        out["seeds"] = _smallest(1, MAX_SEEDS, lambda s: fits(seeds=s))
     return out

@@ -13,18 +13,9 @@ import numpy as np
 from scipy import stats
 
 
-def average_ranks(scores: np.ndarray) -> np.ndarray:
-    """Mean rank of each design (columns) over datasets (rows); 1 = best."""
-    scores = np.asarray(scores, dtype=float)
-    return stats.rankdata(-scores, axis=1).mean(axis=0)
-
-
 def friedman(scores: np.ndarray) -> dict[str, float]:
     """Friedman chi-square over datasets (rows) x designs (columns), with the tie correction
-    scipy applies, and the Iman-Davenport F variant Demšar recommends.
-
-    Returns statistic, p-value, Iman-Davenport F and its p-value, n datasets and k designs.
-    """
+    scipy applies, and the Iman-Davenport F variant Demšar recommends."""
     scores = np.asarray(scores, dtype=float)
     n, k = scores.shape
     if n < 2 or k < 3:
@@ -66,7 +57,7 @@ def nemenyi(scores: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     scores = np.asarray(scores, dtype=float)
     pvalues = sp.posthoc_nemenyi_friedman(scores)
     pvalues.index = pvalues.columns = list(names)
-    ranks = average_ranks(scores)
+    ranks = stats.rankdata(-scores, axis=1).mean(axis=0)  # per design, 1 = best
     return {
         "ranks": {name: float(r) for name, r in zip(names, ranks, strict=True)},
         "pvalues": {a: {b: float(pvalues.loc[a, b]) for b in names} for a in names},

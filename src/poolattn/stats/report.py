@@ -65,22 +65,21 @@ def format_run_table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pts(x: float | None, digits: int = 2) -> str:
+def _pts(x: float | None) -> str:
     """A score or difference on the x100 scale."""
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * SCALE:.{digits}f}"
+    return format_number(None if x is None else x * SCALE)
 
 
 def _ci(ci: list[float] | None) -> str:
     return f"[{_pts(ci[0])}, {_pts(ci[1])}]" if ci and not any(math.isnan(c) for c in ci) else "–"
 
 
-def _bold_kind(kind: str) -> str:
-    return {
-        "better": "**better**",
-        "checkpoints": "checkpoints differ",
-        "equivalent": "**equivalent**",
-        "undecided": "undecided",
-    }[kind]
+KIND_CELLS = {
+    "better": "**better**",
+    "checkpoints": "checkpoints differ",
+    "equivalent": "**equivalent**",
+    "undecided": "undecided",
+}
 
 
 def scores_csv(summary: dict[str, Any]) -> str:
@@ -103,14 +102,8 @@ def scores_csv(summary: dict[str, Any]) -> str:
             info["n_items"],
         ]
         for n in names:
-            ci = info["ci95"].get(n) or [None, None]
-            sd = info["seed_sd"].get(n)
-            row += [
-                f"{info['scores'][n]:.6f}",
-                "" if ci[0] is None else f"{ci[0]:.6f}",
-                "" if ci[1] is None else f"{ci[1]:.6f}",
-                "" if sd is None else f"{sd:.6f}",
-            ]
+            values = (info["scores"][n], *(info["ci95"].get(n) or [None, None]), info["seed_sd"].get(n))
+            row += ["" if x is None else f"{x:.6f}" for x in values]
         writer.writerow(row)
     return out.getvalue()
 
@@ -136,7 +129,7 @@ def settings_text(summary: dict[str, Any]) -> str:
 
 
 def verdict_table(summary: dict[str, Any], pairs: list[tuple[str, str]] | None = None) -> list[str]:
-    """Per family and pair: the verdict in words (``pairs`` restricts and orders the pairs)."""
+    """Per family and pair: the verdict in words (``pairs``: only these pairs)."""
     rows = summary["family_tests"]
     if pairs is not None:
         wanted = {frozenset(p) for p in pairs}
@@ -145,13 +138,11 @@ def verdict_table(summary: dict[str, Any], pairs: list[tuple[str, str]] | None =
         return ["No comparison."]
     lines = ["| family | datasets | pair | verdict | |", "|---|---:|---|---|---|"]
     for t in rows:
-        v = t["verdict"]
-        flags = []
+        v, text = t["verdict"], t["verdict"]["text"]
         if t.get("below_seed_spread"):
-            flags.append(f"difference smaller than the seed-to-seed spread (SD {_pts(t['seed_sd'])})")
+            text += f"; difference smaller than the seed-to-seed spread (SD {_pts(t['seed_sd'])})"
         lines.append(
-            f"| {t['family']} | {t['n']} | {t['model_a']} vs {t['model_b']} | {_bold_kind(v['kind'])} | "
-            f"{v['text']}{'; ' + '; '.join(flags) if flags else ''} |"
+            f"| {t['family']} | {t['n']} | {t['model_a']} vs {t['model_b']} | {KIND_CELLS[v['kind']]} | {text} |"
         )
     return lines
 
@@ -304,14 +295,10 @@ def plan_section(summary: dict[str, Any], target: float | None) -> list[str]:
         c = t["power"]
         goal = target if target is not None else t["rope"]
         p = plan(c, goal, s["alpha"], s["power"], t["hierarchical"].get("tests", 1))
-        seeds = (
-            str(p["seeds"])
-            if p["seeds"] is not None
-            else ("unknown (no seed replicates)" if c["trained"] and c["seed_var"] is None else "–")
-        )
+        items, datasets, seeds = ("–" if p[k] is None else str(p[k]) for k in ("items", "datasets", "seeds"))
+        if p["seeds"] is None and c["trained"] and c["seed_var"] is None:
+            seeds = "unknown (no seed replicates)"
         items_now = "–" if c["items"] is None else f"{c['items']:.0f}"
-        items = "–" if p["items"] is None else str(p["items"])
-        datasets = "–" if p["datasets"] is None else str(p["datasets"])
         lines.append(
             f"| {t['family']} | {t['model_a']} vs {t['model_b']} | {c['datasets']} | {items_now} | "
             f"{_pts(p['mde_now'])} | {items} | {datasets} | {seeds} |"
@@ -351,8 +338,7 @@ def report_markdown(summary: dict[str, Any], plots: bool) -> str:
     lines = ["# Comparison of embedding designs", "", settings_text(summary), ""]
     for g, d in summary["designs"].items():
         runs = [m for m in summary["models"] if m["design"] == g]
-        first = runs[0]
-        max_items = (first.get("settings") or {}).get("max_items")
+        max_items = (runs[0].get("settings") or {}).get("max_items")
         where = ", ".join(f"`{m['directory']}` ({(m['fingerprint'] or '')[:12]})" for m in runs)
         lines.append(
             f"- **{g}**: {d['seeds']} run{'s' if d['seeds'] != 1 else ''} ({where}), "

@@ -17,11 +17,8 @@ from scipy import stats
 
 
 def rank_biserial(a: Sequence[float], b: Sequence[float]) -> float:
-    """Matched-pairs rank-biserial correlation of ``a - b`` (Kerby 2014): (R+ - R-) / (R+ + R-).
-
-    Zero differences are dropped (as Wilcoxon's ``zero_method="wilcox"``); +1 means ``a``
-    wins on every dataset, -1 that ``b`` does; 0 when every difference is zero.
-    """
+    """Matched-pairs rank-biserial correlation of ``a - b`` (Kerby 2014): (R+ - R-) / (R+ + R-),
+    zero differences dropped (as Wilcoxon's ``zero_method="wilcox"``); 0 when all are zero."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     d = d[d != 0]
     if d.size == 0:
@@ -32,11 +29,8 @@ def rank_biserial(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def wilcoxon_paired(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Two-sided paired Wilcoxon signed-rank test of ``a`` vs ``b`` (scipy.stats.wilcoxon).
-
-    Returns statistic, p-value, n, mean difference and the rank-biserial effect size. When
-    every difference is zero the test is undefined; p is then 1.0 and statistic NaN.
-    """
+    """Two-sided paired Wilcoxon signed-rank test of ``a`` vs ``b`` (scipy.stats.wilcoxon), with
+    the rank-biserial effect size; p 1.0 and statistic NaN when every difference is zero."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"paired samples must be 1-D and of equal length, got {x.shape} and {y.shape}")
@@ -69,10 +63,9 @@ def sign_flip_test(
 ) -> float:
     """Two-sided paired permutation p of a mean difference over items (random sign flips).
 
-    ``diffs`` holds one array of per-item differences per stratum (e.g. per subset); the
-    statistic is the mean over strata of each stratum's mean difference, and signs are
-    flipped within strata. p = (1 + #{|T*| >= |T|}) / (1 + R), exact under the null that
-    each item's two values are exchangeable; 1.0 when every difference is zero.
+    ``diffs``: per stratum (e.g. subset) the per-item differences; the statistic is the mean of
+    the strata means, signs flipped within strata. p = (1 + #{|T*| >= |T|}) / (1 + R), exact
+    under the null that each item's two values are exchangeable.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     arrays = [np.asarray(d, dtype=float) for d in diffs if np.size(d)]
@@ -113,10 +106,8 @@ def holm_by(
     key: str = "pvalue",
     out: str = "pvalue_holm",
 ) -> None:
-    """Holm-adjust ``row[key]`` within each group of rows (``group(row)``), into ``row[out]``.
-
-    Rows whose p is None (no test possible) are left out of the correction and get None.
-    """
+    """Holm-adjust ``row[key]`` within each group of rows (``group(row)``), into ``row[out]``;
+    rows whose p is None (no test possible) are left out and get None."""
     groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row.get(key) is None:

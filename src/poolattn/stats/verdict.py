@@ -1,21 +1,12 @@
-"""One verdict in words per family and pair of designs, exactly one of four:
-
-- **better**: the family t-test (``family``: over datasets, plus the pooled seed variance)
-  rejects equality after Holm, and the seed-to-seed variance is accounted for (pooled from the
-  designs with seed replicates, or both sides are fixed checkpoints without a training seed);
-- **checkpoints** ("these two checkpoints differ"): the same test rejects, but no design has
-  seed replicates: the claim is about these two trained models, not about their designs;
-- **practically equivalent** within +-ROPE (per metric family, ``DEFAULT_ROPE_POINTS``): the
-  TOST of the same t distribution, Holm-corrected over the equivalence claims, rejects
-  |difference| >= ROPE, *and* the Bayesian signed-rank gives P(equivalent) >= 0.95;
-- **undecided**: none of these; the text says which differences this data could have detected
-  (the MDE of the test actually used, at the Holm-corrected level), or that it cannot decide at
-  all when even the largest possible difference of the metric is below that.
+"""One verdict in words per family and pair of designs (``KINDS``): *better* (the family t-test
+rejects after Holm, seed variance accounted for), *checkpoints* (the same without any seed
+replicate: a claim about two trained models, not their designs), *equivalent* (TOST within the
+family's ROPE after its own Holm correction, and Bayesian P(equivalent) >= 0.95) or
+*undecided*, whose text says what this data could have detected (the MDE at the Holm level).
 
 It never says "no difference" because a test failed to reject. Neither a difference nor an
 equivalence is claimed with fewer than ``MIN_ITEMS`` items in some dataset: on a handful of
-items scores are coarse and two models easily agree or disagree item for item. Each decided
-verdict names the variance sources its test accounts for.
+items scores are coarse and two models easily agree or disagree item for item.
 """
 
 from __future__ import annotations
@@ -25,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..eval_results import SCALE
+from .report import _pts, format_p
 
 EQUIVALENCE_PROBABILITY = 0.95
 MIN_ITEMS = 20
@@ -36,15 +28,9 @@ KINDS = ("better", "checkpoints", "equivalent", "undecided")
 # samples per label, k-means on resamples), whose run-to-run spread is itself about a point or
 # two, so a gap under 2 points there is not practically meaningful. Override with ``rope=``.
 DEFAULT_ROPE_POINTS: dict[str, float] = {
-    "Retrieval": 1.0,
-    "Reranking": 1.0,
-    "STS": 1.0,
-    "Summarization": 1.0,
-    "PairClassification": 1.0,
+    **dict.fromkeys(("Retrieval", "Reranking", "STS", "Summarization", "PairClassification"), 1.0),
     "BitextMining": 1.0,
-    "Classification": 2.0,
-    "MultilabelClassification": 2.0,
-    "Clustering": 2.0,
+    **dict.fromkeys(("Classification", "MultilabelClassification", "Clustering"), 2.0),
 }
 DEFAULT_ROPE = 1.0  # points, for a family not listed
 
@@ -55,11 +41,7 @@ def rope_for(family: str, rope: float | Mapping[str, float] | None) -> float:
     if isinstance(rope, (int, float)):
         return float(rope)
     rope = rope or {}
-    if family in rope:
-        return float(rope[family])
-    if "*" in rope:
-        return float(rope["*"])
-    return DEFAULT_ROPE_POINTS.get(family, DEFAULT_ROPE) / SCALE
+    return float(rope.get(family, rope.get("*", DEFAULT_ROPE_POINTS.get(family, DEFAULT_ROPE) / SCALE)))
 
 
 def metric_span(metric: str) -> float:
@@ -67,14 +49,6 @@ def metric_span(metric: str) -> float:
     (-1..1), 1 for the rest (0..1)."""
     name = metric.lower()
     return 2.0 if "spearman" in name or "pearson" in name else 1.0
-
-
-def _pts(x: float) -> str:
-    return f"{x * SCALE:.2f}"
-
-
-def _p(p: float) -> str:
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
 def detectable(mde: float | None, span: float) -> str:
@@ -105,13 +79,11 @@ def decide(row: dict[str, Any], alpha: float, rope: float) -> dict[str, Any]:
     p_holm, tost_holm = h.get("pvalue_holm"), h.get("pvalue_tost_holm")
     ci95 = h.get("ci95") or [math.nan, math.nan]
     excludes_zero = ci95[0] > 0 or ci95[1] < 0  # same distribution as p: a guard, never binding
-    significant = p_holm is not None and p_holm < alpha and excludes_zero and not h.get("blocked")
+    blocked = h.get("blocked")
+    significant = p_holm is not None and p_holm < alpha and excludes_zero and not blocked
     p_eq = bayes["p_equivalent"] if bayes else 0.0
     equivalent = (
-        tost_holm is not None
-        and tost_holm < alpha
-        and p_eq >= EQUIVALENCE_PROBABILITY
-        and not h.get("blocked")
+        tost_holm is not None and tost_holm < alpha and p_eq >= EQUIVALENCE_PROBABILITY and not blocked
     )
     few = row.get("min_items")
     if few is not None and few < MIN_ITEMS and (significant or equivalent):
@@ -123,24 +95,20 @@ def decide(row: dict[str, Any], alpha: float, rope: float) -> dict[str, Any]:
     checkpoints = h.get("scope") == "checkpoints"
     if equivalent:
         ci90 = h["ci90"]
+        caveat = " (as these checkpoints: one seed per design, seed-to-seed variance not measured)"
         text = (
-            f"{a} and {b} practically equivalent within ±{_pts(rope)} points"
-            + (
-                " (as these checkpoints: one seed per design, seed-to-seed variance not measured)"
-                if checkpoints
-                else ""
-            )
-            + f": TOST Holm p = {_p(tost_holm)} ({_test_text(h)}), 90% CI of {a} − {b} "
+            f"{a} and {b} practically equivalent within ±{_pts(rope)} points{caveat if checkpoints else ''}"
+            f": TOST Holm p = {format_p(tost_holm)} ({_test_text(h)}), 90% CI of {a} − {b} "
             f"[{_pts(ci90[0])}, {_pts(ci90[1])}], P(equivalent) = {p_eq:.2f} (Bayesian signed-rank)"
         )
         if significant:
             ahead = a if diff > 0 else b
-            text += f"; {ahead} is ahead by {_pts(abs(diff))}, a gap inside the ROPE (Holm p = {_p(p_holm)})"
+            text += f"; {ahead} is ahead by {_pts(abs(diff))}, a gap inside the ROPE (Holm p = {format_p(p_holm)})"
         return {"kind": "equivalent", "winner": None, "text": f"{text}; {sources}"}
     if significant:
         winner, loser = (a, b) if diff > 0 else (b, a)
         ci = ci95 if diff > 0 else [-ci95[1], -ci95[0]]
-        evidence = f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}]; {_test_text(h)}, Holm p = {_p(p_holm)}"
+        evidence = f"95% CI [{_pts(ci[0])}, {_pts(ci[1])}]; {_test_text(h)}, Holm p = {format_p(p_holm)}"
         if checkpoints:
             text = (
                 f"these two checkpoints differ: {winner} ahead of {loser} by {_pts(abs(diff))} points ({evidence}); "
@@ -149,7 +117,7 @@ def decide(row: dict[str, Any], alpha: float, rope: float) -> dict[str, Any]:
             return {"kind": "checkpoints", "winner": None, "ahead": winner, "text": f"{text}; {sources}"}
         text = f"{winner} better than {loser} by {_pts(abs(diff))} points ({evidence}); {sources}"
         return {"kind": "better", "winner": winner, "text": text}
-    if h.get("blocked"):
-        return {"kind": "undecided", "winner": None, "text": f"undecided: {h['blocked']}; {observed}"}
+    if blocked:
+        return {"kind": "undecided", "winner": None, "text": f"undecided: {blocked}; {observed}"}
     clause = detectable(h.get("mde"), row.get("span", 1.0))
     return {"kind": "undecided", "winner": None, "text": f"undecided: {clause} ({observed})"}

@@ -28,9 +28,8 @@ from ..io import check_output_path
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
-# the run record the trainer writes in ``training.output_dir`` (config, data, model.describe());
-# named here, a light module, so readers (the experiment report) need not import the trainer.
-# Older runs wrote it as ``run.json``, the name of an evaluation's record (still read).
+# the trainer's run record in ``training.output_dir``, named in this light module so readers need
+# not import the trainer; older runs wrote ``run.json``, an evaluation's name (still read)
 TRAIN_RUN_FILE = "training_run.json"
 _OLD_TRAIN_RUN_FILE = "run.json"
 
@@ -80,15 +79,9 @@ class DataConfig:
 class TrainingConfig:
     """The optimisation recipe. ``batch_size`` counts queries per step (all see each other's
     documents as negatives); ``mini_batch_size`` counts texts per forward pass, which bounds
-    memory when ``gradcache`` is on (a step whose texts fit in one mini-batch costs no extra
-    forward pass).
-
-    ``head_warmup_steps`` (0 = off, the paper's recipe): train the trainable head alone on
-    cached backbone states for that many steps before the ``steps`` joint steps (see
-    ``poolattn.training.head_warmup``); a no-op for designs without a trainable head.
-
-    ``output_dir``: a relative path is taken from the config file's folder
-    (``config_relative``); missing folders are created."""
+    memory when ``gradcache`` is on. ``head_warmup_steps`` (0 = off, the paper's recipe): steps
+    training the head alone before the ``steps`` joint steps (``poolattn.training.head_warmup``).
+    A relative ``output_dir`` is taken from the config file's folder (``config_relative``)."""
 
     steps: int = 200
     batch_size: int = 256
@@ -114,21 +107,16 @@ class TrainingConfig:
     progress: bool = True
 
     def validate(self, where: str = "training") -> None:
-        for name in ("steps", "batch_size", "mini_batch_size", "save_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "head_warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "temperature"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{where}.{name}: must be > 0, got {getattr(self, name)}")
-        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
-            raise ConfigError(f"{where}.head_learning_rate: must be > 0, got {self.head_learning_rate}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
-        if self.max_steps_this_run is not None and self.max_steps_this_run < 1:
-            raise ConfigError(f"{where}.max_steps_this_run: must be >= 1, got {self.max_steps_this_run}")
+        at_least_1 = "steps batch_size mini_batch_size save_every keep_checkpoints max_steps_this_run".split()
+        for rule, names, bad in (
+            (">= 1", at_least_1, lambda v: v < 1),
+            (">= 0", ("warmup_steps", "head_warmup_steps", "weight_decay"), lambda v: v < 0),
+            ("> 0", ("learning_rate", "temperature", "head_learning_rate"), lambda v: v <= 0),
+        ):
+            for name in names:
+                value = getattr(self, name)
+                if value is not None and bad(value):  # None: the optional ones left unset
+                    raise ConfigError(f"{where}.{name}: must be {rule}, got {value}")
         check_choice(f"{where}.mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if not self.output_dir:
             raise ConfigError(f"{where}.output_dir: must name a directory")

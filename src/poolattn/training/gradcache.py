@@ -96,9 +96,7 @@ def make_chunks(
     max_tokens: int | Literal["mean"] | None = None,
 ) -> Chunks:
     """Tokenize a step's texts (queries with their instructions, documents with None) into
-    mini-batches of at most ``size`` texts, grouped by token length (``partition_by_length``);
-    queries and documents share mini-batches. ``max_tokens`` caps a mini-batch's padded tokens
-    (``"mean"``: ``mean_length_budget``, what the trainer uses; ``None``: no cap)."""
+    shared mini-batches (``partition_by_length``); ``max_tokens="mean"``: ``mean_length_budget``."""
     everything = tokenize(list(texts), None, list(instructions))
     lengths = everything["attention_mask"].sum(dim=1).tolist()
     budget = mean_length_budget(lengths, size) if max_tokens == "mean" else max_tokens
@@ -141,17 +139,13 @@ class ContrastiveBatch:
         return ordered[:q], ordered[q:p], ordered[p:]
 
 
-def _tensor_backward(loss: torch.Tensor) -> None:
-    loss.backward()
-
-
 @dataclass(frozen=True)
 class Backprop:
     """How a step back-propagates: the backward call (``accelerator.backward`` in training), the
     loss scale (the world size under data parallelism, see ``loss``), the context that skips
     gradient synchronisation, and the device whose RNG dropout draws from."""
 
-    backward: BackwardFn = _tensor_backward
+    backward: BackwardFn = torch.Tensor.backward
     scale: float = 1.0
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

@@ -1,24 +1,15 @@
 """Head warm-up (``training.head_warmup_steps``): train the trainable head alone first.
 
 Linear probing, then fine-tuning (Kumar et al. 2022): a trainable head starts from random
-weights (N(0, 1) latents and layer embeddings) while EOS pooling starts from a working model,
-so at small budgets the joint phase spends its steps teaching the head to read the backbone.
-The warm-up trains the head alone on cached backbone states, then training continues with
-head and LoRA (or the full backbone) together, under the recipe's own optimizer and schedule.
+weights while EOS pooling starts from a working model, so at small budgets the joint phase
+spends its steps teaching the head to read the backbone.
 
 Cheap: the backbone runs once per distinct text, without a graph, in eval mode (LoRA starts
-as a no-op, so these are exactly the states the joint phase starts from); every warm-up step
-costs head passes only for texts already seen. ``HeadInputCache`` keeps, per tokenized text,
-what the head reads: the per-layer vectors of a pooler with ``layer_vectors``/``pool_vectors``
-(the multilayer head, L x D a text, as ``poolattn.layer_ablation.LayerVectorCache`` caches for
-the ablation), else the hidden layers the pooler reads (found once by a recording probe; the
-last layer's token states for ``latent`` and ``nv_latent``).
-
-The warm-up reads batches from its own sampler with the training seed, i.e. the batches the
-joint phase then reads from its start: the joint phase's data order, LoRA initialisation and
-dropout stream are those of a run without warm-up (the warm-up draws no random numbers). A
-design without a trainable head (eos, mean, ...) has nothing to warm up: the option is a no-op
-there, so one recipe serves every design of an experiment.
+as a no-op, so these are exactly the states the joint phase starts from). The warm-up reads
+its own sampler with the training seed and draws no random numbers, so the joint phase's data
+order, LoRA initialisation and dropout stream are those of a run without warm-up. A design
+without a trainable head has nothing to warm up: the option is a no-op there, so one recipe
+serves every design of an experiment.
 """
 
 from __future__ import annotations
@@ -39,11 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Key = bytes
-
-
-def has_trainable_head(model: EmbeddingModel) -> bool:
-    """Whether the design's pooler has parameters to warm up."""
-    return any(True for _ in model.pooler.parameters())
 
 
 def row_keys(features: dict[str, torch.Tensor]) -> list[Key]:
@@ -84,11 +70,12 @@ class _Tokens:
 
 
 class HeadInputCache:
-    """What the head reads from the backbone, per tokenized text, from one backbone pass.
+    """What the head reads from the backbone, per tokenized text: the per-layer vectors of a
+    pooler with ``layer_vectors``/``pool_vectors`` (the multilayer head), else the hidden layers
+    the pooler reads (found once by a recording probe).
 
     Called with a mini-batch's features it returns the head's embeddings (B x D float32, with
     the head's graph): the stand-in for the model in ``plain_step`` / ``cached_step``.
-    ``backbone_texts`` counts the texts that went through the backbone.
     """
 
     def __init__(self, model: EmbeddingModel) -> None:
@@ -125,8 +112,7 @@ class HeadInputCache:
             states = model.hidden_states(batch)
         finally:
             model.train(was_training)
-        attention = batch["attention_mask"].to(model.device)
-        pooling = batch["pooling_mask"].to(model.device) if model.config.exclude_instruction else attention
+        attention, pooling = model.pooler_masks(batch)
         self.backbone_texts += len(first)
         if self.per_layer_vectors:
             vectors = model.pooler.layer_vectors(states, attention, pooling).float().cpu()
@@ -171,16 +157,6 @@ class HeadInputCache:
         return self.model.pooler(hidden, attention.to(device), pooling.to(device)).float()
 
 
-def head_parameter_groups(groups: list[dict[str, Any]], head: set[int]) -> list[dict[str, Any]]:
-    """The head's AdamW groups out of the recipe's (same learning rate and weight decay)."""
-    out = []
-    for group in groups:
-        params = [p for p in group["params"] if id(p) in head]
-        if params:
-            out.append({**group, "params": params})
-    return out
-
-
 @dataclass
 class HeadWarmup:
     """The warm-up phase's parts: its steps, sampler, head input cache and optimizer (AdamW at
@@ -217,23 +193,24 @@ def make_head_warmup(
     steps: int,
     sampler: BatchSampler,
     groups: list[dict[str, Any]],
-    backprop: Backprop | None = None,
 ) -> HeadWarmup | None:
     """The warm-up for ``model`` (None when ``steps`` is 0 or the design has no trainable head:
     then the option is a no-op, logged)."""
     if steps <= 0:
         return None
-    if not has_trainable_head(model):
+    params = list(model.pooler.parameters())
+    if not params:
         log.info(
             "training.head_warmup_steps=%d: pooling %r has no trainable head, nothing to warm up",
             steps,
             model.config.pooling,
         )
         return None
-    params = list(model.pooler.parameters())
-    head_groups = head_parameter_groups(groups, {id(p) for p in params})
+    head = {id(p) for p in params}  # the head's AdamW groups out of the recipe's (same lr, decay)
+    head_groups = [{**g, "params": [p for p in g["params"] if id(p) in head]} for g in groups]
+    head_groups = [g for g in head_groups if g["params"]]
     optimizer = torch.optim.AdamW(head_groups, lr=head_groups[0]["lr"])
-    return HeadWarmup(steps, sampler, HeadInputCache(model), optimizer, params, backprop or Backprop())
+    return HeadWarmup(steps, sampler, HeadInputCache(model), optimizer, params)
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:

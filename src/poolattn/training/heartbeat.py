@@ -1,9 +1,7 @@
 """Training progress without a bar: one plain line every so often, so a quiet run is not silent.
 
 ``training.progress = false`` (CI, batch jobs, log files) turns tqdm's redrawn bar off; a job
-that then prints nothing for minutes looks hung. ``Heartbeat`` has the bar's interface
-(``update``, ``set_postfix``, ``close``) and writes ``train: step 12/50 (24%), loss=...`` to
-stderr at most every ``HEARTBEAT_SECONDS`` and at the last step.
+that then prints nothing for minutes looks hung.
 """
 
 from __future__ import annotations
@@ -18,7 +16,8 @@ HEARTBEAT_SECONDS = 30.0
 
 
 class Heartbeat:
-    """A progress reporter that prints a line per interval instead of redrawing a bar."""
+    """tqdm's interface (``update``, ``set_postfix``, ``close``), writing ``train: step 12/50 (24%),
+    loss=...`` to stderr at most every ``HEARTBEAT_SECONDS`` and at the last step."""
 
     def __init__(
         self, total: int, initial: int = 0, desc: str = "train", every_s: float | None = None
@@ -34,11 +33,9 @@ class Heartbeat:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        if now - self.last >= self.every_s or self.n >= self.total:
-            self.last = now
-            self._print(now)
-
-    def _print(self, now: float) -> None:
+        if now - self.last < self.every_s and self.n < self.total:
+            return
+        self.last = now
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         extra = "".join(f", {key}={value}" for key, value in self.postfix.items())
         print(

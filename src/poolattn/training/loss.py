@@ -13,20 +13,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``local`` from every process (rank order); rows may differ per process.
-
-    Other processes' rows are constants; this process's rows keep their graph.
-    """
-    if world_size() == 1:
+    """Concatenate ``local`` from every process (rank order; rows may differ per process):
+    other processes' rows are constants, this process's rows keep their graph."""
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world == 1:
         return local
     rank = dist.get_rank()
     size = torch.tensor([local.shape[0]], device=local.device)
-    sizes = [torch.zeros_like(size) for _ in range(world_size())]
+    sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size)
     counts = [int(s.item()) for s in sizes]
     width = max(counts)

@@ -2,8 +2,8 @@
 
 Candidates are the positives (plus an optional corpus); the positive and its near-duplicates
 are skipped, and a query whose filters leave fewer than ``num_negatives`` candidates is
-dropped, so every triple has as many negatives as asked for. The model is any backend (``poolattn.encoding.backends.Backend``) or a model string for
-``poolattn.encoding.resolve.load_backend`` (default ``all-MiniLM-L6-v2``, the packaged copy,
+dropped, so every triple has as many negatives as asked for. The model is any backend (``poolattn.backends.base.Backend``) or a model string for
+``poolattn.backends.resolve.load_backend`` (default ``all-MiniLM-L6-v2``, the packaged copy,
 as the paper mined with a sentence-transformers model).
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backends.base import Backend
 from ..config import ConfigError
-from ..encoding.backends import Backend
 from ..io import atomic_file
 from .data import Example, read_examples, same_text_key
 
@@ -39,11 +39,11 @@ class MiningSettings:
 
     def validate(self) -> None:
         if self.num_negatives < 1:
-            raise ValueError(f"num_negatives: must be >= 1, got {self.num_negatives}")
+            raise ConfigError(f"num_negatives: must be >= 1, got {self.num_negatives}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         if not 0 <= self.rank_start < self.rank_end:
-            raise ValueError(f"rank window: need 0 <= start < end, got [{self.rank_start}, {self.rank_end})")
+            raise ConfigError(f"rank window: need 0 <= start < end, got [{self.rank_start}, {self.rank_end})")
 
 
 def _encode(
@@ -59,12 +59,8 @@ def mine_hard_negatives(
     settings: MiningSettings | None = None,
     corpus: Sequence[str] | None = None,
 ) -> list[Example]:
-    """Return the examples with ``num_negatives`` mined negatives each; an example whose filters
-    leave fewer eligible candidates is dropped (the caller counts examples in and out), so every
-    triple has as many negatives as asked for.
-
-    The candidate pool is every positive (plus ``corpus`` texts when given), de-duplicated.
-    """
+    """The examples with ``num_negatives`` mined negatives each (fewer eligible candidates: the
+    example is dropped); the candidates are every positive plus ``corpus``, de-duplicated."""
     settings = settings or MiningSettings()
     settings.validate()
     pool = list(dict.fromkeys([e.positive for e in examples] + list(corpus or [])))
@@ -149,7 +145,7 @@ def mine_file(
     examples, _ = read_examples(input_path, skip_invalid=skip_invalid)
     corpus = None if corpus_path is None else read_corpus(corpus_path)
     if isinstance(model, str):
-        from ..encoding.resolve import load_backend
+        from ..backends.resolve import load_backend
 
         model = load_backend(model)
     mined = mine_hard_negatives(examples, model, settings, corpus)

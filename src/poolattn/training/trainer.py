@@ -4,11 +4,6 @@ The same code runs on a CPU, one GPU, or ``accelerate launch`` across GPUs and n
 process builds the same seeded global batch and embeds its shard; the loss is computed on
 the gathered global batch, so every query sees every positive and negative of the step.
 
-``train`` runs named steps over one ``_Run``: ``_set_up`` (accelerator, data, model,
-optimizer), ``_restore`` (a checkpoint's state), ``_prepare`` (accelerate wrapping),
-``_start_logs`` (run file, metrics), then ``_one_step`` / ``_checkpoint`` per step, and
-``_finish`` (the final model directory).
-
 With ``training.head_warmup_steps`` = W on a design with a trainable head, steps 1..W train
 the head alone on cached backbone states (``head_warmup``), and steps W+1..W+``steps`` are the
 recipe's joint steps; step numbers in metrics and checkpoints count both phases.
@@ -21,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +104,6 @@ def parameter_groups(model: EmbeddingModel, config: TrainConfig) -> list[dict[st
 def _mixed_precision(setting: str) -> str | None:
     if setting != "auto":
         return setting
-    import os
-
     if "ACCELERATE_MIXED_PRECISION" in os.environ:
         return None  # chosen by `accelerate launch` / its config file
     if torch.cuda.is_available():
@@ -144,13 +138,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
 
 def _data_summary(sources: list[Source]) -> list[dict[str, Any]]:
     return [
-        {
-            "name": s.name,
-            "location": s.location,
-            "examples": len(s.examples),
-            "skipped": s.skipped,
-            "weight": s.weight,
-        }
+        dict(name=s.name, location=s.location, examples=len(s.examples), skipped=s.skipped, weight=s.weight)
         for s in sources
     ]
 
@@ -173,8 +161,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     t = config.training
     total = run.total_steps
     stop_at = total if t.max_steps_this_run is None else min(total, run.start + t.max_steps_this_run)
-    main = run.accelerator.is_main_process
-    bar = step_progress(total, run.start, "train", bar=t.progress, enabled=main)  # quiet: a line per 30 s
+    bar = step_progress(total, run.start, "train", bar=t.progress, enabled=run.accelerator.is_main_process)
     began = time.perf_counter()
     step = run.start
     with contextlib.closing(bar):
@@ -308,15 +295,10 @@ def _prepare(run: _Run, state: dict[str, Any] | None) -> None:
     if state is not None:
         rngs = state["rng"]
         ckpt.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
-    wrapped = run.wrapped
     distributed = accelerator.distributed_type != DistributedType.NO
     scale = float(world) if distributed else 1.0
-    run.backprop = Backprop(
-        backward=accelerator.backward,
-        scale=scale,
-        no_sync=lambda: accelerator.no_sync(wrapped),
-        device=accelerator.device,
-    )
+    no_sync = functools.partial(accelerator.no_sync, run.wrapped)
+    run.backprop = Backprop(accelerator.backward, scale, no_sync, accelerator.device)
     if run.warmup is not None:  # the head runs outside the wrapper: plain backward, gradients averaged here
         run.warmup.backprop = Backprop(scale=scale, device=accelerator.device)
         run.warmup.sync = average_gradients if distributed and world > 1 else None

@@ -88,16 +88,11 @@ class SentenceTransformerBackend:
         return weights_fingerprint(header, self.model.state_dict())
 
     def describe(self) -> dict[str, Any]:
-        params = sum(p.numel() for p in self.model.parameters())
-        dim_of = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
         return {
             "kind": "sentence-transformers",
             "design": self.name.split("/", 1)[-1],
-            "parameters": params,
-            "embedding_dim": dim_of(),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "embedding_dim": self.model.get_embedding_dimension(),
             "max_seq_length": self.model.max_seq_length,
         }
 

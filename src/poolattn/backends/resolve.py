@@ -11,15 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import ConfigError
+from ..config import DTYPES, ConfigError, check_choice
 from ..design import parse_design_spec
-from .backends import (
-    MINILM_NAME,
-    Backend,
-    PoolattnBackend,
-    SentenceTransformerBackend,
-    load_sentence_transformer,
-)
+from ..dtypes import resolve_dtype
+from .base import MINILM_NAME, Backend, PoolattnBackend, SentenceTransformerBackend, load_sentence_transformer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -74,8 +69,5 @@ def _cast(model: SentenceTransformer, dtype: str | None) -> SentenceTransformer:
     """A sentence-transformers model (loaded in float32) in ``dtype``, whole; as is for None."""
     if dtype is None:
         return model
-    from ..config import DTYPES, check_choice
-    from ..dtypes import resolve_dtype
-
     check_choice("dtype", dtype, DTYPES)
     return model.to(resolve_dtype(dtype).torch_dtype)
