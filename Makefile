@@ -38,7 +38,7 @@ $(GEMMA_STAMP): $(STAMP)
 # the slow ones (real models, multi-process runs) alone in one process, since they use both cores.
 test: setup setup-gemma
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra -n 2 -m "not slow" tests
-	$(BIN)/python -m pytest -q -ra -m "slow and not rehearsal" tests
+	$(BIN)/python -m pytest -q -ra -m slow tests
 
 # Unit tests only: no real model, no data folder (POOLATTN_DATA_DIR unset), no slow runs.
 # Unit tests only (no real model, no data folder): two pytest workers of one thread each, since
@@ -49,6 +49,7 @@ test-fast: setup
 # configs/paper-qwen2-0.5b.toml as GPU users run it (accelerate launch, hub ids, MTEB(eng, v1)),
 # here on two CPU processes, offline, against a local HF cache of the real-shaped random Qwen2-0.5B,
 # the paper's training-data schema and one task per family (README: Rehearsing the paper configs).
+# Its smaller form (a tiny Qwen2 under the same hub id) runs in `make test` (tests/test_rehearsal.py).
 rehearsal: setup
 	$(BIN)/python bench/rehearsal/run.py --out build/rehearsal
 

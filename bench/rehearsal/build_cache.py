@@ -3,9 +3,11 @@
 What a GPU user's first online run downloads, rebuilt here from files this machine has:
 
 - ``Qwen/Qwen2-0.5B``: a randomly initialised ``Qwen2ForCausalLM`` with Qwen2-0.5B's published
-  shape (24 layers, hidden 896, 14 heads, 2 KV heads, intermediate 4864, tied embeddings, bf16)
-  and the default model's tokenizer (SmolLM2, from poolattn's alias conversion cache; the vocab
-  size follows it), laid out in ``$HF_HOME/hub`` as ``hf_hub_download`` leaves a download:
+  shape (24 layers, hidden 896, 14 heads, 2 KV heads, intermediate 4864, tied embeddings, bf16),
+  or with ``--tiny`` the same architecture at ``QWEN2_TINY`` (4 layers, hidden 64, 4 heads,
+  2 KV heads, intermediate 128; the test form), and the default model's tokenizer (SmolLM2,
+  from poolattn's alias conversion cache; the vocab size follows it), laid out in
+  ``$HF_HOME/hub`` as ``hf_hub_download`` leaves a download:
   ``models--Qwen--Qwen2-0.5B/{blobs/<sha256>, snapshots/<commit>/<file> -> blob, refs/main}``.
 - ``yixuantt/ir_data``: the paper's training set schema (a ``train`` split with string columns
   ``query``, ``positive``, ``negative``, as the paper's ``model*_trainer.py`` read it), filled
@@ -19,8 +21,9 @@ cache ``datasets`` prepares from it in ``$HF_HOME/datasets/<ns>___<name>/<config
 made by datasets' own Parquet builder from the snapshot's files. Offline (``HF_HUB_OFFLINE=1``),
 ``datasets.load_dataset`` reads only that arrow cache, so every loader line after the fetch runs.
 
-Usage: ``python bench/rehearsal/build_cache.py --out build/rehearsal/hf [--items 40]``
-(the folder is built beside itself and renamed into place, so a stopped build leaves nothing).
+Usage: ``python bench/rehearsal/build_cache.py --out build/rehearsal/hf [--items 40] [--tiny]``
+(the folder is built beside itself and renamed into place, so a stopped build leaves nothing;
+its ``rehearsal.json`` records the model's shape, so a cache of the other shape is never reused).
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ QWEN2_05B = dict(
     tie_word_embeddings=True,
     use_sliding_window=False,
     hidden_act="silu",
+)
+# the smaller form's shape: Qwen2's architecture (grouped-query attention, tied embeddings, bf16)
+# at a size two slow CPU processes train and evaluate in seconds; the hub id stays the real one
+QWEN2_TINY = dict(
+    QWEN2_05B, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4
 )
 # one task per MTEB(eng, v1) family; the slow test takes the first three
 TASKS = [
@@ -90,8 +98,8 @@ def place_in_hub(hub: Path, repo_type: str, repo_id: str, commit: str, files: di
     return snapshot
 
 
-def build_model(hub: Path, work: Path, seed: int = 0) -> Path:
-    """The random Qwen2-0.5B-shaped model with the default model's tokenizer, in the hub cache."""
+def build_model(hub: Path, work: Path, shape: dict[str, Any], seed: int = 0) -> Path:
+    """A random Qwen2 model of ``shape`` with the default model's tokenizer, in the hub cache."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -102,7 +110,7 @@ def build_model(hub: Path, work: Path, seed: int = 0) -> Path:
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **QWEN2_05B,
+        **shape,
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(torch.bfloat16)
@@ -110,7 +118,7 @@ def build_model(hub: Path, work: Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     files = {p.name: p for p in sorted(out.iterdir()) if p.is_file()}
-    commit = _commit(MODEL_ID, json.dumps(QWEN2_05B, sort_keys=True), str(config.vocab_size), str(seed))
+    commit = _commit(MODEL_ID, json.dumps(shape, sort_keys=True), str(config.vocab_size), str(seed))
     return place_in_hub(hub, "model", MODEL_ID, commit, files)
 
 
@@ -303,7 +311,9 @@ def build_training_set(home: Path, work: Path, data: Path, n: int) -> None:
     build_dataset(home, work, TRAIN_ID, _commit(TRAIN_ID, str(n)), {"default": {"train": table}})
 
 
-def build(out: Path, data: Path, tasks: list[str], items: int, train_items: int) -> dict[str, Any]:
+def build(
+    out: Path, data: Path, tasks: list[str], items: int, train_items: int, shape: dict[str, Any] = QWEN2_05B
+) -> dict[str, Any]:
     """The whole cache, built beside ``out`` and renamed into place; returns its manifest."""
     import mteb
 
@@ -314,7 +324,7 @@ def build(out: Path, data: Path, tasks: list[str], items: int, train_items: int)
     home = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="staging.", dir=home))
     try:
-        model_snapshot = build_model(home / "hub", work)
+        model_snapshot = build_model(home / "hub", work, shape)
         build_training_set(home, work, data, train_items)
         pinned = {}
         for name in tasks:
@@ -325,7 +335,7 @@ def build(out: Path, data: Path, tasks: list[str], items: int, train_items: int)
         shutil.rmtree(work)
         manifest = {
             "build_version": BUILD_VERSION,
-            "model": {"id": MODEL_ID, "snapshot": model_snapshot.name, **QWEN2_05B},
+            "model": {"id": MODEL_ID, "snapshot": model_snapshot.name, **shape},
             "train": TRAIN_ID,
             "tasks": pinned,
             "items": items,
@@ -352,14 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--items", type=int, default=40, help="about this many items per task")
     parser.add_argument("--train-items", type=int, default=256, help="rows of yixuantt/ir_data")
+    parser.add_argument("--tiny", action="store_true", help="the model at QWEN2_TINY, not the real shape")
     args = parser.parse_args(argv)
     if args.data is None or not (Path(args.data) / "eval").is_dir():
         print(f"--data: {args.data} has no eval/ folder (set POOLATTN_DATA_DIR or --data)", file=sys.stderr)
         return 2
     os.environ["HF_HUB_OFFLINE"] = "1"  # the task registry only; nothing here may download
-    manifest = build(
-        args.out, Path(args.data), [t for t in args.tasks.split(",") if t], args.items, args.train_items
-    )
+    tasks = [t for t in args.tasks.split(",") if t]
+    shape = QWEN2_TINY if args.tiny else QWEN2_05B
+    manifest = build(args.out, Path(args.data), tasks, args.items, args.train_items, shape)
     print(json.dumps(manifest["tasks"], indent=2))
     return 0
 

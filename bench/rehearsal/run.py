@@ -2,14 +2,17 @@
 
 ``accelerate launch`` (2 processes, gloo) runs ``poolattn experiment`` on the paper config,
 unchanged except counts given with ``--set``, with ``HF_HUB_OFFLINE=1`` and no local data folder,
-against the cache ``build_cache.py`` makes: the real-shaped random ``Qwen/Qwen2-0.5B``, the
+against the cache ``build_cache.py`` makes: a real-shaped random ``Qwen/Qwen2-0.5B``, the
 ``yixuantt/ir_data`` schema, and one ``MTEB(eng, v1)`` task per family at its pinned revision.
-Then it checks what a finished study must hold: every run ``done``, every task scored by mteb
-from the hub copy, the multilayer runs' layer attention, the report.
+Then it checks what a finished study must hold: every run ``done`` on the cache's model, every
+task scored by mteb from the hub copy, the multilayer runs' layer attention, the report.
 
     python bench/rehearsal/run.py [--small] [--out build/rehearsal]     # make rehearsal
 
-``--small`` (the slow test): 3 tasks, fewer items, 1 step, two designs (eos+causal and
+``--small`` (the slow test, in ``make test``): the same checks and code paths at a size two
+slow CPUs finish in minutes: ``Qwen/Qwen2-0.5B`` is a Qwen2 model of ``build_cache.QWEN2_TINY``
+(4 layers, hidden 64; same hub id, layout and tokenizer), in its own cache home (``hf-small``,
+whose manifest must name that shape), 3 tasks, fewer items, 1 step, two designs (eos+causal and
 multilayer+bidirectional) instead of five. Exit status: 0 when every check passes.
 """
 
@@ -31,8 +34,8 @@ sys.path.insert(0, str(HERE))
 import build_cache  # noqa: E402
 
 CONFIG = ROOT / "configs" / "paper-qwen2-0.5b.toml"
-FULL = {"tasks": build_cache.TASKS, "items": 40, "train_items": 256}
-SMALL = {"tasks": build_cache.TASKS[:3], "items": 16, "train_items": 64}
+FULL = {"tasks": build_cache.TASKS, "items": 40, "train_items": 256, "shape": build_cache.QWEN2_05B}
+SMALL = {"tasks": build_cache.TASKS[:3], "items": 16, "train_items": 64, "shape": build_cache.QWEN2_TINY}
 
 
 def overrides(out: Path, tasks: list[str], small: bool) -> list[str]:
@@ -54,7 +57,7 @@ def overrides(out: Path, tasks: list[str], small: bool) -> list[str]:
 
 
 def ensure_cache(home: Path, data: Path, spec: dict[str, Any]) -> None:
-    """Build the HF cache unless one of this build version and these counts is there."""
+    """Build the HF cache unless one of this build version, model shape and these counts is there."""
     manifest = home / "rehearsal.json"
     if manifest.exists():
         have = json.loads(manifest.read_text())
@@ -63,9 +66,10 @@ def ensure_cache(home: Path, data: Path, spec: dict[str, Any]) -> None:
             and set(spec["tasks"]) <= set(have.get("tasks", {}))
             and have.get("items") == spec["items"]
             and have.get("train_items") == spec["train_items"]
+            and all(have.get("model", {}).get(k) == v for k, v in spec["shape"].items())
         ):
             return
-    build_cache.build(home, data, list(spec["tasks"]), spec["items"], spec["train_items"])
+    build_cache.build(home, data, list(spec["tasks"]), spec["items"], spec["train_items"], spec["shape"])
 
 
 def launch_env(home: Path, out: Path) -> dict[str, str]:
@@ -99,7 +103,8 @@ def check(out: Path, sets: list[str], tasks: list[str], home: Path) -> list[str]
     from poolattn.experiment.plan import load_experiment_config
 
     config = load_experiment_config(CONFIG, sets)
-    pinned = json.loads((home / "rehearsal.json").read_text())["tasks"]
+    manifest = json.loads((home / "rehearsal.json").read_text())
+    pinned, layers = manifest["tasks"], manifest["model"]["num_hidden_layers"]
     problems = []
     for run in config.runs():
         run_dir = config.output_dir / run.name
@@ -108,6 +113,12 @@ def check(out: Path, sets: list[str], tasks: list[str], home: Path) -> list[str]
         if state.get("status") != "done":
             problems.append(f"{run.name}: status {state.get('status')!r} ({state.get('error', 'no error')})")
             continue
+        built = state.get("parameters", {})  # the backbone the run loaded: the cache's, by hub id
+        if built.get("base") != build_cache.MODEL_ID or built.get("layers") != layers:
+            problems.append(
+                f"{run.name}: trained {built.get('base')} of {built.get('layers')} layers, "
+                f"expected the cache's {build_cache.MODEL_ID} of {layers}"
+            )
         results = json.loads((run_dir / "eval" / "run.json").read_text())
         if sorted(results["tasks"]) != sorted(tasks):
             problems.append(f"{run.name}: evaluated {sorted(results['tasks'])}, expected {sorted(tasks)}")
@@ -127,7 +138,7 @@ def check(out: Path, sets: list[str], tasks: list[str], home: Path) -> list[str]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "rehearsal")
-    parser.add_argument("--small", action="store_true", help="the slow test's smaller form")
+    parser.add_argument("--small", action="store_true", help="the slow test's smaller form (tiny model)")
     parser.add_argument("--data", type=Path, default=os.environ.get("POOLATTN_DATA_DIR"))
     parser.add_argument("--port", type=int, default=29531)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds for the launched run")
