@@ -22,7 +22,7 @@ from poolattn.experiment import load_experiment_config
 from poolattn.experiment.state import read_state
 from poolattn.experiment.status import GridProgress, RunLock, format_status, grid_status, lock_held
 from poolattn.experiment.workers import parse_shard, run_grid, select_runs
-from poolattn.training.config import read_train_run
+from poolattn.training.config import TRAIN_RUN_FILE, read_train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -221,6 +221,26 @@ def test_status_shows_done_running_failed_and_pending(tmp_path: Path) -> None:
     assert grid_status(config)[1].phase == "failed"
     assert main(["experiment", str(CONFIGS / "tiny.toml"), "--set",
                  f"experiment.output_dir={json.dumps(str(out))}", "--status"]) == 0  # fmt: skip
+
+
+def test_status_counts_the_head_warmup_steps_the_trainer_runs(tmp_path: Path) -> None:
+    """The trainer numbers warm-up steps before the recipe's: a run 60 steps in of 50 + 20
+    shows "step 60/70", not "step 60/50"; before its training record exists, the recipe's count."""
+    config = _grid(tmp_path)
+    run = config.runs()[0]
+    run_dir = config.output_dir / run.name
+    (run_dir / "train").mkdir(parents=True)
+    (run_dir / "state.json").write_text(json.dumps({"status": "running", "phase": "training"}))
+    (run_dir / "train" / "metrics.jsonl").write_text(json.dumps({"step": 60}) + "\n")
+    steps = config.train_data(run)["training"]["steps"]
+    lock = RunLock(run_dir)
+    assert lock.acquire()
+    try:
+        assert grid_status(config)[0].detail == f"training step 60/{steps}"
+        (run_dir / "train" / TRAIN_RUN_FILE).write_text(json.dumps({"head_warmup_steps": 20}))
+        assert grid_status(config)[0].detail == f"training step 60/{steps + 20}"
+    finally:
+        lock.release()
 
 
 def test_a_worker_whose_lock_is_deleted_stops_at_once(tmp_path: Path) -> None:

@@ -125,3 +125,19 @@ def test_partition_keeps_long_texts_apart_and_the_costliest_last() -> None:
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     fixed = sum(len(order[k : k + 8]) * lengths[order[k]] for k in range(0, len(order), 8))
     assert sum(padded) + CALL_OVERHEAD_TOKENS * len(groups) < fixed + CALL_OVERHEAD_TOKENS * 2
+
+
+def test_a_step_within_one_mini_batch_skips_the_replay(tiny_model) -> None:
+    """Texts that fit one mini-batch by count train with the plain step (no replayed forward,
+    the same gradient as the test above shows); more texts, or gradcache off, as configured."""
+    from poolattn.training.config import TrainingConfig
+    from poolattn.training.trainer import _step_fn
+
+    model = tiny_model("eos", "causal", max_length=24)
+    texts = QUERIES + DOCS + NEGS
+    chunks = make_chunks(model.tokenize, texts, [None] * len(texts), len(texts), "mean")
+    assert len(chunks.features) >= 2  # length groups: GradCache would replay all but the last
+    batch = ContrastiveBatch(chunks, len(QUERIES), len(DOCS))
+    assert _step_fn(TrainingConfig(mini_batch_size=len(texts)), batch) is plain_step
+    assert _step_fn(TrainingConfig(mini_batch_size=len(texts) - 1), batch) is cached_step
+    assert _step_fn(TrainingConfig(mini_batch_size=len(texts) - 1, gradcache=False), batch) is plain_step

@@ -101,6 +101,21 @@ def last_step(run_dir: Path) -> int | None:
     return None
 
 
+def _total_steps(config: ExperimentConfig, run: Run, run_dir: Path) -> int | None:
+    """The run's step count as the trainer numbers steps: its recipe's steps plus the head
+    warm-up steps it really runs (the trainer's record says; none for a head-less design)."""
+    steps = config.train_data(run).get("training", {}).get("steps")
+    if steps is None:
+        return None
+    from ..training.config import read_train_run
+
+    try:
+        warmup = int(read_train_run(run_dir / "train").get("head_warmup_steps") or 0)
+    except (OSError, ValueError):
+        warmup = 0  # not written yet: the trainer is still setting up
+    return int(steps) + warmup
+
+
 def run_status(config: ExperimentConfig, run: Run, now: float) -> RunStatus:
     """The status of one run from its state file, its lock and its training log."""
     run_dir = config.output_dir / run.name
@@ -115,7 +130,7 @@ def run_status(config: ExperimentConfig, run: Run, now: float) -> RunStatus:
         detail = phase
         if phase == "training":
             step = last_step(run_dir)
-            total = config.shared.get("training", {}).get("steps")
+            total = _total_steps(config, run, run_dir)
             if step is not None:
                 detail += f" step {step}/{total}" if total else f" step {step}"
         return RunStatus(run.name, "running", worker, now - float(state.get("started_at", now)), detail)

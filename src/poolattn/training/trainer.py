@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from ..config import DEFAULT_INSTRUCTION, ConfigError, to_dict
 from ..io import write_json_atomic, write_text_atomic
 from ..model import EmbeddingModel
 from . import checkpoint as ckpt
-from .config import TRAIN_RUN_FILE, TrainConfig
+from .config import TRAIN_RUN_FILE, TrainConfig, TrainingConfig
 from .data import BatchSampler, Example, Source, batch_digest, load_sources, shard
 from .gradcache import Backprop, ContrastiveBatch, LossFn, cached_step, make_chunks, plain_step
 from .head_warmup import HeadWarmup, average_gradients, make_head_warmup
@@ -333,6 +334,18 @@ def _contrastive_batch(run: _Run, batch: list[Example]) -> ContrastiveBatch:
     return ContrastiveBatch(chunks, len(queries), n_pos)
 
 
+def _step_fn(t: TrainingConfig, texts: ContrastiveBatch) -> Callable[..., float]:
+    """GradCache when the step's texts outnumber ``mini_batch_size``; else the plain step.
+
+    Within one mini-batch's worth of texts, the length groups (``make_chunks``) together hold
+    about the tokens of one full mini-batch, so keeping all their graphs costs about the
+    memory GradCache promises, and it saves the replayed forward of every group but the
+    last: the same gradient (the same dropout masks, drawn in the same order) for one forward
+    less. Measured on the demo's recipe: bench/train_step.py (BENCHMARKS.md, issue 25).
+    """
+    return cached_step if t.gradcache and len(texts.chunks) > t.mini_batch_size else plain_step
+
+
 def _one_step(run: _Run, step: int, began: float) -> dict[str, Any]:
     """Optimisation step ``step`` (1-based): forward/backward, clip, check, apply; returns its
     metrics record. A non-finite loss or gradient raises ``TrainingDiverged`` unapplied.
@@ -341,15 +354,16 @@ def _one_step(run: _Run, step: int, began: float) -> dict[str, Any]:
     t = run.config.training
     tick = time.perf_counter()
     warmup = run.warmup if run.warming_up(step) else None
-    step_fn = cached_step if t.gradcache else plain_step
     if warmup is not None:
         batch = warmup.sampler.next_batch()
-        loss = step_fn(warmup.cache, _contrastive_batch(run, batch), run.loss_fn, warmup.backprop)
+        texts = _contrastive_batch(run, batch)
+        loss = _step_fn(t, texts)(warmup.cache, texts, run.loss_fn, warmup.backprop)
         grad_norm = warmup.clip(t.max_grad_norm)
         optimizer = warmup.optimizer
     else:
         batch = run.sampler.next_batch()
-        loss = step_fn(run.wrapped, _contrastive_batch(run, batch), run.loss_fn, run.backprop)
+        texts = _contrastive_batch(run, batch)
+        loss = _step_fn(t, texts)(run.wrapped, texts, run.loss_fn, run.backprop)
         grad_norm = float(run.accelerator.clip_grad_norm_(run.wrapped.parameters(), t.max_grad_norm))
         optimizer = run.optimizer
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):

@@ -1,0 +1,87 @@
+"""Evaluation speed, side by side (issue 25): one evaluation of local datasets at the demo's
+settings (SmolLM2-135M, eos+causal, max_length 64, 50 items), in a fresh process per run,
+sides alternating over rounds.
+
+Sides: ``shared`` (today: a batch's shared prompt prefix runs once, ``EmbeddingModel.shared_prefix``),
+``whole`` (today's code with that off: every row run whole) and, with ``--baseline-src``, the
+``src`` folder of another checkout (e.g. ``git worktree add /tmp/base 1509955``) run by the same
+Python. The wall time is the evaluation's own (``run.json``'s ``wall_seconds``: tasks, data,
+encoding, evaluators; not the model load). The embedding cache is off, so every side encodes.
+
+    python bench/eval_speed.py [--tasks A,B,...] [--rounds 2] [--baseline-src /tmp/base/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from procs import alternating, emit, machine, median, run_worker
+
+# one local dataset per family (folder names, as configs/tiny.toml names them)
+DEFAULT_TASKS = "STSBenchmark,Emotion,MSRP,SciFact,SemEval2016CQA-QQ,SearchSnippets"
+DESIGN = {"base": "smollm2-135m", "pooling": "eos", "attention": "causal", "max_length": 64}
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build the design with the side's code, save it, evaluate it through ``poolattn eval``."""
+    if spec.get("src"):
+        sys.path.insert(0, spec["src"])
+    from poolattn import cli
+    from poolattn.config import ModelConfig
+    from poolattn.model import EmbeddingModel
+
+    if "share" in spec:
+        EmbeddingModel.share_prefix = spec["share"]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
+        EmbeddingModel.from_config(ModelConfig(**DESIGN)).save(model_dir)
+        out = Path(tmp) / "eval"
+        began = time.perf_counter()
+        argv = ["eval", str(model_dir), "--output", str(out), "--tasks", spec["tasks"]]
+        code = cli.main([*argv, "--max-items", str(spec["items"]), "--no-embedding-cache"])
+        seconds = time.perf_counter() - began
+        if code:
+            raise SystemExit(f"poolattn eval failed (exit {code})")
+        run = json.loads((out / "run.json").read_text())
+    scores = {name: task.get("main_score") for name, task in run["tasks"].items()}
+    return {"seconds": float(run.get("wall_seconds", seconds)), "scores": scores}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--tasks", default=DEFAULT_TASKS)
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline-src", help="src folder of another checkout, run as a third side")
+    args = parser.parse_args(argv)
+    if args.worker:
+        emit(worker(json.loads(args.worker)))
+        return 0
+    common = {"tasks": args.tasks, "items": args.items}
+    specs = [{**common, "side": "shared", "share": True}, {**common, "side": "whole", "share": False}]
+    if args.baseline_src:
+        specs.append({**common, "side": "baseline", "src": str(Path(args.baseline_src).resolve())})
+    print(f"machine: {machine()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
+    results = alternating(specs, args.rounds, lambda s: run_worker(Path(__file__), s), lambda s: s["side"])
+    medians = {side: median(r["seconds"] for r in runs) for side, runs in results.items()}
+    print("| side | runs (s) | median (s) | ratio to shared |\n|---|---|---:|---:|")
+    for side, runs in results.items():
+        times = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+        print(f"| {side} | {times} | {medians[side]:.1f} | {medians[side] / medians['shared']:.2f}x |")
+    base = results["whole"][0]["scores"]
+    for side, runs in results.items():
+        worst = max(abs((runs[0]["scores"][k] or 0) - (base[k] or 0)) for k in base)
+        print(f"{side}: largest main-score difference to whole: {worst:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

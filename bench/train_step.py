@@ -1,0 +1,82 @@
+"""Training step time on the demo's recipe, side by side (issue 25): configs/quick.toml's
+training (SmolLM2-135M, eos+causal, LoRA r16 on all projections with dropout 0.1, 16 queries a
+step with their positives and SNLI hard negatives, mini-batch 48, max_length 64), a few steps
+from the same seed, in a fresh process per run, sides alternating over rounds.
+
+Sides: ``today`` (a step whose texts fit one mini-batch runs the plain step, no replayed
+forward), ``cached`` (today's code, every step through GradCache, as before) and, with
+``--baseline-src``, the ``src`` folder of another checkout (``git worktree add /tmp/base 1509955``).
+The step time is the median of the steps after the first; the losses of every step are printed
+so a changed compute path shows if it changed the numbers.
+
+    python bench/train_step.py [--steps 4] [--rounds 2] [--baseline-src /tmp/base/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from procs import ROOT, alternating, emit, machine, median, run_worker
+
+CONFIG = ROOT / "configs" / "quick.toml"
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("src"):
+        sys.path.insert(0, spec["src"])
+    from poolattn.config import load_toml
+    from poolattn.training import trainer
+    from poolattn.training.config import train_config_from_dict
+
+    if spec["side"] == "cached":
+        from poolattn.training.gradcache import cached_step
+
+        trainer._step_fn = lambda t, texts: cached_step  # noqa: SLF001 - the previous choice
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = [f"training.steps={spec['steps']}", f"training.output_dir={json.dumps(tmp)}"]
+        raw = load_toml(CONFIG, [*sets, "training.save_every=1000"])
+        raw = {k: v for k, v in raw.items() if k in ("model", "data", "training", "lora")}
+        raw["model"] = {**raw.get("model", {}), "pooling": "eos", "attention": "causal"}
+        trainer.train(train_config_from_dict(raw, base_dir=CONFIG.parent))
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    times = [r["step_s"] for r in records]
+    return {
+        "step_s_median": median(times[1:] or times),
+        "step_s": times,
+        "losses": [r["loss"] for r in records],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline-src", help="src folder of another checkout, run as a third side")
+    args = parser.parse_args(argv)
+    if args.worker:
+        emit(worker(json.loads(args.worker)))
+        return 0
+    specs = [{"side": "today", "steps": args.steps}, {"side": "cached", "steps": args.steps}]
+    if args.baseline_src:
+        specs.append({"side": "baseline", "steps": args.steps, "src": str(Path(args.baseline_src).resolve())})
+    print(f"machine: {machine()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
+    results = alternating(specs, args.rounds, lambda s: run_worker(Path(__file__), s), lambda s: s["side"])
+    medians = {side: median(r["step_s_median"] for r in runs) for side, runs in results.items()}
+    print("| side | step s (median per run) | median | ratio to today |\n|---|---|---:|---:|")
+    for side, runs in results.items():
+        each = ", ".join(f"{r['step_s_median']:.1f}" for r in runs)
+        print(f"| {side} | {each} | {medians[side]:.1f} | {medians[side] / medians['today']:.2f}x |")
+    for side, runs in results.items():
+        print(f"{side} losses: {', '.join(f'{x:.5f}' for x in runs[0]['losses'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
