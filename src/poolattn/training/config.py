@@ -79,7 +79,8 @@ class DataConfig:
 class TrainingConfig:
     """The optimisation recipe. ``batch_size`` counts queries per step (all see each other's
     documents as negatives); ``mini_batch_size`` counts texts per forward pass, which bounds
-    memory when ``gradcache`` is on. ``head_warmup_steps`` (0 = off, the paper's recipe): steps
+    memory when ``gradcache`` is on (a step with no more texts than that runs them without
+    GradCache's replay: the memory of one full mini-batch, one forward less). ``head_warmup_steps`` (0 = off, the paper's recipe): steps
     training the head alone before the ``steps`` joint steps (``poolattn.training.head_warmup``).
     A relative ``output_dir`` is taken from the config file's folder (``config_relative``)."""
 
