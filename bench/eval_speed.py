@@ -13,16 +13,14 @@ encoding, evaluators; not the model load). The embedding cache is off, so every 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from procs import alternating, emit, machine, median, run_worker
+from procs import emit, median, side_by_side, side_by_side_parser
 
 # one local dataset per family (folder names, as configs/tiny.toml names them)
 DEFAULT_TASKS = "STSBenchmark,Emotion,MSRP,SciFact,SemEval2016CQA-QQ,SearchSnippets"
@@ -55,22 +53,16 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--items", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--baseline-src", help="src folder of another checkout, run as a third side")
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))
         return 0
     common = {"tasks": args.tasks, "items": args.items}
     specs = [{**common, "side": "shared", "share": True}, {**common, "side": "whole", "share": False}]
-    if args.baseline_src:
-        specs.append({**common, "side": "baseline", "src": str(Path(args.baseline_src).resolve())})
-    print(f"machine: {machine()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
-    results = alternating(specs, args.rounds, lambda s: run_worker(Path(__file__), s), lambda s: s["side"])
+    results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
     medians = {side: median(r["seconds"] for r in runs) for side, runs in results.items()}
     print("| side | runs (s) | median (s) | ratio to shared |\n|---|---|---:|---:|")
     for side, runs in results.items():

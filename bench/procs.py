@@ -8,6 +8,7 @@ a slow drift of the machine (other jobs, thermal state) from favouring whoever r
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -77,6 +78,30 @@ def alternating(
             results[label(spec)].append(result)
             print(f"  round {r + 1}/{rounds} {label(spec)}: {_short(result)}", flush=True)
     return results
+
+
+def side_by_side_parser(description: str) -> argparse.ArgumentParser:
+    """The options every side-by-side bench takes: ``--rounds``, ``--baseline-src`` (another
+    checkout's ``src``, a third side) and the hidden ``--worker`` of ``run_worker``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline-src", help="src folder of another checkout, run as a third side")
+    return parser
+
+
+def side_by_side(
+    script: str | Path, specs: list[dict[str, Any]], rounds: int, baseline_src: str | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Run ``specs`` (each with a ``side``) plus, when ``baseline_src`` is given, a ``baseline``
+    side (the first spec's counts, run with another checkout's ``src`` first on ``sys.path``),
+    alternating over ``rounds``; results per side."""
+    specs = list(specs)
+    if baseline_src:
+        counts = {k: v for k, v in specs[0].items() if k not in ("side", "share")}
+        specs.append({**counts, "side": "baseline", "src": str(Path(baseline_src).resolve())})
+    print(f"machine: {machine()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
+    return alternating(specs, rounds, lambda s: run_worker(script, s), lambda s: s["side"])
 
 
 def median(values: Iterable[float]) -> float:

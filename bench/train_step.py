@@ -14,15 +14,13 @@ so a changed compute path shows if it changed the numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from procs import ROOT, alternating, emit, machine, median, run_worker
+from procs import ROOT, emit, median, side_by_side, side_by_side_parser
 
 CONFIG = ROOT / "configs" / "quick.toml"
 
@@ -54,20 +52,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--baseline-src", help="src folder of another checkout, run as a third side")
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))
         return 0
     specs = [{"side": "today", "steps": args.steps}, {"side": "cached", "steps": args.steps}]
-    if args.baseline_src:
-        specs.append({"side": "baseline", "steps": args.steps, "src": str(Path(args.baseline_src).resolve())})
-    print(f"machine: {machine()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
-    results = alternating(specs, args.rounds, lambda s: run_worker(Path(__file__), s), lambda s: s["side"])
+    results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
     medians = {side: median(r["step_s_median"] for r in runs) for side, runs in results.items()}
     print("| side | step s (median per run) | median | ratio to today |\n|---|---|---:|---:|")
     for side, runs in results.items():
