@@ -75,3 +75,14 @@ def test_no_shared_prefix_where_it_would_change_results(tiny_model) -> None:
         assert causal.shared_prefix(ids[:1], mask[:1]) == 0  # one row: nothing to share
         documents = causal.tokenize(["the cat", "a dog"], "document")
         assert causal.shared_prefix(documents["input_ids"], documents["attention_mask"]) == 0
+
+
+def test_shared_prefix_through_a_lora_adapter(tiny_model) -> None:
+    """A trained model's backbone is a PeftModel: the KV cache passes through it unchanged."""
+    model = tiny_model(pooling="multilayer", attention="causal", arch="qwen2")
+    model.add_lora(r=4, alpha=8, dropout=0.1, target_modules=["q_proj", "v_proj"])
+    for name, parameter in model.backbone.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.1)  # a non-zero update, as after training
+    whole, shared = _embed(model, False), _embed(model, True)
+    assert float(torch.nn.functional.cosine_similarity(whole, shared).min()) >= 0.99999
