@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from procs import emit, median, side_by_side, side_by_side_parser
+from procs import emit, print_side_table, side_by_side, side_by_side_parser
 
 # one local dataset per family (folder names, as configs/tiny.toml names them)
 DEFAULT_TASKS = "STSBenchmark,Emotion,MSRP,SciFact,SemEval2016CQA-QQ,SearchSnippets"
@@ -63,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     common = {"tasks": args.tasks, "items": args.items}
     specs = [{**common, "side": "shared", "share": True}, {**common, "side": "whole", "share": False}]
     results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
-    medians = {side: median(r["seconds"] for r in runs) for side, runs in results.items()}
-    print("| side | runs (s) | median (s) | ratio to shared |\n|---|---|---:|---:|")
-    for side, runs in results.items():
-        times = ", ".join(f"{r['seconds']:.1f}" for r in runs)
-        print(f"| {side} | {times} | {medians[side]:.1f} | {medians[side] / medians['shared']:.2f}x |")
+    print_side_table(results, "seconds", "s", "shared")
     base = results["whole"][0]["scores"]
     for side, runs in results.items():
         worst = max(abs((runs[0]["scores"][k] or 0) - (base[k] or 0)) for k in base)

@@ -104,6 +104,16 @@ def side_by_side(
     return alternating(specs, rounds, lambda s: run_worker(script, s), lambda s: s["side"])
 
 
+def print_side_table(results: dict[str, list[dict[str, Any]]], key: str, unit: str, reference: str) -> None:
+    """A Markdown table of ``side_by_side`` results: each run's ``key``, their median, and the
+    ratio of that median to the ``reference`` side's."""
+    medians = {side: median(r[key] for r in runs) for side, runs in results.items()}
+    print(f"| side | runs ({unit}) | median ({unit}) | ratio to {reference} |\n|---|---|---:|---:|")
+    for side, runs in results.items():
+        each = ", ".join(f"{r[key]:.1f}" for r in runs)
+        print(f"| {side} | {each} | {medians[side]:.1f} | {medians[side] / medians[reference]:.2f}x |")
+
+
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 

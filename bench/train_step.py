@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from procs import ROOT, emit, median, side_by_side, side_by_side_parser
+from procs import ROOT, emit, median, print_side_table, side_by_side, side_by_side_parser
 
 CONFIG = ROOT / "configs" / "quick.toml"
 
@@ -60,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     specs = [{"side": "today", "steps": args.steps}, {"side": "cached", "steps": args.steps}]
     results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
-    medians = {side: median(r["step_s_median"] for r in runs) for side, runs in results.items()}
-    print("| side | step s (median per run) | median | ratio to today |\n|---|---|---:|---:|")
-    for side, runs in results.items():
-        each = ", ".join(f"{r['step_s_median']:.1f}" for r in runs)
-        print(f"| {side} | {each} | {medians[side]:.1f} | {medians[side] / medians['today']:.2f}x |")
+    print_side_table(results, "step_s_median", "s per step", "today")
     for side, runs in results.items():
         print(f"{side} losses: {', '.join(f'{x:.5f}' for x in runs[0]['losses'])}")
     return 0

@@ -237,7 +237,7 @@ def test_status_counts_the_head_warmup_steps_the_trainer_runs(tmp_path: Path) ->
     assert lock.acquire()
     try:
         assert grid_status(config)[0].detail == f"training step 60/{steps}"
-        (run_dir / "train" / TRAIN_RUN_FILE).write_text(json.dumps({"head_warmup_steps": 20}))
+        (run_dir / "train" / TRAIN_RUN_FILE).write_text(json.dumps({"total_steps": steps + 20}))
         assert grid_status(config)[0].detail == f"training step 60/{steps + 20}"
     finally:
         lock.release()

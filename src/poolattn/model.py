@@ -90,8 +90,7 @@ class EmbeddingModel(nn.Module):
         set_attention_mode(backbone, config.attention)
         if verify:
             verify_attention(backbone, config.attention)
-        text = text_config(backbone)
-        self.pooler = build_pooler(config, int(text.hidden_size), int(text.num_hidden_layers), head_seed)
+        self.pooler = build_pooler(config, self.embedding_dim, self.num_layers, head_seed)
         # float32 whatever the backbone's dtype: bf16 weights would not move under AdamW at lr 1e-5
         self.pooler.to(device=self.device, dtype=torch.float32)
         self._full_finetune = bool(full_finetune)
@@ -146,6 +145,10 @@ class EmbeddingModel(nn.Module):
     @property
     def embedding_dim(self) -> int:
         return int(text_config(self.backbone).hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(text_config(self.backbone).num_hidden_layers)
 
     # ----------------------------------------------------------------- LoRA
     def add_lora(
@@ -369,7 +372,7 @@ class EmbeddingModel(nn.Module):
             "adapter_parameters": adapter,
             "head_parameters": head,
             "embedding_dim": self.embedding_dim,
-            "layers": int(text_config(self.backbone).num_hidden_layers),
+            "layers": self.num_layers,
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
         }
 

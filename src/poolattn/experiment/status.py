@@ -102,18 +102,14 @@ def last_step(run_dir: Path) -> int | None:
 
 
 def _total_steps(config: ExperimentConfig, run: Run, run_dir: Path) -> int | None:
-    """The run's step count as the trainer numbers steps: its recipe's steps plus the head
-    warm-up steps it really runs (the trainer's record says; none for a head-less design)."""
-    steps = config.train_data(run).get("training", {}).get("steps")
-    if steps is None:
-        return None
+    """The run's step count as the trainer numbers its steps (its record's ``total_steps``:
+    head warm-up included); the recipe's ``steps`` until the trainer has written it."""
     from ..training.config import read_train_run
 
     try:
-        warmup = int(read_train_run(run_dir / "train").get("head_warmup_steps") or 0)
-    except (OSError, ValueError):
-        warmup = 0  # not written yet: the trainer is still setting up
-    return int(steps) + warmup
+        return int(read_train_run(run_dir / "train")["total_steps"])
+    except (OSError, ValueError, KeyError):
+        return config.train_data(run).get("training", {}).get("steps")
 
 
 def run_status(config: ExperimentConfig, run: Run, now: float) -> RunStatus:

@@ -317,6 +317,7 @@ def _start_logs(run: _Run) -> None:
         "processes": run.accelerator.num_processes,
         "model": run.model.describe(),
         "head_warmup_steps": run.head_warmup_steps,
+        "total_steps": run.total_steps,
         "resumed_from_step": run.start,
     }
     write_json_atomic(run.out / TRAIN_RUN_FILE, info)
