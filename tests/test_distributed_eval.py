@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from helpers import save_tiny_backbone
 
-from poolattn.evaluation import PoolattnBackend, evaluate
+from poolattn.backends.base import PoolattnBackend
+from poolattn.evaluation import evaluate
 from poolattn.evaluation.distributed import EncodeServer, ProcessGroup, ShardedBackend
 from poolattn.experiment.state import read_state
 from poolattn.model import length_chunks

@@ -85,13 +85,17 @@ def test_sentence_transformers_dir_resolves_by_its_markers(backbone_dir: Path, t
     from sentence_transformers import SentenceTransformer, models
 
     word = models.Transformer(str(backbone_dir))
-    st = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(), "mean")])
+    st = SentenceTransformer(modules=[word, models.Pooling(word.get_embedding_dimension(), "mean")])
     st.save(str(tmp_path / "my-st"))
     backend = load_backend(str(tmp_path / "my-st"))
     assert isinstance(backend, SentenceTransformerBackend) and not backend.uses_instructions
     assert backend.name == "sentence-transformers/my-st"
     vectors = backend.encode(TEXTS, query=True, instruction="ignored", batch_size=2)
     assert vectors.shape == (3, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    cast = load_backend(str(tmp_path / "my-st"), dtype="bfloat16")  # loaded in float32, cast whole
+    assert {p.dtype for p in cast.model.parameters()} == {torch.bfloat16}
+    with pytest.raises(ConfigError, match="dtype: 'bf16' is not valid"):
+        load_backend(str(tmp_path / "my-st"), dtype="bf16")
 
 
 @pytest.mark.parametrize("spec", ["all-MiniLM-L6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"])

@@ -13,8 +13,8 @@ from scipy import stats
 
 from poolattn.evaluation import evaluate
 from poolattn.evaluation.encoder import MTEBEncoder
-from poolattn.evaluation.local import MAIN_SCORES, LocalTask, build_task, local_tasks
-from poolattn.evaluation.local_discovery import LocalDataset
+from poolattn.evaluation.instructions import instruction_for
+from poolattn.evaluation.local import MAIN_SCORES, LocalDataset, LocalTask, build_task, local_tasks
 
 # one fast dataset per family from the shared data; summarization is synthetic (the shared data has none)
 PICKS = (
@@ -105,7 +105,7 @@ def test_real_sts_task_agrees_with_scipy(tiny_model, data_dir: Path) -> None:
     )
     reported = result.task_results[0].scores["test"][0]["cosine_spearman"]
     data = item.task.dataset["test"]
-    instruction = encoder.instruction("STSBenchmark", "STS")
+    instruction = instruction_for("STSBenchmark", "STS")
     e1 = encoder.encode_texts(data["sentence1"], query=True, instruction=instruction)
     e2 = encoder.encode_texts(data["sentence2"], query=True, instruction=instruction)
     cosine = (e1 * e2).sum(1) / (np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1))

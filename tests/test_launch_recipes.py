@@ -117,6 +117,23 @@ def test_cluster_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
     assert GridTask("c.toml", "r").command()[1:4] == ["-m", "poolattn.cli", "experiment"]
 
 
+def test_a_failed_debug_task_exits_nonzero_without_a_debugger(tmp_path: Path, monkeypatch, capsys) -> None:
+    """submitit's debug executor opens pdb when result() meets a failure, which hangs a
+    non-interactive run; the command waits on exception() and reports the failed runs."""
+    import pdb
+
+    opened: list[int] = []
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: opened.append(1))
+    monkeypatch.setattr(GridTask, "command", lambda self: [sys.executable, "-c", "raise SystemExit(3)"])
+    cluster = tmp_path / "debug.toml"
+    cluster.write_text('cluster = "debug"\n')
+    out = json.dumps(str(tmp_path / "out"))
+    args = ["experiment", str(ROOT / "configs" / "tiny.toml"), "--submit", str(cluster)]
+    assert main([*args, "--set", f"experiment.output_dir={out}"]) == 1
+    assert not opened
+    assert "3 task(s) failed" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.needs_data
 def test_submitit_debug_executor_runs_each_run_once(tmp_path: Path, tokenizer, data_dir) -> None:

@@ -90,7 +90,7 @@ def test_only_one_layer_equals_removing_all_others_and_backbone_runs_once(traine
     texts = len(cache.vectors_by_key)
     assert texts > 0 and rows["n"] == texts == cache.backbone_texts == result["backbone_texts"]
 
-    items = [item for item, _ in ablation_tasks(None, ["STSBenchmark"], 8)]
+    items = ablation_tasks(None, ["STSBenchmark"], 8)
     for row in result["per_layer"]:
         removed = set(range(1, LAYERS + 1)) - {row["layer"]}
         kept = [j for j in range(1, LAYERS + 1) if j not in removed]
@@ -108,7 +108,7 @@ def test_skipping_mteb_extras_keeps_every_main_score(trained: Path) -> None:
 
     model = EmbeddingModel.load(trained)
     cache = LayerVectorCache(model, batch_size=8)
-    items = [item for item, _ in ablation_tasks(None, ["STSBenchmark", "SciFact", "TREC"], 8)]
+    items = ablation_tasks(None, ["STSBenchmark", "SciFact", "TREC"], 8)
     for kept in ([1, 2, 3, 4], [2]):
         encoder = MTEBEncoder(LayerSubsetBackend(cache, kept, "fp"), cache_dir=None)
         for item in items:

@@ -70,7 +70,9 @@ def ablation(model: EmbeddingModel, query: bool, expected: np.ndarray) -> None:
         TEXTS, query=query, instruction=instruction, batch_size=BATCH
     )
     assert cache.backbone_texts == len(TEXTS) and np.abs(vectors - expected).max() <= 1e-6
-    cached = cache.vectors(TEXTS, query=query, instruction=instruction)
+    cached = torch.stack(
+        [cache.vectors_by_key[k] for k in cache.keys(TEXTS, query=query, instruction=instruction)]
+    )
     batches = model.input_batches(TEXTS, "query" if query else "document", instruction, BATCH)
     for rows, _ in batches:
         pooled = torch.nn.functional.normalize(cache.pool(cached[rows], every), dim=-1)

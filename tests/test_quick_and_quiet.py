@@ -15,8 +15,7 @@ import pytest
 
 from poolattn.config import ConfigError
 from poolattn.evaluation.encoder import MTEBEncoder
-from poolattn.evaluation.local import build_task
-from poolattn.evaluation.local_discovery import LocalDataset
+from poolattn.evaluation.local import LocalDataset, build_task
 from poolattn.evaluation.runner import run_mteb_task
 from poolattn.pooler_names import BUILTIN_POOLERS, check_pooling, pooler_names
 

@@ -121,6 +121,14 @@ def test_friedman_equals_scipy_and_nemenyi_cd_equals_demsar() -> None:
     assert 0 <= result["pvalues"]["a"]["d"] <= 1
 
 
+def test_friedman_does_not_reject_when_every_design_ties_everywhere() -> None:
+    """All-tied ranks carry no evidence: p = 1 (scipy's NaN once read as F = inf, "rejects")."""
+    scores = np.tile(np.array([[0.5], [0.7], [0.2]]), (1, 4))
+    result = friedman(scores)
+    assert result["statistic"] == 0.0 and result["pvalue"] == 1.0
+    assert result["iman_davenport_f"] == 0.0 and result["pvalue_f"] == 1.0
+
+
 def test_sign_flip_is_exact_and_sided() -> None:
     rng = np.random.default_rng(1)
     assert sign_flip_test([np.zeros(10)]) == 1.0

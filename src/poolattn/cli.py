@@ -1,9 +1,7 @@
 """The ``poolattn`` command line: parse the arguments, run one command module, report errors.
 
-A command is a module of ``poolattn.commands`` defining ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``, and one line in ``COMMANDS``. Command
-modules import torch, transformers and mteb inside ``run`` only, so ``poolattn --help`` and
-``poolattn COMMAND --help`` answer at once; every command calls a library function.
+A command is a ``poolattn.commands`` module (``HELP``, ``add_arguments``, ``run``) named in
+``COMMANDS``; it imports torch and mteb inside ``run`` only, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import traceback
 from .config import ConfigError
 from .io import CorruptFileError
 
-# One line per command, in the order ``poolattn --help`` lists them.
 COMMANDS = ["encode", "train", "eval", "compare", "experiment", "layers", "export", "mine", "demo"]
 
 DESCRIPTION = (
@@ -47,30 +44,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def user_message(exc: BaseException) -> str:
-    """One line for a user error; an OS error is ``path: reason`` rather than ``[Errno N] ...``."""
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc)
-
-
-# mteb both logs and warns that a task is superseded: the log line is enough.
-SUPERSEDED_WARNING = r"The task '.*' is superseded by"
-
-
 def quiet_process(args: argparse.Namespace) -> None:
-    """Process-wide output settings of one command (the library itself changes none).
-
-    ``--no-progress`` also hides the loading bars of transformers and the hub, which other
-    libraries (sentence-transformers, PEFT) start from inside their own loaders.
-    """
+    """Process-wide output settings of one command (the library itself changes none)."""
     import warnings
 
-    warnings.filterwarnings("ignore", message=SUPERSEDED_WARNING, category=UserWarning)
+    # mteb both logs and warns that a task is superseded: the log line is enough
+    warnings.filterwarnings("ignore", message=r"The task '.*' is superseded by", category=UserWarning)
     if getattr(args, "no_progress", False):
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # transformers' bars and huggingface_hub's
+        hf_logging.disable_progress_bar()  # transformers' and the hub's, also inside s-t and PEFT loaders
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"poolattn {args.command}: error: {user_message(exc)}", file=sys.stderr)
+        os_error = isinstance(exc, OSError) and exc.strerror and exc.filename is not None
+        message = f"{exc.filename}: {exc.strerror}" if os_error else str(exc)  # not "[Errno N] ..."
+        print(f"poolattn {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"poolattn {args.command}: interrupted", file=sys.stderr)

@@ -1,12 +1,8 @@
 """Typed, validated settings: the model design, and the generic TOML/dataclass plumbing.
 
-Every section of a poolattn TOML file is a dataclass. Loading checks each key: an unknown
-key is an error that names it and suggests the closest valid one, and a bad value is an
-error that names the section and field.
-
-This module is a leaf (it imports nothing from poolattn), so anything may import it. Pooler
-names, and each pooler's own settings (``[model.poolers.NAME]``), are the pooler registry's to
-check (``poolattn.design.validate_design``).
+Every TOML section is a dataclass; an unknown key is an error that suggests the closest valid
+one, a bad value one that names section and field. A leaf module (imports nothing from poolattn);
+pooler names and settings are checked by the registry (``poolattn.design.validate_design``).
 """
 
 from __future__ import annotations
@@ -25,8 +21,7 @@ ATTENTION_MODES = ("causal", "bidirectional")
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: poolattn.dtypes.resolve_dtype
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 DEFAULT_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
-# The query instruction when none is given (encoding, training data, export, an unknown task
-# family); the E5 wording of the STS family.
+# The query instruction when none is given: the E5 wording of the STS family.
 DEFAULT_INSTRUCTION = "Retrieve semantically similar text."
 # LoRA's default target modules: every attention and MLP projection of a Llama-style block.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -46,15 +41,9 @@ def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class HeadConfig:
-    """Shape of a trainable pooling head: what the latent, multilayer and nv_latent poolers share
-    (a pooler's own settings live in ``ModelConfig.poolers``).
-
-    Every trainable head has the published block structure (see ``pooling.CrossAttentionBlock``);
-    the defaults keep it small next to the backbone so that head size does not confound a
-    design comparison; ``HeadConfig.paper()`` gives the paper's sizes.
-
-    ``ff_mult`` is the GEGLU feed-forward's width multiplier (4 in the paper and NV-Embed).
-    """
+    """Shape of the trainable pooling heads (``pooling.CrossAttentionBlock``). The defaults keep it
+    small next to the backbone, so head size does not confound a design comparison;
+    ``ff_mult`` is the GEGLU feed-forward's width multiplier."""
 
     num_latents: int = 16
     num_heads: int = 8
@@ -83,8 +72,7 @@ class ModelConfig:
     max_instruction_length: int = 256
     head: HeadConfig = field(default_factory=HeadConfig)
     head_preset: str = "small"
-    # each pooler's own settings by pooler name ([model.poolers.latent] latent_keys = "last"),
-    # checked by its class; a validated design keeps its own pooler's table, defaults filled in
+    # each pooler's own settings ([model.poolers.latent] latent_keys = "last"), checked by its class
     poolers: dict[str, dict[str, Any]] = field(default_factory=dict)
     exclude_instruction: bool = False
     query_template: str = DEFAULT_QUERY_TEMPLATE
@@ -148,10 +136,7 @@ class ModelConfig:
 
 
 T = TypeVar("T")
-
-
-# A scalar field's type -> (its name in errors, the Python types it accepts; never a bool
-# for a number).
+# A scalar field's type -> (its name in errors, the Python types it accepts; never a bool for a number)
 SCALARS: dict[type, tuple[str, tuple[type, ...]]] = {
     bool: ("true or false", (bool,)),
     int: ("an integer", (int,)),
@@ -180,16 +165,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
             raise ConfigError(f"{where}: expected {what}, got {value!r}")
         return float(value) if tp is float else value
-    if origin is list:
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            raise ConfigError(f"{where}: expected {'a list' if origin is list else 'a table'}, got {value!r}")
+        item_tp = (typing.get_args(tp) or (Any, Any))[-1]  # list[T] -> T, dict[K, V] -> V
+        if origin is list:
+            return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return {str(k): _coerce(v, item_tp, f"{where}.{k}") for k, v in value.items()}
     return value
 
 
@@ -243,9 +225,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def config_relative(path: str | Path, base_dir: str | Path) -> Path:
-    """The one rule for output paths in a config file: ``~`` and ``$VARS`` expanded, and a
-    relative path taken from the config file's folder (not the working directory), so a
-    config writes to the same place from wherever it is run."""
+    """An output path in a config file: ``~`` and ``$VARS`` expanded, a relative path taken from
+    the config file's folder, so a config writes to the same place from wherever it is run."""
     expanded = Path(os.path.expandvars(str(path))).expanduser()
     return expanded if expanded.is_absolute() else Path(base_dir) / expanded
 

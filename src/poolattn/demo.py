@@ -13,25 +13,17 @@ SENTENCES = (
 DESIGNS = (("eos", "causal"), ("mean", "bidirectional"))
 
 
-def similarity_table(names: list[str], matrix) -> str:  # noqa: ANN001 - any 2-D array
-    """A plain-text table of a square similarity matrix."""
-    width = max(len(n) for n in names)
-    labels = [f"s{i + 1}" for i in range(len(names))]
-    lines = [" " * (width + 6) + "".join(f"{label:>7}" for label in labels)]
-    for i, name in enumerate(names):
-        lines.append(
-            f"{labels[i]:>3}  {name:<{width}} " + "".join(f"{matrix[i][j]:7.3f}" for j in range(len(names)))
-        )
-    return "\n".join(lines)
-
-
 def similarity_demo(base: str = "smollm2-135m") -> str:
-    """Embed SENTENCES with each design in DESIGNS and render the similarity tables."""
+    """Embed SENTENCES with each design in DESIGNS and render their cosine similarity tables."""
+    width = max(len(s) for s in SENTENCES)
+    labels = [f"s{i + 1}" for i in range(len(SENTENCES))]
     parts = []
     for pooling, attention in DESIGNS:
         model = EmbeddingModel.from_pretrained(base, attention=attention, pooling=pooling)
         emb = model.encode(list(SENTENCES))
         parts.append(f"design {model.config.name} (untrained, base {base}):")
-        parts.append(similarity_table(list(SENTENCES), emb @ emb.T))
+        parts.append(" " * (width + 6) + "".join(f"{label:>7}" for label in labels))
+        for label, sentence, row in zip(labels, SENTENCES, emb @ emb.T, strict=True):
+            parts.append(f"{label:>3}  {sentence:<{width}} " + "".join(f"{value:7.3f}" for value in row))
         parts.append("")
     return "\n".join(parts)

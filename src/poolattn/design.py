@@ -1,9 +1,5 @@
-"""Design checks against the pooler registry, and the one parser of design strings.
-
-``validate_design`` applies ``ModelConfig``'s own rules plus the registry's pooler names;
-``parse_design`` / ``parse_design_spec`` read ``POOLING+ATTENTION`` / ``BASE:POOLING+ATTENTION``.
-``config`` stays a leaf without torch, so the pooling name is checked here, against
-``pooler_names`` (no torch; a user-registered pooler is valid everywhere a built-in one is).
+"""Design checks against the pooler registry (``config`` stays a leaf without torch, so pooler names
+are checked here) and the one parser of ``POOLING+ATTENTION`` / ``BASE:POOLING+ATTENTION`` strings.
 """
 
 from __future__ import annotations
@@ -32,10 +28,8 @@ def model_config(pooling: str = "eos", attention: str = "causal", **options: Any
 
 
 def parse_design(design: str, where: str = "design") -> tuple[str, str]:
-    """``"multilayer+bidirectional"`` -> ("multilayer", "bidirectional"), validated.
-
-    ``where`` names the field or argument in the error message.
-    """
+    """``"multilayer+bidirectional"`` -> ("multilayer", "bidirectional"), validated; ``where``
+    names the field or argument in the error message."""
     pooling, sep, attention = design.partition("+")
     if not sep:
         raise ConfigError(f"{where}: {design!r} must look like 'POOLING+ATTENTION', e.g. 'eos+causal'")
@@ -45,11 +39,8 @@ def parse_design(design: str, where: str = "design") -> tuple[str, str]:
 
 
 def parse_design_spec(spec: str) -> tuple[str, str, str] | None:
-    """``base:pooling+attention`` (e.g. ``smollm2-135m:eos+causal``) -> (base, pooling, attention).
-
-    None when ``spec`` is not shaped like a design spec (no ``:`` followed by ``+``); a
-    ConfigError when it is but names an unknown pooler or attention mode.
-    """
+    """``base:pooling+attention`` (e.g. ``smollm2-135m:eos+causal``) -> (base, pooling, attention);
+    None when ``spec`` is not shaped so, a ConfigError when it names an unknown pooler or mode."""
     base, sep, design = spec.rpartition(":")
     if not sep or not base or "+" not in design:
         return None

@@ -1,10 +1,8 @@
 """Which dtype the backbone computes in: ``auto`` picks bfloat16 where the hardware runs it fast.
 
-bfloat16 is fast on CUDA GPUs that support it and on CPUs with AVX512-BF16 or AMX-BF16
-(a bf16 matmul ~2.5x an fp32 one on such a CPU); on other CPUs it is emulated and slower
-than float32, so ``auto`` keeps float32 there. Only the frozen backbone runs in the low
-precision: trainable parameters (LoRA, heads), optimizer state, pooling and normalisation
-stay float32, and embeddings are always returned as float32.
+That is CUDA GPUs with bf16 and CPUs with AVX512-BF16 or AMX-BF16; elsewhere bf16 is emulated
+and slower, so ``auto`` keeps float32. Only the frozen backbone runs in low precision: trainable
+parameters, optimizer state, pooling and the returned embeddings stay float32.
 """
 
 from __future__ import annotations
@@ -38,30 +36,22 @@ class DtypeChoice:
 
 @lru_cache(maxsize=1)
 def cpu_bf16_features() -> frozenset[str]:
-    """The CPU's native bf16 features (``avx512_bf16``, ``amx_bf16``) present on this machine.
-
-    Asks torch's own CPU probe (cpuinfo, works on every OS) and falls back to the flags of
-    ``/proc/cpuinfo``. Tests replace this function to simulate other machines.
-    """
+    """The CPU's native bf16 features (``avx512_bf16``, ``amx_bf16``): torch's own probe (every
+    OS), else the flags of ``/proc/cpuinfo``."""
     capability = _torch_cpu_capability()
     found = {flag for flag in CPU_BF16_FLAGS if capability.get(flag)}
     if not found and CPUINFO.exists():
-        flags = set()
         for line in CPUINFO.read_text(errors="replace").splitlines():
             if line.startswith("flags"):
-                flags |= set(line.split(":", 1)[-1].split())
-        found |= {flag for flag in CPU_BF16_FLAGS if flag in flags}
+                found |= {flag for flag in CPU_BF16_FLAGS if flag in line.split(":", 1)[-1].split()}
     return frozenset(found)
 
 
 def _torch_cpu_capability() -> dict[str, object]:
     """torch's cpuinfo-based feature dict (a private API: empty when missing or failing)."""
-    probe = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
-    if probe is None:
-        return {}
     try:
-        return dict(probe())
-    except Exception:  # noqa: BLE001 - private API; the /proc/cpuinfo fallback decides then
+        return dict(torch._C._cpu._get_cpu_capability())
+    except Exception:  # a private API; the /proc/cpuinfo fallback decides then
         log.debug("torch CPU capability probe failed", exc_info=True)
         return {}
 
@@ -72,11 +62,8 @@ def cuda_bf16_supported() -> bool:
 
 
 def resolve_dtype(setting: str, device: str | torch.device | None = None) -> DtypeChoice:
-    """Turn ``model.dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``) into a choice.
-
-    ``device`` is where the model will run; ``None`` means the GPU when one is present, else
-    the CPU. Explicit names are honoured as given.
-    """
+    """Turn ``model.dtype`` into a choice for ``device`` (None: the GPU when present, else the CPU);
+    explicit names are honoured as given."""
     if setting in DTYPE_BY_NAME:
         return DtypeChoice(setting, "set explicitly (model.dtype)")
     if setting != "auto":
@@ -104,23 +91,12 @@ def floating_dtype(module: torch.nn.Module) -> torch.dtype:
 
 
 def compute_autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` on ``device``, or nothing for float32.
-
-    Nothing rather than ``autocast(enabled=False)``: an outer autocast (accelerate's mixed
-    precision) must stay in force when the model itself asks for float32.
-    """
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    """Autocast to ``dtype`` on ``device``; for float32 nothing, not ``autocast(enabled=False)``,
+    so an outer autocast (accelerate's mixed precision) stays in force."""
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 def model_compute_dtype(setting: str, backbone: torch.nn.Module) -> torch.dtype:
-    """The dtype an ``EmbeddingModel`` runs its backbone in.
-
-    ``auto``: the dtype of the frozen weights, because ``load_backbone`` stored them in the
-    dtype resolved for this hardware (a backbone built by the caller keeps the dtype it was
-    given). An explicit name is that dtype (bf16 over float32 weights means autocast).
-    """
-    if setting == "auto":
-        return floating_dtype(backbone)
-    return DTYPE_BY_NAME[setting]
+    """The dtype an ``EmbeddingModel`` runs its backbone in: for ``auto`` that of the frozen weights
+    (``load_backbone`` stored them in the dtype resolved for this hardware), else the named one."""
+    return floating_dtype(backbone) if setting == "auto" else DTYPE_BY_NAME[setting]

@@ -1,13 +1,8 @@
-"""Embed a file of texts into a file of vectors: the library behind ``poolattn encode``.
+"""Embed a file of texts (.txt, .jsonl, .csv, .tsv) into vectors (.npy, .jsonl, .parquet).
 
-Reads one text per line of a ``.txt``, a field of a ``.jsonl`` or a column of a ``.csv``/``.tsv``;
-writes float32 vectors in input order to ``.npy``, or with ids to ``.jsonl``/``.parquet``. The
-input is checked in full before any model is loaded: a bad line is an error naming its line, or
-is skipped and counted with ``skip_invalid``.
-
-Vectors are written chunk by chunk, each atomically, into ``.<output>.parts/`` with a manifest of
-the input digest, model fingerprint and settings: rerunning an interrupted command encodes only
-the missing chunks, and the output is byte-identical to an uninterrupted run's.
+The library behind ``poolattn encode``. The input is checked in full before a model loads. Chunks
+are written atomically into ``.<output>.parts/`` beside a manifest of input, model and settings,
+so a rerun resumes an interrupted run and ends byte-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +62,9 @@ class EncodeSummary:
     chunks: int
     seconds: float
     encode_seconds: float
-    skipped: list[tuple[int, str]] = field(default_factory=list)
+    skipped: list[tuple[int, str]]
 
 
-# --------------------------------------------------------------------------- reading
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as fh:
         yield from enumerate(fh, 1)
@@ -170,11 +164,8 @@ def _csv_records(path: Path, column: str, id_field: str | None, delimiter: str) 
 
 
 def iter_records(path: str | Path, *, field: str = "text", id_field: str | None = None) -> Iterator[Record]:
-    """Every line (CSV: row) of an input file as a ``Record``, bad ones carrying their reason.
-
-    ``field`` is the JSONL field or CSV/TSV column holding the text; ``id_field`` the one
-    holding an id (default: the line number). A ``.txt`` file has one text per line.
-    """
+    """Every line (CSV: row) of an input file as a ``Record``, bad ones carrying their reason;
+    ``field``/``id_field``: the JSONL field or CSV/TSV column of the text / an id (default: line number)."""
     path = Path(path)
     fmt = INPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -225,14 +216,11 @@ def scan_input(
     return Scan(ids, skipped, digest, path.stat().st_size)
 
 
-# --------------------------------------------------------------------------- model
 def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any, Callable[[], None]]:
     """(backend, restore) for a model string (anything ``poolattn eval`` accepts) or object.
 
-    A caller's model is never changed: ``dtype`` applies only to a model loaded here, which
-    loads in it (bf16 weights cast up are not a float32 model); ``max_length`` gives a poolattn
-    model a view with its own config (the weights shared); ``restore()`` gives a model back the
-    training mode that a sentence-transformers ``encode`` switches off.
+    A caller's model is never changed: ``dtype`` only loads a named model, ``max_length`` gets a
+    config view, and ``restore()`` gives back the training mode that ST's ``encode`` switches off.
     """
     from .backends.base import PoolattnBackend, as_backend
     from .backends.resolve import load_backend
@@ -256,7 +244,6 @@ def _resolve(model: Any, max_length: int | None, dtype: str | None) -> tuple[Any
     return backend, lambda: inner.train(True) if training else None
 
 
-# --------------------------------------------------------------------------- writing
 def parts_dir(output: str | Path) -> Path:
     """Where the finished chunks of an unfinished run of ``output`` are kept."""
     output = Path(output)
@@ -343,7 +330,6 @@ def _assemble(output: Path, parts: Path, ids: list[Any], chunk_size: int, dim: i
                     writer.write_table(pa.table([chunk_ids, column], schema=schema))
 
 
-# --------------------------------------------------------------------------- main entry
 @dataclass(frozen=True)
 class _Settings:
     """The options that decide the vectors, as the manifest records them: a run resumes only
@@ -443,16 +429,11 @@ def encode_file(
         dim=dim,
         encoded=encoded,
         reused=reused,
-        chunks=len(_chunk_sizes(len(scan.ids), chunk_size)),
+        chunks=len(range(0, len(scan.ids), chunk_size)),
         seconds=time.monotonic() - started,
         encode_seconds=encode_seconds,
         skipped=scan.skipped,
     )
-
-
-# --------------------------------------------------------------------------- encoding
-def _chunk_sizes(total: int, chunk_size: int) -> list[int]:
-    return [min(chunk_size, total - start) for start in range(0, total, chunk_size)]
 
 
 def _encode_chunks(
@@ -462,19 +443,18 @@ def _encode_chunks(
     from tqdm.auto import tqdm
 
     total = len(scan.ids)
-    sizes = _chunk_sizes(total, settings.chunk_size)
+    sizes = [min(settings.chunk_size, total - start) for start in range(0, total, settings.chunk_size)]
     done, dim = _finished_chunks(parts, sizes)
     reused = sum(sizes[i] for i in done)
     if done:
         log.info("resuming: %d of %d texts already encoded in %s", reused, total, parts)
     encoded = 0
-    bar = tqdm(
-        total=total, initial=reused, desc="encode", unit="text", disable=not progress, dynamic_ncols=True
-    )
     records = iter_records(input_path, field=settings.field, id_field=settings.id_field)
     texts = (str(record.text) for record in records if not record.error)
     query = settings.prompt_type == "query"
-    try:
+    with tqdm(
+        total=total, initial=reused, desc="encode", unit="text", disable=not progress, dynamic_ncols=True
+    ) as bar:
         for index, rows in enumerate(sizes):
             chunk = [next(texts) for _ in range(rows)]
             if index in done:
@@ -486,6 +466,4 @@ def _encode_chunks(
             bar.update(len(chunk))
             encoded += len(chunk)
             dim = int(out.shape[1])
-    finally:
-        bar.close()
     return encoded, reused, dim

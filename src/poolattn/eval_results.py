@@ -1,7 +1,5 @@
-"""Facts of an evaluation results directory: its run file's name and a task's one main score.
-
-Shared by its writer (``poolattn.evaluation``) and its readers (``poolattn.stats``, the model
-card), so neither has to import the other. Light (numpy and poolattn.io only): reading results never loads mteb or torch.
+"""Facts of an evaluation results directory (its run file, a task's one main score), shared by its
+writer (``poolattn.evaluation``) and readers (``poolattn.stats``, the model card) without mteb or torch.
 """
 
 from __future__ import annotations
@@ -31,12 +29,9 @@ class NoScoresError(ValueError):
 
 
 def task_main_score(task_json: Mapping[str, Any], splits: Sequence[str] | None = None) -> float:
-    """A task's main score: the mean over its eval splits (all, or ``splits``) and subsets, as
-    mteb aggregates. ``task_json`` is an mteb ``TaskResult`` as a dict.
-
-    A malformed result raises KeyError/TypeError/ValueError/AttributeError (callers add the file
-    name); a result without any score raises ``NoScoresError``.
-    """
+    """A task's main score (an mteb ``TaskResult`` dict): the mean over its eval splits (all, or
+    ``splits``) and subsets, as mteb aggregates. A malformed result raises KeyError/TypeError/
+    ValueError/AttributeError (callers add the file name); one without scores ``NoScoresError``."""
     values = [
         float(entry["main_score"])
         for split, entries in task_json["scores"].items()

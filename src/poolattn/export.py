@@ -1,23 +1,11 @@
-"""Export a poolattn model to sentence-transformers: plain where ST can express the design,
-else as one poolattn module (needs ``trust_remote_code``). ONNX lives in ``onnx_export``.
+"""Export a poolattn model to sentence-transformers (ONNX: ``onnx_export``).
 
-**Plain export** (eos -> ``lasttoken``, ``mean``, ``weighted_mean``; causal or bidirectional):
-the LoRA adapter merged (in float32, rounded once) into the weights, stored in the compute dtype
-(default: the model's) and loaded by sentence-transformers in float32 (``_load_in_float32``),
-the attention mode in the saved ``config.json`` (transformers builds it bidirectional on load;
-the export loads it back and proves it with ``verify_attention``), EOS appended by the saved
-tokenizer's post-processor, ST's own ``Transformer`` + ``Pooling`` + ``Normalize`` modules and
-one named prompt per training instruction plus poolattn's evaluation instruction table.
-``SentenceTransformer(path)`` loads it with no poolattn installed and no remote code.
-
-Where ST cannot express the design the export says why (``plain_export_blocker``) and writes
-the **module export**: ``PoolattnModule`` (poolattn tokenization + backbone + pooler) then
-``Normalize``, loaded with ``SentenceTransformer(path, trust_remote_code=True)``.
-
-Both reproduce ``EmbeddingModel.encode``: ``st.encode_document(texts)`` == ``model.encode(texts)``,
-``st.encode_query(texts)`` == ``model.encode(texts, "query")``. A plain export truncates a
-query's prompt and text together to ``max_length`` tokens (poolattn never cuts the prompt),
-so only queries longer than ``max_length`` minus the prompt differ.
+**Plain** where ST's own modules express the design (eos -> ``lasttoken``, ``mean``,
+``weighted_mean``): LoRA merged, the attention mode in the saved config (proven by
+``verify_attention``), EOS appended by the saved tokenizer; it loads without poolattn or remote
+code. Otherwise (``plain_export_blocker`` says why) one ``PoolattnModule``, loaded with
+``trust_remote_code=True``. Both reproduce ``EmbeddingModel.encode``, except that a plain export
+truncates a query's prompt with its text, so queries longer than ``max_length`` differ.
 """
 
 from __future__ import annotations
@@ -154,7 +142,6 @@ def eos_tokenizer(tokenizer: Any) -> Any:
     from tokenizers import processors
 
     tok = copy.deepcopy(tokenizer)
-    # sentence-transformers 6 wraps texts in a chat template when the tokenizer has one
     tok.chat_template, tok.padding_side = None, "right"
     eos, eos_id = tok.eos_token, tok.eos_token_id
     if tok("x", add_special_tokens=True)["input_ids"][-1] == eos_id:
@@ -188,21 +175,17 @@ def export_plain(source: ExportSource, dtype: torch.dtype) -> Path:
     if blocker:
         raise PlainExportError(blocker)
     with tempfile.TemporaryDirectory(prefix="poolattn-export-") as scratch:
-        scratch_dir = Path(scratch)
         backbone = merged_backbone(model, dtype, source.owned)
-        backbone.save_pretrained(scratch_dir, safe_serialization=True)
-        eos_tokenizer(model.tokenizer).save_pretrained(scratch_dir)
+        backbone.save_pretrained(scratch, safe_serialization=True)
+        eos_tokenizer(model.tokenizer).save_pretrained(scratch)
         try:  # load the saved backbone as transformers would and prove its attention mode
-            verify_attention(AutoModel.from_pretrained(scratch_dir), cfg.attention)
+            verify_attention(AutoModel.from_pretrained(scratch), cfg.attention)
         except AttentionModeError as exc:
             raise PlainExportError(
                 f"{type(backbone).__name__}: the saved config does not express {cfg.attention} attention ({exc})"
             ) from exc
-        transformer = Transformer(
-            str(scratch_dir), max_seq_length=cfg.max_length, model_kwargs={"dtype": dtype}
-        )
-        check = transformer.tokenizer(PROBE_TEXT)["input_ids"]
-        if check[-1] != model.tokenizer.eos_token_id:
+        transformer = Transformer(scratch, max_seq_length=cfg.max_length, model_kwargs={"dtype": dtype})
+        if transformer.tokenizer(PROBE_TEXT)["input_ids"][-1] != model.tokenizer.eos_token_id:
             raise PlainExportError("the saved tokenizer does not append EOS after loading")
         pooling = Pooling(
             transformer.get_embedding_dimension(),
@@ -216,35 +199,31 @@ def export_plain(source: ExportSource, dtype: torch.dtype) -> Path:
             similarity_fn_name="cosine",
             device="cpu",
         )
-        with atomic_directory(source.output_dir) as tmp:
-            st.save(str(tmp), create_model_card=False, safe_serialization=True)
-            if dtype != torch.float32:
-                _load_in_float32(tmp)
-            source.write_card(tmp, "plain", dtype)
-            _refuse_pickles(tmp)
+        return _save(source, st, "plain", dtype)
+
+
+def _save(source: ExportSource, st: Any, kind: str, dtype: torch.dtype | None = None) -> Path:
+    """Write ``st`` and its card into the output directory atomically, refusing any pickle file."""
+    with atomic_directory(source.output_dir) as tmp:
+        st.save(str(tmp), create_model_card=False, safe_serialization=True)
+        if dtype not in (None, torch.float32):
+            _load_in_float32(tmp)
+        source.write_card(tmp, kind, dtype)
+        pickles = [p for p in tmp.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise RuntimeError(f"export would contain pickle files: {pickles}")
     return source.output_dir
 
 
 def _load_in_float32(directory: Path) -> None:
     """Make ``SentenceTransformer(path)`` compute in float32 over lower-precision stored weights
-    (a caller's ``model_kwargs={"dtype": ...}`` still wins).
-
-    Why: bf16 *compute* of SmolLM2-135M does not reproduce itself to cosine 0.999. Measured on
-    100 SciFact queries (the 2-step model of tests/test_export_real.py): poolattn's bf16 run against itself
-    at batch size 1 vs 32 gives min cosine 0.9886, with the LoRA merged into the bf16 weights
-    0.9881, against its float32 run 0.981, while the export's own pipeline matches poolattn on
-    the same bf16 weights and inputs to 0.99999. The same bf16 weights computed in float32 give
-    0.9996 to poolattn's float32 embeddings; on CPUs without AMX that is also ~5x faster."""
+    (a caller's ``model_kwargs`` still wins): on SmolLM2-135M, bf16 compute does not reproduce
+    itself to cosine 0.999 (batch 1 vs 32: 0.9886), while float32 compute over the same bf16
+    weights gives 0.9996 to poolattn's float32 embeddings, and is ~5x faster without AMX."""
     path = directory / ST_CONFIG_FILE
     config = json.loads(path.read_text())
     config["model_kwargs"] = {**config.get("model_kwargs", {}), "dtype": "float32"}
     write_json_atomic(path, config)
-
-
-def _refuse_pickles(directory: Path) -> None:
-    pickles = [p for p in directory.rglob("*") if p.suffix in PICKLE_SUFFIXES]
-    if pickles:
-        raise RuntimeError(f"export would contain pickle files: {pickles}")
 
 
 def export_sentence_transformers(
@@ -298,11 +277,7 @@ def _export_module(source: ExportSource, bundle_backbone: bool) -> Path:
         device=str(model.device),
     )
     model.train(was_training)  # ST's constructor must not change the caller's model mode
-    with atomic_directory(source.output_dir) as tmp:
-        st.save(str(tmp), create_model_card=False)
-        source.write_card(tmp, "module")
-        _refuse_pickles(tmp)
-    return source.output_dir
+    return _save(source, st, "module")
 
 
 def export_kind(directory: str | Path) -> str:

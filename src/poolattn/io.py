@@ -1,7 +1,5 @@
-"""File I/O every module shares: atomic writes, safe weights loading and the one JSONL reader.
-
-Atomic: a crash or a kill never leaves a half-written file or model directory. The JSONL
-reader's errors name file and line."""
+"""File I/O every module shares: atomic writes (a crash or a kill never leaves a half-written file
+or model directory), safe weights loading and the one JSONL reader (errors name file and line)."""
 
 from __future__ import annotations
 
@@ -35,31 +33,24 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(target: str | Path, *, keep_existing: bool = False) -> Iterator[Path]:
-    """Yield a temp folder beside ``target``; when the block succeeds it replaces ``target``.
-
-    On an error the temp folder is removed and ``target`` is left as it was. With
-    ``keep_existing`` (a cache filled by racing processes) a ``target`` that exists when the
-    block ends is kept and the new folder discarded: the first writer wins.
-    """
+    """Yield a temp folder beside ``target`` that replaces it when the block succeeds (on an error
+    ``target`` is left as it was). ``keep_existing`` (a cache filled by racing processes): a
+    ``target`` that exists when the block ends is kept, the new folder discarded."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         share_like_umask(tmp)
-        if keep_existing:
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process finished first (a non-empty target): keep theirs
-                if not target.exists():
-                    raise
-        elif target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        if target.exists() and not keep_existing:
             os.replace(target, old)
+        try:
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        except OSError:  # keep_existing: another process finished first (a non-empty target): keep theirs
+            if not (keep_existing and target.exists()):
+                raise
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -73,12 +64,8 @@ def _umask() -> int:
 
 
 def share_like_umask(root: str | Path) -> None:
-    """Give ``root`` and everything under it the modes ``open``/``mkdir`` would have given.
-
-    ``mkdtemp`` makes its folder 0700 and safetensors writes files 0600, so without this a
-    saved model is its owner's alone whatever the umask, and a shared output folder (workers
-    running as other users) or an exported model cannot be read by anyone else.
-    """
+    """Give ``root`` and everything under it the modes ``open``/``mkdir`` would have given:
+    ``mkdtemp`` (0700) and safetensors (0600) would leave a saved model unreadable to others."""
     mask = _umask()
     for folder, _dirs, files in os.walk(root):
         os.chmod(folder, 0o777 & ~mask)
@@ -91,11 +78,8 @@ def share_like_umask(root: str | Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; when the block succeeds it replaces ``path`` in one rename.
-
-    Writers that need a file name (``np.save``, parquet) write to the yielded path; on an error
-    or a kill ``path`` keeps its old content (or stays absent).
-    """
+    """Yield a temp path beside ``path`` (for writers that need a file name: ``np.save``, parquet);
+    when the block succeeds it replaces ``path`` in one rename, else ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -115,16 +99,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
-# ----------------------------------------------------------------------------- paths and weights
 class CorruptFileError(ValueError):
     """A file poolattn wrote (weights, a checkpoint) cannot be read back; the message names it."""
 
 
 def load_safetensors(path: str | Path) -> dict[str, Any]:
-    """``safetensors.torch.load_file``, with a truncated or corrupt file reported by its path.
-
-    Never unpickles. A missing file stays ``FileNotFoundError``.
-    """
+    """``safetensors.torch.load_file`` (never unpickles), a corrupt file reported by its path."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -140,11 +120,8 @@ def load_safetensors(path: str | Path) -> dict[str, Any]:
 
 
 def check_output_path(path: str | Path, what: str = "output") -> Path:
-    """Refuse an output path that can never be created: one of its parents is a regular file.
-
-    Called before any work, so a bad ``--output``/``output_dir`` costs nothing and leaves
-    nothing half-written; missing folders are fine (writers create them).
-    """
+    """Refuse, before any work, an output path that can never be created: one of its parents is a
+    regular file (missing folders are fine: writers create them)."""
     path = Path(path)
     parent = next((p for p in path.parents if p.exists()), None)  # the nearest existing parent
     if parent is not None and not parent.is_dir():
@@ -159,7 +136,6 @@ def bad_line_message(where: str, reason: str, skip_hint: str, more: int = 0) -> 
     return f"{where}: {reason}{extra}; fix it or {skip_hint} to skip bad lines"
 
 
-# ----------------------------------------------------------------------------- JSONL
 class JsonlError(ValueError):
     """A JSONL line is not valid JSON; ``where`` is ``path:line`` and ``reason`` the decoder's words."""
 
@@ -185,11 +161,8 @@ class JsonlRecord:
 def read_jsonl(
     path: str | Path, *, on_bad_line: Callable[[JsonlError], None] | None = None
 ) -> Iterator[JsonlRecord]:
-    """Every non-blank line of a UTF-8 JSONL file, decoded, with its line number.
-
-    A line that is not valid JSON raises ``JsonlError`` (naming file and line), or, with
-    ``on_bad_line``, is handed to it and skipped. Checking the value's shape is the caller's job.
-    """
+    """Every non-blank line of a UTF-8 JSONL file, decoded, with its line number. A line that is
+    not valid JSON raises ``JsonlError``, or with ``on_bad_line`` is handed to it and skipped."""
     path = Path(path)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
@@ -198,15 +171,13 @@ def read_jsonl(
                 if not text.strip():
                     continue
                 value = json.loads(text)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                reason = (
-                    f"{exc.msg} at column {exc.colno}"
-                    if isinstance(exc, json.JSONDecodeError)
-                    else f"not UTF-8 ({exc.reason} at byte {exc.start})"
-                )
-                error = JsonlError(path, number, reason)
-                if on_bad_line is None:
-                    raise error from exc
-                on_bad_line(error)
+            except json.JSONDecodeError as exc:
+                error, cause = JsonlError(path, number, f"{exc.msg} at column {exc.colno}"), exc
+            except UnicodeDecodeError as exc:
+                error, cause = JsonlError(path, number, f"not UTF-8 ({exc.reason} at byte {exc.start})"), exc
+            else:
+                yield JsonlRecord(path, number, value)
                 continue
-            yield JsonlRecord(path, number, value)
+            if on_bad_line is None:
+                raise error from cause
+            on_bad_line(error)

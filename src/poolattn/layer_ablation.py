@@ -1,18 +1,11 @@
 """Layer ablation of a multilayer pooling head: which layers does it really need?
 
-The seed study's proposed follow-up ("systematically disable individual layers"). For a trained
-``multilayer`` model, the main score of a few small tasks is measured with the full key set,
-with each layer removed, with each contiguous block of layers (quarters by default) removed,
-and with only one layer kept. Removing a layer masks its key in the head's cross-attention
-(``MultiLayerPooler.pool_vectors``); nothing is retrained, so the score change says how much
-the trained head depends on that layer.
-
-The backbone runs once per distinct (prompt, text) (``LayerVectorCache``), so a condition costs
-one pooler pass and one run of each task's mteb evaluator: at small ``max_items`` the
-evaluators are most of the time. STSBenchmark is read on its dev split, so the analysis does
-not touch the test pairs; the tasks are local datasets down-sampled as ``poolattn eval
---max-items`` does. A condition's score is the mean of the tasks' main scores; a layer's
-*ablation importance* is the full-set score minus the score without it (positive = needed).
+For a trained ``multilayer`` model, a few small local tasks (down-sampled as ``poolattn eval
+--max-items``; STSBenchmark on its dev split, so the test pairs stay untouched) are scored with
+the full key set, each layer removed, each contiguous block removed and each layer alone. A
+removed layer is masked in the head's cross-attention, nothing is retrained, and the backbone
+runs once per text (``LayerVectorCache``). A layer's *importance* is the full-set score minus
+the score without it (scores: the mean of the tasks' main scores; positive = needed).
 """
 
 from __future__ import annotations
@@ -114,8 +107,8 @@ class LayerVectorCache:
         return int(self.model.pooler.num_layers)
 
     def keys(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> list[CacheKey]:
-        """The cache keys of ``texts`` in order; texts not seen before run through the backbone
-        once, in the batches ``EmbeddingModel.encode`` builds."""
+        """The cache keys of ``texts`` in order; new texts run through the backbone once, in the
+        batches ``EmbeddingModel.encode`` builds."""
         instruction = instruction if query else None
         keys = [(query, instruction, t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.vectors_by_key))
@@ -130,13 +123,6 @@ class LayerVectorCache:
                 self.backbone_texts += len(rows)
         return keys
 
-    def vectors(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> torch.Tensor:
-        """N x L x D for ``texts`` in order."""
-        keys = self.keys(texts, query=query, instruction=instruction)
-        if not keys:
-            return torch.zeros((0, self.num_layers, self.model.embedding_dim))
-        return torch.stack([self.vectors_by_key[k] for k in keys])
-
     @torch.inference_mode()
     def pool(self, vectors: torch.Tensor, kept: Sequence[int], batch_size: int = 256) -> torch.Tensor:
         """Head outputs (N x D, float32) of cached vectors with only the ``kept`` layers as keys."""
@@ -150,10 +136,8 @@ class LayerVectorCache:
 
 
 class LayerSubsetBackend:
-    """A backend for one condition: the model's head restricted to ``kept`` layers, fed from the
-    cache. Every cached text is pooled in one pass the first time the condition needs it: on a
-    busy CPU each small torch call waits for its threads, and a 65-condition grid of per-task
-    calls makes thousands of them."""
+    """A backend for one condition: the head restricted to ``kept`` layers, fed from the cache.
+    Every cached text is pooled in one pass (a grid of small per-task torch calls is slow on CPU)."""
 
     uses_instructions = True
 
@@ -193,16 +177,15 @@ def ablation_tasks(
     local_data: str | Path | None = None,
     tasks: Sequence[str] = DEFAULT_TASKS,
     max_items: int | None = DEFAULT_MAX_ITEMS,
-) -> list[tuple[LocalTask, str]]:
-    """The local tasks (down-sampled as in evaluation) and the split each one reads: the split
-    of ``DEV_SPLITS`` where the dataset has its files, else test."""
-    from .evaluation.local import build_task, task_names
-    from .evaluation.local_discovery import FOLDERS, discover
+) -> list[LocalTask]:
+    """The local tasks, down-sampled as in evaluation, each read on its ``DEV_SPLITS`` split where
+    the dataset has its files, else test."""
+    from .evaluation.local import FOLDERS, build_task, discover, task_names
     from .settings import data_dir
 
     root = data_dir(local_data)
     found = discover(root)
-    out: list[tuple[LocalTask, str]] = []
+    out: list[LocalTask] = []
     for name in tasks:
         datasets = [d for d in found if name in task_names(d)]
         if not datasets:
@@ -211,8 +194,7 @@ def ablation_tasks(
             )
         for dataset in datasets:
             split = DEV_SPLITS.get(dataset.name, "test")
-            split = split if dataset.has_split(split) else "test"
-            out.append((build_task(dataset, max_items, split), split))
+            out.append(build_task(dataset, max_items, split if dataset.has_split(split) else "test"))
     return out
 
 
@@ -296,10 +278,9 @@ def layer_ablation(
     ``cache`` passed in is reused: the backbone runs only for texts it has not seen."""
     started = time.monotonic()
     cache = cache or LayerVectorCache(model, batch_size)
-    planned = ablation_tasks(local_data, tasks, max_items)
+    items = ablation_tasks(local_data, tasks, max_items)
     fingerprint = model.fingerprint()
     grid = conditions(cache.num_layers, blocks)
-    items = [item for item, _ in planned]
     scores: dict[str, dict[str, float]] = {}
     by_kept: dict[tuple[int, ...], dict[str, float]] = {}  # with 2 layers, "without 1" is "only 2"
     for index, condition in enumerate(grid):
@@ -317,14 +298,14 @@ def layer_ablation(
             {
                 "name": item.name,
                 "dataset": item.dataset,
-                "split": split,
+                "split": item.split,
                 "source": item.path,
                 "files": item.files,
                 "family": item.family,
                 "main_score_name": str(item.task.metadata.main_score),
                 "sampling": item.sampling,
             }
-            for item, split in planned
+            for item in items
         ],
         "score": "mean over tasks of each task's main score",
         "all": scores["all"],

@@ -384,7 +384,7 @@ class EmbeddingModel(nn.Module):
     def save(self, directory: str | Path, *, training: dict[str, Any] | None = None) -> Path:
         """Write design JSON, head safetensors and adapter (or full backbone) atomically, with a
         generated model card (``README.md``; ``training``: the recipe from
-        ``poolattn.model_card.training_recipe``)."""
+        ``poolattn.training.recipe.training_recipe``)."""
         from .model_card import write_model_card
 
         directory = Path(directory)

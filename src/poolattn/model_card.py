@@ -1,29 +1,23 @@
-"""Model cards: the ``README.md`` every saved or exported model directory carries.
-
-A card is generated, never hand-edited: YAML front matter (``library_name``, ``base_model``,
-``pipeline_tag``, ``tags``, ``license``) for the Hugging Face ecosystem, then the design, the
-training recipe and the evaluation results, and usage snippets. Its inputs live in two files
-of the model directory: the design in ``poolattn.json`` and everything else (parameter
-counts, training recipe, evaluation summary) in ``model_card.json``; ``update_model_card``
-merges new facts into the latter and re-renders the card. Loading a model reads neither card
-file, so a deleted or edited card changes nothing.
+"""Model cards: the generated ``README.md`` (hub front matter, design, recipe, evaluation, usage)
+of every saved or exported model directory, rendered from ``poolattn.json`` and the card facts in
+``model_card.json``. Loading a model reads neither, so an edited card changes nothing.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, ModelConfig, to_dict
 from .eval_results import read_eval_run
-from .io import write_json_atomic, write_text_atomic
+from .io import read_json_object, write_json_atomic, write_text_atomic
 from .model_dir import read_design_file
 
 CARD_FILE = "README.md"
 CARD_DATA_FILE = "model_card.json"
 CARD_DATA_VERSION = 1
+TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
 
 # Licences of hub families, by id prefix (lower case).
 KNOWN_LICENSES: dict[str, str] = {
@@ -66,7 +60,6 @@ def base_info(base: str) -> tuple[str | None, str | None]:
     return base, licence
 
 
-# --------------------------------------------------------------------------- card data
 def evaluation_summary(results: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """The card's record of an evaluation: a ``run.json`` (its content or its path, or the
     results directory holding it) reduced to per-task scores and per-family means."""
@@ -103,12 +96,10 @@ def evaluation_summary(results: Mapping[str, Any] | str | Path) -> dict[str, Any
 def read_card_data(directory: str | Path) -> dict[str, Any]:
     """The stored card facts of a model directory (empty when it has none)."""
     path = Path(directory) / CARD_DATA_FILE
-    if not path.exists():
-        return {}
     try:
-        return dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise CardError(f"{path}: corrupt card data ({exc})") from exc
+        return read_json_object(path, "card data") if path.exists() else {}
+    except ValueError as exc:
+        raise CardError(f"corrupt card data: {exc}") from exc
 
 
 def _read_design(directory: Path) -> dict[str, Any]:
@@ -119,7 +110,6 @@ def _read_design(directory: Path) -> dict[str, Any]:
         raise CardError(str(exc)) from exc
 
 
-# --------------------------------------------------------------------------- writing
 def write_model_card(
     directory: str | Path,
     *,
@@ -127,47 +117,39 @@ def write_model_card(
     path: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
-    evaluation: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Store the card facts of a freshly saved model directory and render its ``README.md``.
-
-    Called by ``EmbeddingModel.save`` (``parameters`` from ``describe()``) and by the trainer
-    (``training`` from ``training_recipe``); the design is read from ``poolattn.json``. ``name``
-    and ``path`` are the directory's final name and location, shown in the usage snippets
-    (``directory`` may be a temporary folder that is renamed afterwards).
-    """
+    """Store the card facts of a freshly saved model directory and render its ``README.md``;
+    ``name``/``path``: its final name and location (``directory`` may be a temporary folder)."""
     directory = Path(directory)
     data: dict[str, Any] = {"card_data_version": CARD_DATA_VERSION, "name": name or directory.name}
     if path is not None:
         data["path"] = path
-    return _store_card(directory, data, parameters=parameters, training=training, evaluation=evaluation)
+    return _store_card(directory, data, parameters=parameters, training=training)
 
 
 def update_model_card(
     model_dir: str | Path,
     *,
     results: Mapping[str, Any] | str | Path | None = None,
-    training: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Add evaluation ``results`` (a ``run.json`` record, its path or its directory) and/or a
-    ``training`` recipe to a saved model's card and re-render ``README.md``; returns its path.
-
-    The experiment runner calls this after evaluating a trained model, so the model directory
-    says how it scored (with the down-sampling used). Reads no weights.
-    """
+    """Add evaluation ``results`` (a ``run.json`` record, its path or its directory) to a saved
+    model's card and re-render ``README.md``; returns its path. Reads no weights."""
     directory = Path(model_dir)
     _read_design(directory)
     data = read_card_data(directory) or {"card_data_version": CARD_DATA_VERSION, "name": directory.name}
     evaluation = evaluation_summary(results) if results is not None else None
-    return _store_card(directory, data, evaluation=evaluation, training=training)
+    return _store_card(directory, data, evaluation=evaluation)
 
 
 def _store_card(directory: Path, data: dict[str, Any], **sections: Mapping[str, Any] | None) -> Path:
     """Set the given card ``sections`` (``None`` leaves one as it is), write the card data and
-    render ``README.md``: the one way ``write_model_card`` and ``update_model_card`` save."""
+    render ``README.md``."""
     data.update({key: dict(value) for key, value in sections.items() if value is not None})
     write_json_atomic(directory / CARD_DATA_FILE, data)
-    return _render_into(directory, data)
+    name = str(data.get("name") or directory.name)
+    text = render_model_card(_read_design(directory), data, name=name, path=str(data.get("path") or name))
+    write_text_atomic(directory / CARD_FILE, text)
+    return directory / CARD_FILE
 
 
 def write_export_card(
@@ -181,10 +163,8 @@ def write_export_card(
     dtype: str | None = None,
     query_prompt: str = "",
 ) -> Path:
-    """The ``README.md`` of an export (``kind``: ``plain``, ``module`` or ``onnx``) of ``model``.
-
-    The training recipe and evaluation of the exported model directory (``source_dir``) are
-    carried into the export's card (and a module export's inner poolattn directory)."""
+    """The ``README.md`` of an export (``kind``: ``plain``, ``module`` or ``onnx``) of ``model``,
+    carrying the recipe and evaluation of the exported directory (``source_dir``)."""
     export_dir = Path(export_dir)
     source = read_card_data(source_dir) if source_dir is not None else {}
     data: dict[str, Any] = {"name": name, "path": path, "parameters": model.describe()}
@@ -211,31 +191,30 @@ def write_export_card(
     return export_dir / CARD_FILE
 
 
-def _render_into(directory: Path, data: Mapping[str, Any]) -> Path:
-    design = _read_design(directory)
-    name = str(data.get("name") or directory.name)
-    path = str(data.get("path") or name)
-    write_text_atomic(directory / CARD_FILE, render_model_card(design, data, name=name, path=path))
-    return directory / CARD_FILE
+def render_model_card(
+    design: Mapping[str, Any],
+    data: Mapping[str, Any],
+    *,
+    name: str,
+    path: str,
+    export: Mapping[str, Any] | None = None,
+) -> str:
+    """The whole ``README.md`` from ``templates/model_card.md`` via ``ModelCard.from_template``.
 
+    Its front matter (``ModelCardData``) is what ``ModelCard.load`` reads back; a local base has
+    no ``base_model``, is named in ``poolattn_base``, and its licence is ``other`` (unknown)."""
+    from huggingface_hub import ModelCard, ModelCardData
 
-# --------------------------------------------------------------------------- rendering
-TEMPLATE = Path(__file__).with_name("templates") / "model_card.md"
-
-
-def card_data(design: Mapping[str, Any], *, export: str | None = None) -> Any:
-    """The card's metadata (``huggingface_hub.ModelCardData``): what ``ModelCard.load`` reads back.
-
-    ``base_model``/``license`` follow the hub's fields when the base is a known hub model; a
-    local base is named in ``poolattn_base`` and its licence is ``other`` (unknown)."""
-    from huggingface_hub import ModelCardData
+    from ._version import __version__
+    from .stats.report import sampling_text
 
     model = design["model"]
     hub_id, licence = base_info(str(model["base"]))
+    kind = (export or {}).get("kind")
     tags = [
         "poolattn",
-        "sentence-transformers" if export in ("plain", "module") else None,
-        "onnx" if export == "onnx" else None,
+        "sentence-transformers" if kind in ("plain", "module") else None,
+        "onnx" if kind == "onnx" else None,
         "sentence-similarity",
         "feature-extraction",
         "text-embeddings",
@@ -244,9 +223,8 @@ def card_data(design: Mapping[str, Any], *, export: str | None = None) -> Any:
         f"design-{model['pooling']}-{model['attention']}".replace("_", "-"),
         "lora" if design.get("has_adapter") else None,
     ]
-    library = {"plain": "sentence-transformers", "module": "sentence-transformers", "onnx": "onnx"}
-    return ModelCardData(
-        library_name=library.get(export or "", "poolattn"),
+    card_data = ModelCardData(
+        library_name="sentence-transformers" if kind in ("plain", "module") else kind or "poolattn",
         base_model=hub_id,
         license=licence or "other",
         license_name=None if licence else "see-base-model",
@@ -256,28 +234,10 @@ def card_data(design: Mapping[str, Any], *, export: str | None = None) -> Any:
         pooling=str(model["pooling"]),
         attention=str(model["attention"]),
     )
-
-
-def render_model_card(
-    design: Mapping[str, Any],
-    data: Mapping[str, Any],
-    *,
-    name: str,
-    path: str,
-    export: Mapping[str, Any] | None = None,
-) -> str:
-    """The whole ``README.md`` from ``templates/model_card.md`` via ``ModelCard.from_template``."""
-    from huggingface_hub import ModelCard
-
-    from ._version import __version__
-    from .stats.report import sampling_text
-
-    model = design["model"]
-    hub_id, licence = base_info(str(model["base"]))
     evaluation = data.get("evaluation")
     rows = sorted((evaluation or {}).get("tasks", {}).items(), key=lambda kv: (kv[1]["family"], kv[0]))
     card = ModelCard.from_template(
-        card_data(design, export=(export or {}).get("kind")),
+        card_data,
         template_path=str(TEMPLATE),
         name=name,
         path=path,

@@ -1,12 +1,8 @@
 """A saved poolattn model directory: its file names, and the one reader and writer of its design.
 
-Layout: ``poolattn.json`` (the design: format version, ``ModelConfig`` with the pooler's own
-settings in ``model.poolers`` -- ``ModelConfig.upgrade`` reads the older form --, whether a LoRA
-adapter is present, whether the backbone was fully fine-tuned), ``pooler.safetensors`` (the head),
-``adapter/`` (PEFT LoRA), ``backbone/`` (a fully fine-tuned backbone, saved whole) and, in a
-sentence-transformers export, ``base/`` (a bundled copy of the base backbone). Both
-``EmbeddingModel.load`` and the sentence-transformers module read a directory through
-``read_design`` and ``load_parts``, so the two can never disagree on what a directory means.
+``poolattn.json`` (the design), ``pooler.safetensors`` (the head), ``adapter/`` (PEFT LoRA),
+``backbone/`` (a fully fine-tuned backbone) and, in a sentence-transformers export, ``base/`` (the
+bundled base). ``EmbeddingModel.load`` and the ST module both read through ``read_design``.
 """
 
 from __future__ import annotations
@@ -91,8 +87,8 @@ def read_design(directory: str | Path) -> SavedDesign:
 
 
 def read_design_file(directory: str | Path) -> dict[str, Any]:
-    """``poolattn.json`` as stored (format version and ``model`` table checked): the one reader
-    of the file, for the loader above and the model card (which shows the design as saved)."""
+    """``poolattn.json`` as stored (format version and ``model`` table checked), for the loader
+    above and the model card."""
     directory = Path(directory)
     path = directory / DESIGN_FILE
     if not path.is_file():

@@ -1,25 +1,18 @@
-"""ONNX export of a whole poolattn pipeline: merged backbone + attention mode + pooler ->
-L2-normalised float32 embedding, with dynamic batch and length.
-
-The designs with trained heads (latent, multilayer, nv_latent) cannot be plain
-sentence-transformers modules; this export runs them with onnxruntime alone (no poolattn, no
-PyTorch). The folder holds ``model.onnx`` (weights in ``model.onnx.data`` when large), the
-tokenizer files (EOS appended by its post-processor, right padding) and ``poolattn_onnx.json``
-(inputs, padding token, prompts, max length). A design that excludes instruction tokens from
-pooling takes a third input, ``pooling_mask``: the attention mask with the prompt's tokens
-zeroed. ``OnnxEncoder`` is the way to call it (README: the same in a few plain lines).
+"""ONNX export of a whole poolattn pipeline (merged backbone, attention mode, pooler, L2 norm)
+with dynamic batch and length, so any design runs with onnxruntime alone: ``model.onnx``, the
+tokenizer (EOS appended, right padding) and ``poolattn_onnx.json``. A design that excludes the
+instruction from pooling takes a third input, ``pooling_mask`` (the prompt's tokens zeroed).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .io import atomic_directory, write_json_atomic
+from .io import atomic_directory, read_json_object, write_json_atomic
 from .model import EmbeddingModel
 
 ONNX_FILE = "model.onnx"
@@ -31,10 +24,9 @@ OPSET = 18
 class _Pipeline(torch.nn.Module):
     """``(input_ids, attention_mask[, pooling_mask]) -> normalised embedding`` in one graph."""
 
-    def __init__(self, model: EmbeddingModel, with_pooling_mask: bool) -> None:
+    def __init__(self, model: EmbeddingModel) -> None:
         super().__init__()
         self.model = model
-        self.with_pooling_mask = with_pooling_mask
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling_mask: torch.Tensor | None = None
@@ -57,11 +49,8 @@ def export_onnx(
     dtype: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``model_or_dir`` as an ONNX pipeline folder; returns its path.
-
-    ``dtype``: the backbone weights' dtype in the graph (default float32: onnxruntime's CPU
-    kernels are float32; bf16 graphs run on few providers).
-    """
+    """Write ``model_or_dir`` as an ONNX pipeline folder; returns its path. ``dtype``: the backbone
+    weights' (default float32: onnxruntime's CPU kernels are float32; few providers run bf16)."""
     from .export import eos_tokenizer, merged_backbone, prepare_export
 
     source = prepare_export(model_or_dir, Path(output_dir), instruction, overwrite)
@@ -70,16 +59,15 @@ def export_onnx(
     exported = copy.deepcopy(model).eval()  # the LoRA merged, the backbone in dtype, the pooler float32
     exported.backbone = merged_backbone(exported, torch_dtype, owned=True)
     exported.compute_dtype = torch_dtype
-    pipeline = _Pipeline(exported, model.config.exclude_instruction).eval()
+    pipeline = _Pipeline(exported).eval()
     tokenizer = eos_tokenizer(model.tokenizer)
     sample = model.tokenize(["a first example text", "a second, longer example text to pad the first"])
-    names = ["input_ids", "attention_mask"] + (["pooling_mask"] if pipeline.with_pooling_mask else [])
-    args = tuple(sample[n] for n in names)
+    names = ["input_ids", "attention_mask"] + (["pooling_mask"] if model.config.exclude_instruction else [])
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
     with atomic_directory(source.output_dir) as tmp:
         torch.onnx.export(
             pipeline,
-            args,
+            tuple(sample[n] for n in names),
             str(tmp / ONNX_FILE),
             input_names=names,
             output_names=[OUTPUT_NAME],
@@ -107,15 +95,14 @@ def export_onnx(
 
 
 class OnnxEncoder:
-    """Embed texts with an ONNX export using only onnxruntime and tokenizers (the documented
-    way to call it, and what tests and ``bench/onnx_throughput.py`` use)."""
+    """Embed texts with an ONNX export using only onnxruntime and tokenizers."""
 
     def __init__(self, directory: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         directory = Path(directory)
-        self.config: dict[str, Any] = json.loads((directory / ONNX_CONFIG_FILE).read_text())
+        self.config = read_json_object(directory / ONNX_CONFIG_FILE, "a poolattn ONNX config")
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_padding(pad_id=self.config["pad_token_id"], pad_token=self.config["pad_token"])
         self.tokenizer.enable_truncation(max_length=self.config["max_length"])

@@ -1,9 +1,5 @@
-"""Calls into peft without its transformers-5 deprecation noise, scoped to those calls.
-
-peft probes ``is_gradient_checkpointing``, which transformers 5 deprecates with a
-FutureWarning that is not ours to act on; it is silenced only while peft runs, never
-process-wide (importing poolattn changes no warning filter).
-"""
+"""Calls into peft without the FutureWarning transformers 5 gives for its ``is_gradient_checkpointing``
+probe (not ours to act on), silenced only while peft runs, never process-wide."""
 
 from __future__ import annotations
 

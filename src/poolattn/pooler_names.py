@@ -1,8 +1,7 @@
 """The pooler names, checked without torch: a misspelt ``model.pooling`` is refused at once.
 
-``poolattn.pooling`` (torch) holds the registry of pooler classes; its import checks that the
-built-in classes are the ones named here. A user's ``@register`` needs that module imported, so
-until it is, the built-in names are all there are.
+``poolattn.pooling`` holds the classes (its import checks they match ``BUILTIN_POOLERS``); until
+it is imported no user pooler can be registered, so the built-in names are all there are.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""Poolers: hidden states + masks -> one vector per text. A registry of small classes.
+"""Poolers: hidden states + masks -> one vector per text; a registry of small classes.
 
-Every pooler is ``forward(hidden_states, attention_mask, pooling_mask)``; adding one is one
-class and one ``@register`` line. The trainable poolers share :class:`CrossAttentionBlock`.
-``EmbeddingModel`` keeps their parameters in float32 whatever the backbone's dtype (an AdamW
-step of ~1e-5 is below bfloat16's resolution for weights of ~0.02), and their math runs in the
-head's own dtype: autocast is off inside the head and its inputs are cast to it.
+Adding one is a class with ``forward(hidden_states, attention_mask, pooling_mask)`` and one
+``@register`` line. Trainable heads keep float32 parameters (an AdamW step of ~1e-5 is below
+bf16's resolution at weights of ~0.02) and run with autocast off, their inputs cast to them.
 """
 
 from __future__ import annotations
@@ -54,8 +52,7 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 def gather_last(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The state of the last real token of each row: (B, T, D) -> (B, D)."""
-    idx = last_token_index(mask)
-    return states[torch.arange(states.shape[0], device=states.device), idx]
+    return states[torch.arange(states.shape[0], device=states.device), last_token_index(mask)]
 
 
 def masked_mean(
@@ -74,13 +71,10 @@ ALL_LAYERS = "all"  # the pooler reads every layer's states (embeddings first)
 class Pooler(nn.Module):
     """Base class: subclasses implement ``forward``; ``trainable`` says if it has parameters.
 
-    ``hidden_states`` is every layer's states (embeddings first, as transformers returns them)
-    unless ``layers_read`` is ``"last"``: then the model asks the backbone for its last layer
-    alone (a 1-tuple), so the other layers' activations are freed as the forward pass goes
-    (about 9 GB at 7B, batch 64 x 512). The default, ``"all"``, keeps a user pooler working.
-
-    ``config_keys`` maps the pooler's own settings (``[model.poolers.NAME]``, saved with the
-    design) to their defaults; a value must have its default's type; each becomes an attribute.
+    ``hidden_states`` is every layer's states (embeddings first), or with ``layers_read = "last"``
+    a 1-tuple of the last, so the backbone frees the other layers' activations as it goes.
+    ``config_keys`` maps the pooler's own settings (``[model.poolers.NAME]``) to their defaults
+    (a value must have its default's type); each becomes an attribute.
     """
 
     name = "base"
@@ -126,7 +120,7 @@ class EosPooler(Pooler):
 
     layers_read = LAST_LAYER
 
-    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+    def forward(self, hidden_states, attention_mask, pooling_mask):
         return gather_last(hidden_states[-1], attention_mask).float()
 
 
@@ -136,7 +130,7 @@ class MeanPooler(Pooler):
 
     layers_read = LAST_LAYER
 
-    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+    def forward(self, hidden_states, attention_mask, pooling_mask):
         return masked_mean(hidden_states[-1].float(), pooling_mask)
 
 
@@ -146,7 +140,7 @@ class WeightedMeanPooler(Pooler):
 
     layers_read = LAST_LAYER
 
-    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+    def forward(self, hidden_states, attention_mask, pooling_mask):
         weights = pooling_mask.cumsum(dim=1) * pooling_mask
         return masked_mean(hidden_states[-1].float(), pooling_mask, weights)
 
@@ -154,19 +148,15 @@ class WeightedMeanPooler(Pooler):
 class GEGLU(nn.Module):
     """Half of the features gate the other half through a GELU (Shazeer, 2020)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = x.chunk(2, dim=-1)
         return value * F.gelu(gate)
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-norm cross-attention and GEGLU feed-forward, each with a residual onto the queries.
-
-    The published block (``PerceiverResampler`` of Tang & Yang; ``LatentAttentionModel`` of
-    NV-Embed): LayerNorm on the queries and on the context (keys/values), q from the queries,
-    k and v from the context, output projection without bias, ``queries + attention``;
-    then ``x + FF(LayerNorm(x))`` with ``FF = Linear(d, 2*mult*d) -> GEGLU -> Linear(mult*d, d)``.
-    Normalising the context matters: per-layer states differ by an order of magnitude in norm.
+    """Pre-norm cross-attention and GEGLU feed-forward, each with a residual: the published block
+    (``PerceiverResampler`` of Tang & Yang, NV-Embed's ``LatentAttentionModel``). The context is
+    normalised too, since per-layer states differ by an order of magnitude in norm.
 
     ``record_attention = True`` keeps the last call's attention probabilities in
     ``last_attention`` (batch x heads x queries x context), for analysis.
@@ -216,9 +206,8 @@ class CrossAttentionBlock(nn.Module):
 
 
 class LearnedLatentsPooler(Pooler):
-    """Shared part of the poolers with a learned latent array (``head.num_latents`` rows,
-    N(0, 1), model width) and one cross-attention block; subclasses choose who attends to whom.
-    Their math runs with autocast off, in float32 like their parameters."""
+    """The poolers with a learned latent array (``head.num_latents`` rows, N(0, 1), model width)
+    and one cross-attention block; subclasses choose who attends to whom."""
 
     trainable = True
     layers_read = LAST_LAYER  # latent, nv_latent; multilayer reads all
@@ -233,29 +222,25 @@ class LearnedLatentsPooler(Pooler):
         return self.latents.unsqueeze(0).expand(batch_size, -1, -1)
 
     def pool(self, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The latent and multilayer poolers: latents cross-attend over ``keys`` (B x N x D, the
-        head's dtype), mean over latents -> B x D."""
+        """Latents cross-attend over ``keys`` (B x N x D, the head's dtype); mean over latents -> B x D."""
         return self.attend(self.batch_latents(keys.shape[0]), keys, key_mask).mean(dim=1)
 
 
 @register("latent")
 class LatentPooler(LearnedLatentsPooler):
-    """Last-layer trainable pooling: latents cross-attend over the last layer's states.
-
-    ``latent_keys = "tokens"`` (default): every pooled token is a key, padding masked.
-    ``"last"``: only the final token's state is the key, exactly as the paper's code for its
-    design 2 (whose attention then has a single key, so every latent reads the same value).
-    """
+    """Last-layer trainable pooling: latents cross-attend over the last layer's states, every
+    pooled token a key (``latent_keys = "tokens"``), or only the final token's, as the paper's
+    code for its design 2 (``"last"``: one key, so every latent reads the same value)."""
 
     config_keys = {"latent_keys": "tokens"}
 
     @classmethod
-    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:  # noqa: D102
+    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:
         checked = super().check_settings(settings, design, where)
         check_choice(f"{where}.latent_keys", checked["latent_keys"], ("tokens", "last"))
         return checked
 
-    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+    def forward(self, hidden_states, attention_mask, pooling_mask):
         states = hidden_states[-1]
         with torch.autocast(states.device.type, enabled=False):
             if self.latent_keys == "last":
@@ -265,12 +250,10 @@ class LatentPooler(LearnedLatentsPooler):
 
 @register("multilayer")
 class MultiLayerPooler(LearnedLatentsPooler):
-    """The paper's multi-layers trainable pooling.
+    """The paper's multi-layers trainable pooling: latents cross-attend over one vector per layer
+    (its last-token state or masked mean) plus a learned layer-position embedding.
 
-    One vector per transformer layer (its last-token state or its masked mean), plus a
-    learned layer-position embedding (N(0, 1), one row per layer, added before the block's
-    norm); latents cross-attend over these L vectors. ``pool_vectors`` takes cached
-    per-layer vectors and an optional layer mask, so a layer ablation needs no backbone pass.
+    ``pool_vectors`` takes cached per-layer vectors, so a layer ablation needs no backbone pass.
     ``layer_vector = "auto"`` is EOS under causal attention (only the last token has seen the
     whole text), mean under bidirectional.
     """
@@ -279,7 +262,7 @@ class MultiLayerPooler(LearnedLatentsPooler):
     config_keys = {"layer_vector": "auto"}
 
     @classmethod
-    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:  # noqa: D102
+    def check_settings(cls, settings: dict[str, Any], design: ModelConfig, where: str) -> dict[str, Any]:
         checked = super().check_settings(settings, design, where)
         vector = checked["layer_vector"]
         check_choice(f"{where}.layer_vector", vector, ("auto", "eos", "mean"))
@@ -308,7 +291,7 @@ class MultiLayerPooler(LearnedLatentsPooler):
                 layer_mask = layer_mask.to(keys.device).bool().expand(keys.shape[0], -1)
             return self.pool(keys, layer_mask)
 
-    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+    def forward(self, hidden_states, attention_mask, pooling_mask):
         return self.pool_vectors(self.layer_vectors(hidden_states, attention_mask, pooling_mask))
 
 
@@ -318,7 +301,7 @@ class NVLatentPooler(LearnedLatentsPooler):
     queries over a learned latent key/value array (``head.num_latents`` rows; 512 in NV-Embed),
     then the GEGLU feed-forward, then a masked mean over the pooled tokens."""
 
-    def forward(self, hidden_states, attention_mask, pooling_mask):  # noqa: D102
+    def forward(self, hidden_states, attention_mask, pooling_mask):
         states = hidden_states[-1]
         with torch.autocast(states.device.type, enabled=False):
             mask = attention_mask.bool()[..., None]

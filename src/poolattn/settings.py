@@ -7,16 +7,13 @@ from pathlib import Path
 
 DATA_DIR_ENV = "POOLATTN_DATA_DIR"
 CACHE_DIR_ENV = "POOLATTN_CACHE_DIR"
-# "1": load a backbone whose weights exist only as pickles (pytorch_model.bin); unpickling
-# can run code, so it takes the user's explicit word
+# "1": load backbone weights that exist only as pickles (pytorch_model.bin): unpickling can run code
 ALLOW_PICKLE_ENV = "POOLATTN_ALLOW_PICKLED_WEIGHTS"
 
 
 def cache_dir() -> Path:
-    """Converted model weights and other caches: ``$POOLATTN_CACHE_DIR`` or ``~/.cache/poolattn``.
-
-    Only a path: nothing is created (code that writes there creates the folders it needs).
-    """
+    """Converted model weights and other caches: ``$POOLATTN_CACHE_DIR`` or ``~/.cache/poolattn``
+    (only a path: writers create the folders they need)."""
     root = (
         os.environ.get(CACHE_DIR_ENV)
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "poolattn"

@@ -1,20 +1,8 @@
-"""A sentence-transformers module that runs a whole poolattn ``EmbeddingModel``.
-
-Why one module and not ST's own ``Transformer`` + ``Pooling``: poolattn needs things those
-modules cannot express -- EOS really appended (also after truncation), bidirectional
-attention, every layer's states for the multilayer head, trained heads, and a pooling
-mask that excludes the instruction prefix. So the module tokenizes with poolattn's own
-``tokenize`` (ST hands the prompt over separately, which keeps the prefix known) and
-pools with poolattn's pooler.
-
-Its folder is a regular poolattn model directory (design JSON, head safetensors, PEFT
-adapter) plus, by default, a copy of the base backbone in ``base/`` so the export is
-self-contained; it is read by ``EmbeddingModel.load`` (``poolattn.model_dir``), like any other
-model directory. Nothing is pickled.
-
-Loading needs ``poolattn`` installed and, in sentence-transformers >= 6, ``trust_remote_code=True``:
-ST refuses to import any module class outside its own namespace without it, even from an
-installed package and a local directory.
+"""A sentence-transformers module running a whole poolattn ``EmbeddingModel``, for what ST's own
+``Transformer`` + ``Pooling`` cannot express (EOS after truncation, trained heads, every layer's
+states, a pooling mask without the instruction). Its folder is a regular poolattn model directory,
+by default with the base backbone bundled in ``base/``; nothing is pickled. Loading needs poolattn
+and ``trust_remote_code=True`` (ST >= 6 imports no module class outside its namespace without it).
 """
 
 from __future__ import annotations
@@ -44,35 +32,15 @@ def query_prompt(template: str, instruction: str) -> str:
 
 
 def instruction_from_prompt(template: str, prompt: str) -> str | None:
-    """Recover the instruction from a prompt built by ``query_prompt``; None if it was not built so.
-
-    Lets ST's ``prompt``/``prompt_name`` drive poolattn's full template (a suffix after
-    ``{text}`` included) instead of a plain string prefix.
-    """
+    """Recover the instruction from a prompt built by ``query_prompt``; None if it was not built so
+    (then the prompt is a plain prefix, and a template suffix after ``{text}`` does not apply)."""
     prefix, _, _ = template.partition("{text}")
     if "{instruction}" not in prefix:
         return None
-    parts = prefix.split("{instruction}")
-    pattern = "(?P<instruction>.+)".join([re.escape(parts[0]), re.escape(parts[1])])
-    if len(parts) > 2:
-        pattern += "".join("(?P=instruction)" + re.escape(p) for p in parts[2:])
+    first, *rest = prefix.split("{instruction}")  # every later {instruction} repeats the first
+    pattern = re.escape(first) + "(?P<instruction>.+)" + "(?P=instruction)".join(map(re.escape, rest))
     match = re.fullmatch(pattern, prompt, flags=re.DOTALL)
     return match.group("instruction") if match else None
-
-
-def _copy_backbone_files(source: Path, target: Path) -> None:
-    """Copy a local backbone directory without pickle-format weights (safetensors only)."""
-    if not any(source.glob("*.safetensors")):
-        raise ConfigError(
-            f"model.base: {source} has no safetensors weights, so it cannot be bundled without pickles; "
-            "export with bundle_backbone=False"
-        )
-    shutil.copytree(
-        source,
-        target,
-        ignore=lambda _d, names: [n for n in names if n.endswith(PICKLE_SUFFIXES) or n.startswith(".")],
-        dirs_exist_ok=True,
-    )
 
 
 def _local_backbone_dir(cfg: ModelConfig) -> Path:
@@ -122,7 +90,6 @@ class PoolattnModule(InputModule):
         self.base_dir = base_dir
         self.bundle_backbone = bundle_backbone
 
-    # --------------------------------------------------------------- ST interface
     @property
     def max_seq_length(self) -> int:
         return self.model.config.max_length
@@ -143,10 +110,8 @@ class PoolattnModule(InputModule):
     ) -> dict[str, torch.Tensor]:
         """Tokenize with poolattn; a prompt becomes an instruction so its tokens can be excluded from pooling.
 
-        A prompt made by ``query_prompt`` (ST ``prompt_name="query"``) gives exactly
-        ``EmbeddingModel.tokenize(texts, "query", instruction)``; any other prompt is taken
-        as a literal prefix (still excluded from pooling when the design says so). An
-        ``instruction`` keyword overrides the template prompt.
+        A prompt made by ``query_prompt`` gives exactly ``EmbeddingModel.tokenize(texts, "query",
+        instruction)``, any other is a literal prefix; an ``instruction`` keyword overrides the prompt.
         """
         template = self.model.config.query_template
         if instruction is None and prompt:
@@ -162,14 +127,20 @@ class PoolattnModule(InputModule):
         features["sentence_embedding"] = self.model(features)
         return features
 
-    # --------------------------------------------------------------- persistence
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        """Write the poolattn model directory (+ the base backbone when bundling) into ``output_path``."""
+        """Write the poolattn model directory (+ the base backbone when bundling) into ``output_path``;
+        the backbone is copied without pickle-format weights (safetensors only)."""
         out = Path(output_path)
         self.model.save(out)
         if self.bundle_backbone and not self.model.full_finetune:
-            source = self.base_dir or _local_backbone_dir(self.model.config)
-            _copy_backbone_files(Path(source), out / BUNDLED_BASE_DIR)
+            source = Path(self.base_dir or _local_backbone_dir(self.model.config))
+            if not any(source.glob("*.safetensors")):
+                raise ConfigError(
+                    f"model.base: {source} has no safetensors weights, so it cannot be bundled without "
+                    "pickles; export with bundle_backbone=False"
+                )
+            ignore = shutil.ignore_patterns(".*", *(f"*{suffix}" for suffix in PICKLE_SUFFIXES))
+            shutil.copytree(source, out / BUNDLED_BASE_DIR, ignore=ignore, dirs_exist_ok=True)
         self.save_config(str(out))
 
     @classmethod
@@ -184,8 +155,5 @@ class PoolattnModule(InputModule):
         if config.get("format_version", MODULE_FORMAT_VERSION) > MODULE_FORMAT_VERSION:
             raise ConfigError(f"{local}: written by a newer poolattn (format {config['format_version']})")
         model, base_dir = load_model_dir(local)
-        return cls(
-            model,
-            base_dir=base_dir,
-            bundle_backbone=bool(config.get("bundle_backbone", base_dir is not None)),
-        )
+        bundle_backbone = bool(config.get("bundle_backbone", base_dir is not None))
+        return cls(model, base_dir=base_dir, bundle_backbone=bundle_backbone)

@@ -1,14 +1,10 @@
 """Texts -> padded model inputs, with EOS really appended and an instruction-aware pooling mask.
 
-Several tokenizers ignore ``add_eos_token``, so EOS is appended to the ids by hand, after
-truncation, so it survives over-long texts. Position ids are computed from the mask so a
-left-padded text gets the same positions as when it is alone.
-
-Token budget: ``max_length`` applies to the text. The prompt prefix (special tokens such as
-BOS and the instruction part of the query template) has its own budget,
-``max_instruction_length``, and is never truncated: a longer prefix is an error. The rest
-(text, any template suffix, the appended EOS) is cut to ``max_length`` tokens, EOS included,
-so a query keeps as much of its own text as a document does.
+EOS is appended by hand after truncation (several tokenizers ignore ``add_eos_token``); position
+ids come from the mask, so a left-padded text gets the positions it has alone. Token budget: the
+prompt prefix (BOS, the instruction) is never truncated and must fit ``max_instruction_length``;
+the rest (text, template suffix, EOS) is cut to ``max_length``, so a query keeps as much of its
+own text as a document does.
 """
 
 from __future__ import annotations
@@ -16,15 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
 
 
 def check_texts(texts: Sequence[object], *, allow_empty: bool = False) -> list[str]:
-    """Reject None, non-strings and empty strings with an error naming the index.
-
-    ``allow_empty=True`` (evaluation: real corpora have empty documents) passes an empty or
-    blank text on as ``""``, which is embedded as its prompt (if any) followed by EOS.
-    """
+    """Reject None, non-strings and empty strings with an error naming the index; ``allow_empty``
+    (real corpora have empty documents) passes a blank text on as ``""``."""
     out: list[str] = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
@@ -71,10 +65,9 @@ def tokenize(
     padding_side: str = "right",
     max_instruction_length: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Tokenize and pad (token budget: see the module docstring; ``max_instruction_length=None``:
-    unbounded); returns input_ids, attention_mask, position_ids and pooling_mask (the attention
-    mask without the instruction prefix's tokens). ``instruction``: one for all texts or one per text.
-    """
+    """Tokenize and pad (``instruction``: one for all texts or one per text) into input_ids,
+    attention_mask, position_ids and pooling_mask (the attention mask without the instruction
+    prefix's tokens); ``max_instruction_length=None`` is unbounded."""
     instructions = per_text(instruction, len(texts))
     prompted = [apply_prompt(t, template, i) for t, i in zip(texts, instructions, strict=True)]
     budget = max_length - (1 if append_eos else 0)
@@ -112,21 +105,15 @@ def tokenize(
         if not any(keep):  # an empty query without EOS: pool over its prompt, never over nothing
             keep = [1] * len(ids)
         rows.append((ids, keep))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    pooling = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, (ids, keep) in enumerate(rows):
-        n = len(ids)
-        span = slice(0, n) if padding_side == "right" else slice(width - n, width)
-        input_ids[r, span] = torch.tensor(ids)
-        attention[r, span] = 1
-        pooling[r, span] = torch.tensor(keep)
-    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+
+    def pad(values: list[list[int]], fill: int) -> torch.Tensor:
+        tensors = [torch.tensor(row, dtype=torch.long) for row in values]
+        return pad_sequence(tensors, batch_first=True, padding_value=fill, padding_side=padding_side)
+
+    attention = pad([[1] * len(ids) for ids, _ in rows], 0)
     return {
-        "input_ids": input_ids,
+        "input_ids": pad([ids for ids, _ in rows], tokenizer.pad_token_id),
         "attention_mask": attention,
-        "position_ids": positions,
-        "pooling_mask": pooling,
+        "position_ids": (attention.cumsum(dim=1) - 1).clamp(min=0),
+        "pooling_mask": pad([keep for _, keep in rows], 0),
     }

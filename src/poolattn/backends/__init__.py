@@ -1,7 +1,5 @@
 """Backends: the encoder layer shared by evaluation, mining, the layer ablation and ``poolattn encode``.
 
-Modules (import from them directly; this package re-exports nothing):
-``base`` (the ``Backend`` protocol, the poolattn and sentence-transformers backends),
-``resolve`` (a model string -> a backend; design strings are parsed by ``poolattn.design``)
-and ``fingerprint`` (the one hash of a model's weights).
+This package re-exports nothing: import from ``base`` (the ``Backend`` protocol and its two
+implementations), ``resolve`` (a model string -> a backend) or ``fingerprint`` (of the weights).
 """

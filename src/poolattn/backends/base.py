@@ -1,10 +1,7 @@
 """Backends: any embedding model behind one small protocol (mteb 2.x style, no base class).
 
-A ``Backend`` turns texts into normalised float32 vectors and says who it is (a name, a
-fingerprint of its weights, a description). Evaluation wraps one for mteb, mining ranks with
-one, ``poolattn encode`` writes its vectors. Two backends ship: a poolattn ``EmbeddingModel``
-(queries get the instruction prompt, documents stay bare) and a sentence-transformers model
-(a reference baseline; no instructions, as it was trained without them).
+Two ship: a poolattn ``EmbeddingModel`` and a sentence-transformers model (a reference baseline,
+given no instructions as it was trained without them).
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """The one hash of a model's identity: a header (its design) and every weight.
 
 A changed weight, dtype or design gives a new fingerprint, so an embedding cache keyed by it
-can never serve one model's vectors to another. A leaf module: only hashlib, json, numpy and torch.
-
-Small tensors (LoRA factors, norms, most of a head) are hashed byte for byte, as they always
-were. A large tensor is reduced where it lives (GPU or CPU) to one 64-bit checksum, and only
-that comes to the host: copying every backbone tensor to the CPU cost ~14 GB of host memory
-and tens of seconds per rank at 7B. The checksum is ``sum_i word_i * w_i (mod 2^64)`` over the
-tensor's raw bytes read as 64-bit words, with odd pseudo-random weights ``w_i`` per position:
-exact integer arithmetic, so it depends neither on the device nor on the summation order;
-any change confined to one word always changes it (an odd weight times a nonzero difference
-below 2^64 is never 0 mod 2^64), and a change spread over many words goes unnoticed with
-probability about 2^-64.
+never serves one model's vectors to another. Small tensors are hashed byte for byte; a large
+one is reduced on its own device to a 64-bit checksum (copying a 7B backbone to the host cost
+~14 GB), ``sum_i word_i * w_i mod 2^64`` over its bytes as 64-bit words with odd per-position
+weights: exact, so device- and order-independent, and any change within one word changes it.
 """
 
 from __future__ import annotations
@@ -45,15 +38,8 @@ def _position_weights(n: int, device: torch.device) -> torch.Tensor:
     return (x ^ ((x >> 31) & ((1 << 33) - 1))) | 1
 
 
-def _chunk_factor(chunk: int) -> int:
-    """An odd multiplier per chunk: chunks share the position weights, so moving data from one
-    chunk to another still changes the checksum."""
-    return ((chunk + 1) * 0xD6E8FEB86659FD93) & _MASK64 | 1
-
-
 def weighted_sum_numpy(words: torch.Tensor, weights: torch.Tensor) -> int:
-    """``sum words * weights mod 2^64`` for CPU tensors: numpy's integer dot wraps mod 2^64 and
-    needs no temporary (about 2x faster than torch's on CPU)."""
+    """``sum words * weights mod 2^64`` on CPU: numpy's integer dot wraps and needs no temporary."""
     return int(np.dot(words.numpy().view(np.uint64), weights.numpy().view(np.uint64)))
 
 
@@ -76,18 +62,16 @@ def device_checksum(tensor: torch.Tensor) -> tuple[int, str]:
     total = 0
     for chunk, start in enumerate(range(0, words.numel(), CHUNK_WORDS)):
         part = words[start : start + CHUNK_WORDS]
-        total = (total + reduce(part, weights[: part.numel()]) * _chunk_factor(chunk)) & _MASK64
+        # chunks share the position weights: an odd factor per chunk tells them apart
+        factor = ((chunk + 1) * 0xD6E8FEB86659FD93) & _MASK64 | 1
+        total = (total + reduce(part, weights[: part.numel()]) * factor) & _MASK64
     return total, tail
 
 
 def weights_fingerprint(header: Any, tensors: Mapping[str, torch.Tensor], *, sort_keys: bool = False) -> str:
-    """Hex digest of ``header`` (JSON) then every tensor in name order: its name and its raw bytes
-    (at most ``SMALL_TENSOR`` elements) or its dtype, shape and ``device_checksum`` (larger).
-
-    ``sort_keys`` orders the header's JSON keys (the poolattn design does; the
-    sentence-transformers header keeps its insertion order, as its cached vectors were keyed).
-    A model whose tensors are all small keeps the fingerprint of the byte-for-byte formula.
-    """
+    """Hex digest of ``header`` (JSON; ``sort_keys`` for the poolattn design, insertion order for
+    sentence-transformers, as cached vectors were keyed) then every tensor in name order: its name
+    and its raw bytes (at most ``SMALL_TENSOR`` elements) or its dtype, shape and ``device_checksum``."""
     digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
     digest.update(json.dumps(header, sort_keys=sort_keys).encode())
     for name, tensor in sorted(tensors.items()):

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from ..stats.compare import compare
+    from ..stats.report import plan_section, rope_text
 
     if args.backbones:
         return _run_backbones(args)
@@ -119,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
         )
     for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
         print(f"warning: {text}", file=sys.stderr)
-    from ..stats.report import rope_text
-
     print(f"Holm scope: {args.holm_scope}; {rope_text(summary)}; alpha {args.alpha}")
     for family, info in summary["families"].items():
         means = ", ".join(f"{name} {value * 100:.2f}" for name, value in info["means"].items())
@@ -129,8 +128,6 @@ def run(args: argparse.Namespace) -> int:
             if t["family"] == family:
                 print(f"  {t['verdict']['text']}")
     if args.plan:
-        from ..stats.report import plan_section
-
         print("\n".join(line for line in plan_section(summary, target) if line))
     print(f"report: {args.output}/report.md")
     return 0

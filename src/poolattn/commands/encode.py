@@ -67,28 +67,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..encode_file import InputError, encode_file, parts_dir
+# flags passed to encode_file as keywords of the same names
+OPTIONS = ("field", "id_field", "prompt_type", "instruction", "batch_size", "max_length", "dtype")
+OPTIONS += ("skip_invalid", "chunk_size", "overwrite", "restart")
 
+
+def run(args: argparse.Namespace) -> int:
+    from ..encode_file import MAX_REPORTED, InputError, encode_file, parts_dir
+
+    options = {name: getattr(args, name) for name in OPTIONS}
+    options["progress"] = not args.no_progress
     try:
         with user_errors(InputError):
-            summary = encode_file(
-                args.model,
-                args.input,
-                args.output,
-                field=args.field,
-                id_field=args.id_field,
-                prompt_type=args.prompt_type,
-                instruction=args.instruction,
-                batch_size=args.batch_size,
-                max_length=args.max_length,
-                dtype=args.dtype,
-                skip_invalid=args.skip_invalid,
-                chunk_size=args.chunk_size,
-                overwrite=args.overwrite,
-                restart=args.restart,
-                progress=not args.no_progress,
-            )
+            summary = encode_file(args.model, args.input, args.output, **options)
     except KeyboardInterrupt:
         print(
             f"poolattn encode: interrupted; finished chunks are kept in {parts_dir(args.output)} - "
@@ -104,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         + ")"
     )
     if summary.skipped:
-        shown = ", ".join(f"line {line} ({reason})" for line, reason in summary.skipped[:5])
-        more = f" and {len(summary.skipped) - 5} more" if len(summary.skipped) > 5 else ""
-        print(f"skipped {len(summary.skipped)} invalid lines: {shown}{more}", file=sys.stderr)
+        shown = ", ".join(f"line {line} ({reason})" for line, reason in summary.skipped[:MAX_REPORTED])
+        skipped = len(summary.skipped)
+        more = f" and {skipped - MAX_REPORTED} more" if skipped > MAX_REPORTED else ""
+        print(f"skipped {skipped} invalid lines: {shown}{more}", file=sys.stderr)
     return 0

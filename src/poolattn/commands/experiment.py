@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from . import add_overrides_option, comma_list
 
@@ -73,12 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"logs: {folder}; watch with: poolattn experiment {args.config} --status")
         if cluster.cluster == "slurm":
             return 0
-        failed = []  # local / debug: the tasks run on this machine; wait for them
-        for job, run_ in zip(jobs, selected, strict=True):
-            try:
-                job.result()
-            except Exception:
-                failed.append(run_.name)
+        # local / debug: the tasks run on this machine; wait for them. exception(), not result():
+        # the debug executor's result() opens pdb on a failure, which hangs a non-interactive run.
+        failed = [run_.name for job, run_ in zip(jobs, selected, strict=True) if _task_error(job)]
         if failed:
             print(f"{len(failed)} task(s) failed: {', '.join(failed)} (logs in {folder})", file=sys.stderr)
         return 1 if failed else 0
@@ -97,3 +95,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _task_error(job: Any) -> BaseException | None:
+    """A finished submitit task's error (None: it succeeded), without a debugger prompt."""
+    try:
+        return job.exception()
+    except Exception as exc:  # the task never completed
+        return exc

@@ -1,15 +1,10 @@
 """Evaluation spread over processes (``accelerate launch`` / ``torchrun``): encoding sharded.
 
-Rank 0 runs the mteb evaluators exactly as a single process would, with its embedding cache
-(the only writer, so it needs no locking). The texts it must encode (cache misses) are cut into
-units and shared out to every rank, rank 0 included, least-loaded first; rank 0 gathers the
-vectors. Non-zero ranks need the model, not the task data. A unit is exactly one chunk of
-``EmbeddingModel.encode`` (``poolattn.model.length_chunks``), so every batch is the one a single
-process builds and the scores are bit-identical to a single-process evaluation. When rank 0
-fails, the other ranks raise its error rather than return as if the evaluation had finished.
-
-The requests travel on a separate gloo group with a long timeout: the other ranks may wait
-for a long time while rank 0 runs an evaluator (retrieval search, classifier fitting).
+Rank 0 runs the mteb evaluators and its embedding cache as a single process would; the texts it
+must encode are cut into units, each exactly one chunk of ``EmbeddingModel.encode``
+(``poolattn.model.length_chunks``), and shared out least-loaded first, so the scores are
+bit-identical to one process. The requests travel on a gloo group with a long timeout (rank 0
+may run an evaluator for a long time); when rank 0 fails, the other ranks raise its error.
 """
 
 from __future__ import annotations
@@ -199,9 +194,8 @@ def evaluate(model: Any, output_dir: str | Path, **kwargs: Any) -> dict[str, Any
         return evaluate_one(model, output_dir, **kwargs)
     source = model if isinstance(model, str) else None
     backend = load_backend(model) if isinstance(model, str) else as_backend(model)
-    inner = getattr(backend, "model", None)
-    if inner is not None and hasattr(inner, "to"):
-        inner.to(group.device if group.world > 1 else "cuda")  # this rank's GPU
+    if hasattr(getattr(backend, "model", None), "to"):
+        backend.model.to(group.device if group.world > 1 else "cuda")  # this rank's GPU
     sharded = None
     if group.world > 1:
         fingerprints = group.all_gather(backend.fingerprint())

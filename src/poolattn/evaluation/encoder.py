@@ -1,8 +1,5 @@
-"""A backend as an mteb 2.x encoder, with an embedding cache keyed by fingerprint.
-
-Every embedding is stored under (backend fingerprint, prompt, text): a model whose weights or
-compute dtype changed has a new fingerprint, so it can never receive another model's vectors.
-"""
+"""A backend as an mteb 2.x encoder, with an embedding cache keyed by (backend fingerprint, prompt,
+text): a model whose weights or compute dtype changed never receives another model's vectors."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,18 +67,10 @@ class MTEBEncoder(AbsEncoder):
     """mteb's ``EncoderProtocol`` for a backend: per-task query instructions, bare documents,
     float32 output, and every text looked up in the embedding cache before encoding."""
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        cache_dir: str | Path | None = None,
-        batch_size: int = 32,
-        instructions: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, model: Any, *, cache_dir: str | Path | None = None, batch_size: int = 32) -> None:
         self.backend = as_backend(model)
-        self.model = self.backend
+        self.model = self.backend  # mteb's AbsEncoder looks for similarity functions on it
         self.batch_size = batch_size
-        self.instructions = dict(instructions or {})
         self.model_fingerprint = self.backend.fingerprint()
         self.cache = EmbeddingCache(cache_dir, self.model_fingerprint)
         info = self.backend.describe()
@@ -95,11 +85,7 @@ class MTEBEncoder(AbsEncoder):
             }
         )
         self.encoded_texts = 0
-        self.empty_texts: dict[str, int] = {}  # task name -> blank texts passed in by mteb
-
-    def instruction(self, task_name: str, task_type: str | None) -> str:
-        """Explicit override, else the built-in table (by task name, then family)."""
-        return self.instructions.get(task_name) or instruction_for(task_name, task_type)
+        self.empty_texts: Counter[str] = Counter()  # task name -> blank texts passed in by mteb
 
     def encode(
         self,
@@ -112,20 +98,16 @@ class MTEBEncoder(AbsEncoder):
         **kwargs: Any,
     ) -> np.ndarray:
         texts = [str(t) for batch in inputs for t in batch["text"]]
-        blank = sum(1 for t in texts if not t.strip())
-        if blank:
-            name = str(task_metadata.name)
-            self.empty_texts[name] = self.empty_texts.get(name, 0) + blank
+        self.empty_texts[str(task_metadata.name)] += sum(1 for t in texts if not t.strip())
         query = prompt_type != PromptType.document
         instruction = None
         if query and self.backend.uses_instructions:
-            instruction = self.instruction(task_metadata.name, task_metadata.type)
+            instruction = instruction_for(task_metadata.name, task_metadata.type)
         return self.encode_texts(texts, query=query, instruction=instruction)
 
     def encode_texts(self, texts: Sequence[str], *, query: bool, instruction: str | None) -> np.ndarray:
-        """Vectors for ``texts`` in order: cached ones read, unique missing ones encoded once.
-
-        Blank texts are embedded as ``""`` (one vector for every blank text)."""
+        """Vectors for ``texts`` in order: cached ones read, unique missing ones encoded once; blank
+        texts are embedded as ``""`` (one vector for every blank text)."""
         texts = [t if t.strip() else "" for t in texts]
         prompt = f"query:{instruction}" if query else None
         keys = [self.cache.key(t, prompt) for t in texts]

@@ -1,8 +1,6 @@
-"""Task instructions for queries, E5 style (``Instruct: {task}\\nQuery: {text}``).
-
-The same instruction must be used in training and evaluation, so the table is data, not
-code: MTEB task names first (E5-mistral's wording), then local dataset names, then one
-default per task family. Documents (retrieval corpora, reranking candidates) stay bare.
+"""Task instructions for queries, E5 style (``Instruct: {task}\\nQuery: {text}``), kept as data
+(the export turns each into a named prompt): MTEB task names (E5-mistral's wording), local dataset
+names, then one default per task family. Documents (corpora, reranking candidates) stay bare.
 """
 
 from __future__ import annotations

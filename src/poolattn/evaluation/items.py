@@ -1,9 +1,6 @@
-"""Per-item results of one mteb evaluation, from mteb's own prediction files and the task data.
-
-mteb's ``prediction_folder`` holds what the model produced for every item; with the gold labels
-of the (still loaded) task data that is everything a statistic needs, nothing is re-encoded.
-``build_items`` makes a ``DatasetItems`` record (``poolattn.stats.items``) and checks that the
-main score recomputed from it reproduces mteb's.
+"""Per-item results of one mteb evaluation (``poolattn.stats.items``), from mteb's own prediction
+files and the gold labels of the still loaded task data, so nothing is re-encoded. ``build_items``
+checks that the main score recomputed from the items reproduces mteb's.
 """
 
 from __future__ import annotations
@@ -107,39 +104,21 @@ def _classification(task: Any, pred: list[list[Any]], split: str, subset: str, m
     return Entry("classification", _numbered(len(gold)), data, split, subset, metric)
 
 
-def _clustering_legacy(task: Any, pred: list[list[int]], split: str, subset: str, metric: str) -> Entry:
-    from sklearn.metrics import v_measure_score
-
-    if metric != "v_measure":
-        raise ItemsError(f"clustering main score {metric!r} has no item-level implementation")
-    data = _split_data(task, subset, split)
-    values: list[float] = []
-    sizes: list[int] = []
-    assignments = iter(pred)
-    for row in data:
-        labels = row[task.label_column_name]
-        sizes.append(len(labels))
-        if len(set(labels)) <= 1:  # mteb scores a one-label set 1.0 without clustering it
-            values.append(1.0)
-            continue
-        clusters = next(assignments, None)
-        if clusters is None:
-            raise ItemsError("clustering predictions: fewer cluster assignments than sets")
-        values.append(float(v_measure_score(labels, clusters)))
-    return Entry(
-        "mean", _numbered(len(values)), {"values": values}, split, subset, extra={"set_sizes": sizes}
-    )
-
-
-def _clustering_fast(entry_json: dict[str, Any], split: str, subset: str, metric: str) -> Entry:
+def _clustering(task: Any, entry_json: dict[str, Any], split: str, subset: str, metric: str) -> Entry:
+    """mteb's own per-set v-measures (legacy: a list, one per set; fast: bootstrap levels)."""
     if metric != "v_measure":
         raise ItemsError(f"clustering main score {metric!r} has no item-level implementation")
     by_level = entry_json.get("v_measures") or {}
-    values = [float(v) for level in by_level.values() for v in level]
+    if isinstance(by_level, list):  # one-label sets included: mteb scores them 1.0 unclustered
+        sizes = [len(labels) for labels in _split_data(task, subset, split)[task.label_column_name]]
+        values = [float(v) for v in by_level]
+        return Entry(
+            "mean", _numbered(len(values)), {"values": values}, split, subset, extra={"set_sizes": sizes}
+        )
     return Entry(
         "mean",
         [f"{level}:{i}" for level, vs in by_level.items() for i in range(len(vs))],
-        {"values": values},
+        {"values": [float(v) for level in by_level.values() for v in level]},
         split,
         subset,
         extra={"note": "bootstrap subsamples of one clustering (not independent items)"},
@@ -170,18 +149,6 @@ def _summarization(task: Any, pred: dict[str, Any], split: str, subset: str, met
     return entry
 
 
-def _trec_key(metric: str) -> tuple[str, str]:
-    """mteb's retrieval metric name -> (pytrec_eval key or 'mrr', k)."""
-    name, _, k = metric.rpartition("_at_")
-    if metric == "accuracy":
-        return "recall_", "1"
-    if name == "mrr":
-        return "mrr", k
-    if name not in TREC_KEYS or not k.isdigit():
-        raise ItemsError(f"retrieval main score {metric!r} has no item-level implementation")
-    return TREC_KEYS[name], k
-
-
 def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset: str, metric: str) -> Entry:
     from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores, mrr
 
@@ -208,11 +175,15 @@ def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset:
             q: dict(sorted(docs.items(), key=lambda kv: kv[1], reverse=True)[1:])
             for q, docs in results.items()
         }
+    name, _, k = base_metric.rpartition("_at_")
+    if base_metric == "accuracy":
+        name, k = "recall", "1"
+    if name != "mrr" and (name not in TREC_KEYS or not k.isdigit()):
+        raise ItemsError(f"retrieval main score {base_metric!r} has no item-level implementation")
     k_values = list(task.k_values)
     per_query = calculate_retrieval_scores(results, qrels, k_values).all_scores
-    key, k = _trec_key(base_metric)
     qids = list(per_query)
-    if key == "mrr":
+    if name == "mrr":
         if int(k) not in k_values:
             raise ItemsError(f"retrieval main score {metric!r}: k={k} not among the task's k values")
         rr = mrr(qrels, results, k_values)[f"MRR@{k}"]
@@ -220,7 +191,7 @@ def _retrieval(task: Any, pred: dict[str, dict[str, float]], split: str, subset:
         values = [by_query[q] for q in qids]
         digits = None
     else:
-        values = [float(per_query[q][key + k]) for q in qids]
+        values = [float(per_query[q][TREC_KEYS[name] + k]) for q in qids]
         digits = 5  # mteb rounds these averages to 5 decimals
     ndcg = [float(per_query[q].get("ndcg_cut_10", math.nan)) for q in qids]
     ranked = {
@@ -270,10 +241,8 @@ def build_items(
                 entry = _pairs(task, pred, split, subset, metric)
             elif isinstance(task, AbsTaskClassification):
                 entry = _classification(task, pred, split, subset, metric)
-            elif isinstance(task, AbsTaskClusteringLegacy):
-                entry = _clustering_legacy(task, pred, split, subset, metric)
-            elif isinstance(task, AbsTaskClustering):
-                entry = _clustering_fast(entry_json, split, subset, metric)
+            elif isinstance(task, AbsTaskClusteringLegacy | AbsTaskClustering):
+                entry = _clustering(task, entry_json, split, subset, metric)
             elif isinstance(task, AbsTaskRetrieval):
                 entry = _retrieval(task, pred, split, subset, metric)
             elif isinstance(task, AbsTaskSummarization):

@@ -1,25 +1,40 @@
-"""Local evaluation data (the formats of ../shared/data/README.md) as mteb task objects.
+"""Local evaluation data (``ROOT/<family folder>/<dataset>/``, formats in
+../shared/data/README.md) as mteb task objects.
 
 Where mteb has a real task for a dataset, the local data is injected into that task object
 (``task.dataset = ...; task.data_loaded = True``) so its evaluator, settings and main score are
 exactly MTEB's; other datasets get a task class of their family with its own ``TaskMetadata``.
-Finding datasets (``local_discovery``), reading records (``local_files``) and down-sampling
-(``local_sampling``, which documents each policy) live in their own modules. A dataset that
-cannot give a valid sample is not evaluated: ``LocalTask.skip_reason`` says why. Blank texts
-stay in the dataset and are embedded as an empty input (``EMPTY_TEXT_TREATMENT``).
+A dataset that cannot give a valid sample (``local_sampling``) is not evaluated:
+``LocalTask.skip_reason`` says why. Blank texts stay in the dataset and are embedded as an empty
+input (``EMPTY_TEXT_TREATMENT``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .instructions import SUFFIXES
-from .local_discovery import LocalDataset, discover
 from .local_files import LocalDataError as LocalDataError  # re-exported: the error of malformed data
 from .local_sampling import SAMPLERS, SEED, SkipDataset
 
+FOLDERS = {
+    "sts": "STS",
+    "retrieval": "Retrieval",
+    "classification": "Classification",
+    "clustering": "Clustering",
+    "pair_classification": "PairClassification",
+    "reranking": "Reranking",
+    "summarization": "Summarization",
+}
+_ONE_FILE = {"eval": "{split}.jsonl"}
+# family -> role -> file name under the dataset folder; "{split}" is the evaluated split
+LAYOUT: dict[str, dict[str, str]] = {
+    **dict.fromkeys(["STS", "PairClassification", "Clustering", "Reranking", "Summarization"], _ONE_FILE),
+    "Classification": {"train": "train.jsonl", "eval": "{split}.jsonl"},
+    "Retrieval": {"corpus": "corpus.jsonl", "queries": "queries.jsonl", "qrels": "qrels/{split}.tsv"},
+}
 MAIN_SCORES = {
     "STS": "cosine_spearman",
     "Retrieval": "ndcg_at_10",
@@ -49,6 +64,46 @@ EMPTY_TEXT_TREATMENT = (
     "kept in the dataset and embedded as an empty text: a poolattn model encodes the query prompt "
     "(queries) or nothing (documents) followed by EOS, a sentence-transformers model the empty string"
 )
+
+
+class LocalDataset(NamedTuple):
+    """One dataset folder found under a data root: ``(folder, name, path)``."""
+
+    folder: str  # the family folder, e.g. "sts"
+    name: str
+    path: Path
+
+    @property
+    def family(self) -> str:
+        return FOLDERS[self.folder]
+
+    @property
+    def key(self) -> str:
+        """``folder/name``: the dataset's name in results and the seed of its sampling."""
+        return f"{self.folder}/{self.name}"
+
+    def files(self, split: str = "test") -> dict[str, Path]:
+        """Role -> file the family's sampler reads, for ``split`` (train data stays train)."""
+        return {role: self.path / name.format(split=split) for role, name in LAYOUT[self.family].items()}
+
+    def has_split(self, split: str) -> bool:
+        return all(path.is_file() for path in self.files(split).values())
+
+
+def discover(root: str | Path) -> list[LocalDataset]:
+    """Every dataset under ``root`` (or ``root/eval``), sorted by family folder then name."""
+    root = Path(root)
+    if (root / "eval").is_dir() and not any((root / f).is_dir() for f in FOLDERS):
+        root = root / "eval"
+    found = []
+    for folder in FOLDERS:
+        base = root / folder
+        if base.is_dir():
+            subs = sorted(p for p in base.iterdir() if p.is_dir())
+            found += [LocalDataset(folder, sub.name, sub) for sub in subs]
+    if not found:
+        raise FileNotFoundError(f"{root}: no datasets found (expected folders {', '.join(FOLDERS)})")
+    return found
 
 
 @dataclass

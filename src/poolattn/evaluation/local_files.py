@@ -1,9 +1,6 @@
-"""Reading local evaluation files (the formats of ../shared/data/README.md), record by record.
-
-A malformed user file stops with a ``LocalDataError`` naming file, line and field
-(``path:line: field 'score': ...``) instead of failing later inside mteb. Blank texts are
-allowed: real corpora have empty documents.
-"""
+"""Reading local evaluation files (formats: ../shared/data/README.md). A malformed file stops with
+a ``LocalDataError`` naming file, line and field, not later inside mteb; blank texts are allowed
+(real corpora have empty documents)."""
 
 from __future__ import annotations
 
@@ -21,7 +18,6 @@ class LocalDataError(ConfigError):
     """A local evaluation file is missing or malformed; the message names file, line and field."""
 
 
-# --------------------------------------------------------------------------- records
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``path:line``, object) for every non-blank line; a line that is not a JSON object is an error."""
     if not path.is_file():
@@ -47,13 +43,20 @@ def _field(record: dict[str, Any], name: str, where: str) -> Any:
     return record[name]
 
 
+def _bad(where: str, name: str, expected: str, value: Any) -> LocalDataError:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return LocalDataError(
+        f"{where}: field {name!r} must be {expected}, got {type(value).__name__} {text[:60]}"
+    )
+
+
 def text_field(record: dict[str, Any], name: str, where: str, *, optional: bool = False) -> str:
     """A string field; blank is allowed. ``optional`` fields may be absent or null (read as "")."""
     if optional and record.get(name) is None:
         return ""
     value = _field(record, name, where)
     if not isinstance(value, str):
-        raise LocalDataError(f"{where}: field {name!r} must be a string, got {_show(value)}")
+        raise _bad(where, name, "a string", value)
     return value
 
 
@@ -73,7 +76,7 @@ def number_field(record: dict[str, Any], name: str, where: str) -> float:
     value = _field(record, name, where)
     number = _number(value)
     if number is None:
-        raise LocalDataError(f"{where}: field {name!r} must be a number, got {_show(value)}")
+        raise _bad(where, name, "a number", value)
     return number
 
 
@@ -82,46 +85,30 @@ def binary_field(record: dict[str, Any], name: str, where: str) -> int:
     value = _field(record, name, where)
     if value in (0, 1, "0", "1"):  # True and False too
         return int(value)
-    raise LocalDataError(f"{where}: field {name!r} must be 0 or 1, got {_show(value)}")
+    raise _bad(where, name, "0 or 1", value)
 
 
 def label_field(value: Any, name: str, where: str) -> str:
     """A class or cluster label: a string or an integer, read as a string."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise LocalDataError(
-            f"{where}: field {name!r} must be a string or an integer label, got {_show(value)}"
-        )
+        raise _bad(where, name, "a string or an integer label", value)
     return str(value)
 
 
 def text_list_field(record: dict[str, Any], name: str, where: str) -> list[str]:
     value = _field(record, name, where)
     if not isinstance(value, list):
-        raise LocalDataError(f"{where}: field {name!r} must be a list of strings, got {_show(value)}")
+        raise _bad(where, name, "a list of strings", value)
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise LocalDataError(f"{where}: field '{name}[{i}]' must be a string, got {_show(item)}")
+            raise _bad(where, f"{name}[{i}]", "a string", item)
     return value
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return f"{type(value).__name__} {text[:60]}"
-
-
-# --------------------------------------------------------------------------- formats
-def read_sts(path: Path) -> list[tuple[str, str, float]]:
-    """``{sentence1, sentence2, score}`` lines."""
+def read_sentence_pairs(path: Path, column: str, read: Any) -> list[tuple[str, str, Any]]:
+    """``{sentence1, sentence2, <column>}`` lines (STS: ``score``, pair classification: ``label``)."""
     return [
-        (text_field(r, "sentence1", w), text_field(r, "sentence2", w), number_field(r, "score", w))
-        for w, r in _records(path)
-    ]
-
-
-def read_pairs(path: Path) -> list[tuple[str, str, int]]:
-    """``{sentence1, sentence2, label}`` lines, label 0 or 1."""
-    return [
-        (text_field(r, "sentence1", w), text_field(r, "sentence2", w), binary_field(r, "label", w))
+        (text_field(r, "sentence1", w), text_field(r, "sentence2", w), read(r, column, w))
         for w, r in _records(path)
     ]
 
@@ -140,7 +127,7 @@ def read_clustering(path: Path) -> list[tuple[list[str], list[str]]]:
         sentences = text_list_field(record, "sentences", where)
         raw = _field(record, "labels", where)
         if not isinstance(raw, list):
-            raise LocalDataError(f"{where}: field 'labels' must be a list, got {_show(raw)}")
+            raise _bad(where, "labels", "a list", raw)
         if len(raw) != len(sentences):
             raise LocalDataError(
                 f"{where}: field 'labels' has {len(raw)} labels for {len(sentences)} sentences"
@@ -184,9 +171,7 @@ def _read_ids(path: Path, read: Any) -> dict[str, Any]:
     for where, record in _records(path):
         raw = _field(record, "_id", where)
         if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
-            raise LocalDataError(
-                f"{where}: field '_id' must be a non-empty string or integer, got {_show(raw)}"
-            )
+            raise _bad(where, "_id", "a non-empty string or integer", raw)
         key = str(raw)
         if key in out:
             raise LocalDataError(f"{where}: field '_id': {key!r} appears twice in {path.name}")
@@ -205,10 +190,8 @@ def read_queries(path: Path) -> dict[str, str]:
 
 
 def read_qrels(path: Path, queries: dict[str, Any], corpus: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """BEIR ``qrels/<split>.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional header line).
-
-    Every id must exist in ``queries.jsonl`` / ``corpus.jsonl``; the score is an integer grade.
-    """
+    """BEIR ``qrels/<split>.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional header line);
+    ids must exist in ``queries.jsonl`` / ``corpus.jsonl``, the score is an integer grade."""
     if not path.is_file():
         raise LocalDataError(f"{path}: missing (BEIR layout: qrels/<split>.tsv)")
     qrels: dict[str, dict[str, int]] = {}

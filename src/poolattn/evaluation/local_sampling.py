@@ -1,27 +1,15 @@
-"""Down-sampling a local dataset for ``max_items`` (N): one policy per mteb task family.
+"""Down-sampling a local dataset for ``max_items`` (N): one seeded policy per mteb task family.
 
-Each sampler reads its files (role -> path, ``LocalDataset.files``), draws a sample seeded by
-the dataset's key and returns the split mteb's evaluator takes. A sample is never degenerate:
-where N is below what the family's metric needs it grows to that minimum (``info["note"]``):
-
-- STS, pair classification, summarization: N rows; STS keeps 2 pairs with different scores (a
-  correlation needs them), pair classification a pair of each label (average precision);
-- classification: N test texts (at least 2, of two labels when the data has two); train keeps
-  max(N, samples_per_label x labels) texts, stratified, so every label keeps the examples
-  MTEB's classifier is fitted on;
-- clustering: N sentences per set, sets kept in file order while the total stays <= 2N. A
-  random sample is used when it averages >= 2 sentences per cluster, else it is drawn
-  cluster-first: max(2, N // 2) clusters in a seeded order, two sentences each, the rest at
-  random from those clusters. Sets without two clusters of two are not used;
-- retrieval: up to N queries with a relevant document, in a seeded order while the union of
-  their judged documents stays <= N, plus N unjudged documents as distractors; when no query
-  fits, the one with the fewest judged documents, the corpus grown to hold them;
-- reranking: up to N queries with a positive and a negative candidate, with all their
-  candidates, in a seeded order while the candidates stay <= 2N; when none fits, the query
-  with the fewest candidates.
-
-A dataset that cannot give a valid sample at all (STS scores all equal, one pair label, no query
-with a relevant document, ...) raises ``SkipDataset`` with the reason.
+A sample is never degenerate: where N is below what the family's metric needs, it grows to that
+minimum and ``info["note"]`` says so. STS, pair classification, summarization: N rows (STS keeps
+two different scores, pair classification both labels). Classification: N test texts of three
+labels (two for binary data); train keeps max(N, samples_per_label x labels) texts, stratified,
+so MTEB's classifier keeps its examples per label. Clustering: N sentences per set, sets kept
+while the total stays <= 2N, drawn cluster-first when a random sample averages under two
+sentences per cluster. Retrieval: queries in a seeded order while their judged documents stay
+<= N, plus N unjudged distractors. Reranking: queries with all their candidates while those stay
+<= 2N. When nothing fits, the smallest query is kept. A dataset with no valid sample at all
+raises ``SkipDataset`` with the reason.
 """
 
 from __future__ import annotations
@@ -37,21 +25,22 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 
 from .local_files import (
+    binary_field,
+    number_field,
     read_classification,
     read_clustering,
     read_corpus,
-    read_pairs,
     read_qrels,
     read_queries,
     read_reranking,
-    read_sts,
+    read_sentence_pairs,
     read_summarization,
 )
 
 __all__ = ["SAMPLERS", "SEED", "Sample", "SkipDataset"]
 
 SEED = 42
-Files = Mapping[str, Path]  # role -> file (see local_discovery.LAYOUT)
+Files = Mapping[str, Path]  # role -> file (see local.LAYOUT)
 
 
 class SkipDataset(Exception):
@@ -104,6 +93,15 @@ def _grown(kept: int, max_items: int | None, why: str) -> dict[str, str]:
     return {"note": why} if max_items is not None and kept > max_items else {}
 
 
+def _retrieval_sample(
+    corpus: list[dict], queries: list[dict], relevant: dict, top: Any, info: dict, documents: str
+) -> Sample:
+    """mteb's retrieval split of these rows; blank texts counted (``documents``: the corpus's name)."""
+    split = {"corpus": Dataset.from_list(corpus), "queries": Dataset.from_list(queries)}
+    texts = {documents: [c["title"] + c["text"] for c in corpus], "queries": [q["text"] for q in queries]}
+    return Sample(split | {"relevant_docs": relevant, "top_ranked": top}, info, _count_blank(**texts))
+
+
 # --------------------------------------------------------------------------- samplers
 def _sentence_pairs(
     rows: list[Any], values: list[Any], column: str, max_items: int | None, key: str, why: str
@@ -124,7 +122,7 @@ def _sentence_pairs(
 
 
 def sample_sts(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
-    rows = read_sts(files["eval"])
+    rows = read_sentence_pairs(files["eval"], "score", number_field)
     scores = [score for _, _, score in rows]
     if len(set(scores)) < 2:
         raise SkipDataset(
@@ -137,7 +135,7 @@ def sample_sts(files: Files, max_items: int | None, key: str, task: Any) -> Samp
 
 
 def sample_pairs(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
-    rows = read_pairs(files["eval"])
+    rows = read_sentence_pairs(files["eval"], "label", binary_field)
     labels = [label for _, _, label in rows]
     if len(set(labels)) < 2:
         raise SkipDataset(f"every pair has label {labels[0]}: average precision needs both labels")
@@ -280,15 +278,10 @@ def sample_retrieval(files: Files, max_items: int | None, key: str, task: Any) -
             )
         unjudged = sorted(set(corpus) - judged)
         keep_docs = judged | set(rng.sample(unjudged, min(max_items, len(unjudged))))
-    kq = set(keep_queries)
-    docs = [(d, corpus[d]) for d in corpus if d in keep_docs]
-    query_rows = [(q, queries[q]) for q in queries if q in kq]
-    split = {
-        "corpus": Dataset.from_list([{"id": d, "title": title, "text": text} for d, (title, text) in docs]),
-        "queries": Dataset.from_list([{"id": q, "text": text} for q, text in query_rows]),
-        "relevant_docs": {q: {d: s for d, s in qrels[q].items() if d in keep_docs} for q in keep_queries},
-        "top_ranked": None,
-    }
+    docs = [{"id": d, "title": title, "text": text} for d, (title, text) in corpus.items() if d in keep_docs]
+    kept = set(keep_queries)
+    query_rows = [{"id": q, "text": text} for q, text in queries.items() if q in kept]
+    relevant = {q: {d: s for d, s in qrels[q].items() if d in keep_docs} for q in keep_queries}
     info: dict[str, Any] = {
         "unit": "queries",
         "kept": len(keep_queries),
@@ -297,10 +290,7 @@ def sample_retrieval(files: Files, max_items: int | None, key: str, task: Any) -
         "corpus_total": len(corpus),
         **({"note": note} if note else {}),
     }
-    blanks = _count_blank(
-        corpus=[title + text for _, (title, text) in docs], queries=[text for _, text in query_rows]
-    )
-    return Sample(split, info, blanks)
+    return _retrieval_sample(docs, query_rows, relevant, None, info, "corpus")
 
 
 def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
@@ -333,12 +323,6 @@ def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -
                 corpus.append({"id": did, "title": "", "text": text})
                 relevant[qid][did] = label
                 top[qid].append(did)
-    split = {
-        "corpus": Dataset.from_list(corpus),
-        "queries": Dataset.from_list(queries),
-        "relevant_docs": relevant,
-        "top_ranked": top,
-    }
     info: dict[str, Any] = {
         "unit": "queries",
         "kept": len(keep),
@@ -346,8 +330,7 @@ def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -
         "candidates": len(corpus),
         **({"note": note} if note else {}),
     }
-    blanks = _count_blank(candidates=[c["text"] for c in corpus], queries=[q["text"] for q in queries])
-    return Sample(split, info, blanks)
+    return _retrieval_sample(corpus, queries, relevant, top, info, "candidates")
 
 
 def sample_summarization(files: Files, max_items: int | None, key: str, task: Any) -> Sample:

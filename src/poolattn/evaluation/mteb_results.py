@@ -1,8 +1,6 @@
-"""mteb's own results layout beside poolattn's: ``<output>/mteb/results/<name>/<revision>/``
-with ``model_meta.json`` and one ``<Task>.json`` per task, so ``mteb.cache.ResultCache`` reads a
-run and the folder can go to the MTEB results repository as it is. The design goes into
-``experiment_kwargs``; the revision is the model's fingerprint, so a changed model never shares
-a folder with an old one.
+"""mteb's own results layout beside poolattn's (``<output>/mteb/results/<name>/<revision>/``:
+``model_meta.json`` and the task files), which ``mteb.cache.ResultCache`` and the MTEB results
+repository read. The revision is the model's fingerprint: a changed model never shares a folder.
 """
 
 from __future__ import annotations
@@ -31,14 +29,14 @@ def model_meta(run: Mapping[str, Any], backend: Any) -> Any:
     params = info.get("parameters") or sum(info.get(f"{part}_parameters") or 0 for part in parts)
     design = None  # the design goes into experiment_kwargs
     if config is not None:
-        design = {
-            "pooling": config.pooling,
-            "attention": config.attention,
-            "base": config.base,
-            "query_template": config.query_template,
-            "exclude_instruction": config.exclude_instruction,
-            "compute_dtype": info.get("compute_dtype"),
-        }
+        keys = ("pooling", "attention", "base", "query_template", "exclude_instruction")
+        design = {key: getattr(config, key) for key in keys} | {"compute_dtype": info.get("compute_dtype")}
+    training = None  # the training sources recorded in a model directory's card data
+    if info.get("source") and Path(info["source"]).is_dir():
+        from ..model_card import read_card_data
+
+        data = (read_card_data(info["source"]).get("training") or {}).get("data") or []
+        training = {str(item["name"]) for item in data if "name" in item} or None
     name = str(info.get("name") or "poolattn/model")
     if "/" not in name:
         name = f"poolattn/{name}"
@@ -59,19 +57,9 @@ def model_meta(run: Mapping[str, Any], backend: Any) -> Any:
         framework=["PyTorch", "Sentence Transformers"] if config is None else ["PyTorch"],
         similarity_fn_name="cosine",
         use_instructions=bool(info.get("uses_instructions")),
-        training_datasets=_training(info.get("source")),
+        training_datasets=training,
         experiment_kwargs=design,
     )
-
-
-def _training(source: str | None) -> set[str] | None:
-    """The training sources recorded in a model directory's card data (None: unknown)."""
-    if not source or not Path(source).is_dir():
-        return None
-    from ..model_card import read_card_data
-
-    data = (read_card_data(source).get("training") or {}).get("data") or []
-    return {str(item["name"]) for item in data if "name" in item} or None
 
 
 def write_mteb_results(output: Path, run: Mapping[str, Any], backend: Any) -> Path:

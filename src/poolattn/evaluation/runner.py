@@ -44,7 +44,6 @@ def run_mteb_task(
     encoder: Any, task: Any, batch_size: int, prediction_folder: Path | None = None
 ) -> dict[str, Any]:
     """One task through the real mteb evaluator, never its result cache; the TaskResult as a dict.
-
     ``prediction_folder`` makes mteb write its per-item predictions (the item-level results)."""
     import mteb
 
@@ -72,9 +71,8 @@ def run_mteb_task(
 
 
 def _fresh_predictions_folder(output: Path) -> Path:
-    """Remove the task and items files of an earlier run in ``output`` (those its ``run.json``
-    lists) and any predictions folder an interrupted run left; a new hidden folder for mteb's
-    per-item predictions (``collect_items`` turns them into items files)."""
+    """Remove an earlier run's task and items files (listed in its ``run.json``) and predictions
+    folders an interrupted run left; a new hidden folder for mteb's per-item predictions."""
     run_file = output / EVAL_RUN_FILE
     if run_file.exists():
         try:
@@ -123,6 +121,21 @@ def plan_tasks(
     return planned
 
 
+def _describe(task: Any, local: LocalTask | None, **score: Any) -> dict[str, Any]:
+    """What ``run.json`` says of a task, run (with its ``score``) or skipped: where its data came
+    from and how it was sampled."""
+    name = str(task.metadata.name)
+    return {
+        "family": local.family if local else str(task.metadata.type),
+        "dataset": local.dataset if local else name,
+        "source": local.path if local else "mteb",
+        "real_mteb_task": local.real_mteb_task if local else True,
+        "main_score_name": task.metadata.main_score,
+        **score,
+        "sampling": local.sampling if local else None,
+    }
+
+
 def _run_task(
     encoder: MTEBEncoder, task: Any, local: LocalTask | None, batch_size: int, output: Path, predictions: Path
 ) -> dict[str, Any]:
@@ -133,28 +146,18 @@ def _run_task(
     if not preloaded:  # keep the data loaded after mteb's run: the items need its gold labels
         task.load_data()
     task_json = run_mteb_task(encoder, task, batch_size, prediction_folder=predictions)
-    file = f"{name}.json"
-    write_json_atomic(output / file, task_json)
+    write_json_atomic(output / f"{name}.json", task_json)
     score = task_main_score(task_json, task.metadata.eval_splits)
-    family = local.family if local else str(task.metadata.type)
-    items_file, items_problem = collect_items(task, predictions, task_json, family, output)
+    entry = {"file": f"{name}.json", **_describe(task, local, main_score=score)}
+    items_file, items_problem = collect_items(task, predictions, task_json, entry["family"], output)
     if not preloaded:
         task.unload_data()
-    return {
-        "file": file,
-        "family": family,
-        "dataset": local.dataset if local else name,
-        "source": local.path if local else "mteb",
-        "real_mteb_task": local.real_mteb_task if local else True,
-        "main_score_name": task.metadata.main_score,
-        "main_score": score,
-        "sampling": local.sampling if local else None,
+    return entry | {
         "empty_texts": local.empty_text_record()
         if local
-        else {"count": encoder.empty_texts.get(name, 0), "treatment": EMPTY_TEXT_TREATMENT},
+        else {"count": encoder.empty_texts[name], "treatment": EMPTY_TEXT_TREATMENT},
         "seconds": round(time.monotonic() - tick, 2),
-        # per-item results (poolattn.stats.items), or why there are none
-        "items": items_file,
+        "items": items_file,  # per-item results (poolattn.stats.items), or why there are none
         **({"items_problem": items_problem} if items_problem else {}),
     }
 
@@ -168,7 +171,6 @@ def evaluate(
     max_items: int | None = None,
     batch_size: int = 32,
     cache_dir_path: str | Path | None = DEFAULT,
-    instructions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on local and/or online tasks and write a results directory into
     ``output_dir``; returns its ``run.json`` content.
@@ -179,7 +181,7 @@ def evaluate(
     ``local_data``: a folder in the ../shared/data layout, by default ``$POOLATTN_DATA_DIR`` when
     neither tasks nor a benchmark name something else. ``max_items``: deterministic
     down-sampling per local dataset. ``cache_dir_path``: the embedding cache folder (``None``: in
-    memory). ``instructions``: per-task query instructions overriding the built-in table.
+    memory).
     """
     import mteb
 
@@ -197,9 +199,9 @@ def evaluate(
     planned = plan_tasks(tasks, benchmark, local, max_items)
     if not planned:
         raise ValueError("no tasks to run: give tasks, a benchmark or a local data folder")
-    model_source = model if isinstance(model, str) else None
-    backend = load_backend(model) if isinstance(model, str) else model
-    encoder = MTEBEncoder(backend, cache_dir=cache_dir_path, batch_size=batch_size, instructions=instructions)
+    source = model if isinstance(model, str) else None
+    backend = load_backend(source) if source is not None else model
+    encoder = MTEBEncoder(backend, cache_dir=cache_dir_path, batch_size=batch_size)
     predictions = _fresh_predictions_folder(output)
     info = encoder.backend.describe()
     run: dict[str, Any] = {
@@ -208,7 +210,7 @@ def evaluate(
             "name": encoder.backend.name,
             "design": info.get("design"),
             "fingerprint": encoder.model_fingerprint,
-            "source": model_source,
+            "source": source,
             "uses_instructions": encoder.backend.uses_instructions,
             **{k: v for k, v in info.items() if k != "design"},
         },
@@ -228,16 +230,8 @@ def evaluate(
     for task, local_task in planned:  # run.json rewritten after each task: progress survives a kill
         name = str(task.metadata.name)
         if local_task is not None and local_task.skipped:
-            run["skipped"][name] = {
-                "skipped": True,
-                "reason": local_task.skip_reason,
-                "family": local_task.family,
-                "dataset": local_task.dataset,
-                "source": local_task.path,
-                "real_mteb_task": local_task.real_mteb_task,
-                "main_score_name": task.metadata.main_score,
-                "sampling": local_task.sampling,
-            }
+            reason = {"skipped": True, "reason": local_task.skip_reason}
+            run["skipped"][name] = reason | _describe(task, local_task)
             log.warning("%s (%s): skipped: %s", name, local_task.family, local_task.skip_reason)
         else:
             entry = run["tasks"][name] = _run_task(encoder, task, local_task, batch_size, output, predictions)

@@ -1,13 +1,10 @@
-"""Attention mass per layer of a multilayer pooling head over probe texts from the run's own
-training data, so it needs no local evaluation data folder.
-
-Attention mass says where the head's latents look, not what the embedding needs: a layer can
-draw attention and still be redundant. ``poolattn.layer_ablation`` measures the latter (the
-score change when a layer is removed from the key set).
-"""
+"""Attention mass per layer of a multilayer head over probe texts from the run's own training
+data (no local evaluation data needed). It says where the latents look, not what the embedding
+needs: ``poolattn.layer_ablation`` measures that."""
 
 from __future__ import annotations
 
+from itertools import zip_longest
 from typing import TYPE_CHECKING
 
 from ..layer_ablation import LayerVectorCache, attention_mass
@@ -31,19 +28,15 @@ def probe_texts(data: DataConfig, count: int, base_dir: str | None = None) -> li
         per_source.append(
             [e.positive for e in _hub_examples(dataset_id, f"{data.hub_split}[:{count}]", None)]
         )
-    texts: dict[str, None] = {}
-    for row in range(max(map(len, per_source), default=0)):
-        for positives in per_source:
-            if row < len(positives) and len(texts) < count:
-                texts.setdefault(positives[row])
-    return list(texts)
+    in_turn = (text for row in zip_longest(*per_source) for text in row if text is not None)
+    return list(dict.fromkeys(in_turn))[:count]
 
 
 def attention_per_layer(model: EmbeddingModel, texts: list[str], batch_size: int = 16) -> list[float]:
     """Mean attention probability of the head's latents on each layer vector (sums to 1),
     for ``texts`` encoded bare (as documents)."""
     cache = LayerVectorCache(model, batch_size)
-    cache.vectors(texts, query=False, instruction=None)
+    cache.keys(texts, query=False, instruction=None)  # fills the cache
     return attention_mass(cache, batch_size)
 
 

@@ -33,13 +33,11 @@ class ExperimentSection:
     output_dir: str = "runs/experiment"  # relative to the config file's folder
     designs: list[str] = field(default_factory=lambda: list(PAPER_DESIGNS))
     seeds: list[int] = field(default_factory=lambda: [0])
-    # per-design seed lists that replace ``seeds`` for those designs: seeds are replicates
-    # that measure training noise, so a budget can buy them for the designs that matter most
+    # per-design seeds replacing ``seeds``: a budget buys replicates for the designs that matter most
     design_seeds: dict[str, list[int]] = field(default_factory=dict)
     untrained: list[str] = field(default_factory=lambda: ["eos+causal"])
     layer_attention_sample: int = 64
-    # items per dev task for the layer ablation of each multilayer run (0 = no ablation);
-    # the backbone runs once per text, so its cost is pooler passes and mteb scoring
+    # items per dev task for the layer ablation of each multilayer run (0 = no ablation)
     layer_ablation_items: int = 0
     layer_ablation_tasks: list[str] = field(default_factory=lambda: ["STSBenchmark", "SciFact"])
 
@@ -156,10 +154,9 @@ def validate(config: ExperimentConfig, where: str) -> None:
             )
         if not seeds:
             raise ConfigError(f"{where}: experiment.design_seeds.{design}: give at least one seed")
-    if config.experiment.layer_ablation_items < 0:
-        raise ConfigError(f"{where}: experiment.layer_ablation_items: must be >= 0 (0 = off)")
-    if config.experiment.layer_attention_sample < 0:
-        raise ConfigError(f"{where}: experiment.layer_attention_sample: must be >= 0 (0 = off)")
+    for name in ("layer_ablation_items", "layer_attention_sample"):
+        if getattr(config.experiment, name) < 0:
+            raise ConfigError(f"{where}: experiment.{name}: must be >= 0 (0 = off)")
     runs = config.runs()
     if len({run.name for run in runs}) != len(runs):
         raise ConfigError(f"{where}: experiment.designs: a design is listed twice")

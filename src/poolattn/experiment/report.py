@@ -1,9 +1,5 @@
-"""The experiment report: ``report.md`` and its PNGs, rebuilt from the files the runs wrote,
-verdicts first. Runs that differ only by seed are one design (seeds are replicates).
-
-Reading everything back from disk means the report can be rebuilt at any time
-(``poolattn experiment CONFIG --report-only``) and never claims more than the files hold.
-"""
+"""The experiment report: ``report.md`` and its PNGs, verdicts first, rebuilt from the files the
+runs wrote (so ``--report-only`` can redo it, and it never claims more than they hold)."""
 
 from __future__ import annotations
 
@@ -22,8 +18,7 @@ REPORT_FILE = "report.md"
 
 @dataclass(frozen=True)
 class ExperimentReport:
-    """What ``write_experiment_report`` wrote: the report's path and its summary lines (what a caller
-    shows first, without reading the markdown back)."""
+    """What ``write_experiment_report`` wrote: the report's path and its summary lines."""
 
     path: Path
     summary: list[str]
@@ -61,9 +56,8 @@ def plot_layer_attention(layers: dict[str, list[float]], path: Path) -> Path | N
     fig, ax = agg_figure((8, 4.5))
     for name, mass in layers.items():
         ax.plot(range(1, len(mass) + 1), mass, marker="o", markersize=3, label=name)
-    ax.axhline(
-        1 / max(len(m) for m in layers.values()), color="grey", linestyle="--", linewidth=1, label="uniform"
-    )
+    uniform = 1 / max(len(m) for m in layers.values())
+    ax.axhline(uniform, color="grey", linestyle="--", linewidth=1, label="uniform")
     ax.set(xlabel="transformer layer", ylabel="mean attention of the latents")
     ax.set_title("Multilayer pooling: attention mass per layer")
     return _finish(fig, ax, path)
@@ -119,17 +113,14 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
     for run in runs:
         s = states[run.name]
         p = s.get("parameters", {})
-        train_min = s.get("train_seconds", 0) / 60
+        counts = " | ".join(_fmt_int(p.get(f"{part}_parameters")) for part in ("backbone", "adapter", "head"))
+        minutes = f"{s.get('train_seconds', 0) / 60:.1f} | {s.get('eval_seconds', 0) / 60:.1f}"
         rate = "-"
         if run.trained and s.get("train_seconds"):
             metrics = read_metrics(config.output_dir / run.name)
             if metrics and "examples_per_s" in metrics[-1]:
                 rate = f"{sum(m['examples_per_s'] for m in metrics) / len(metrics):.1f}"
-        lines.append(
-            f"| {run.name} | {s.get('status', 'pending')} | {_fmt_int(p.get('backbone_parameters'))} | "
-            f"{_fmt_int(p.get('adapter_parameters'))} | {_fmt_int(p.get('head_parameters'))} | "
-            f"{train_min:.1f} | {s.get('eval_seconds', 0) / 60:.1f} | {rate} |"
-        )
+        lines.append(f"| {run.name} | {s.get('status', 'pending')} | {counts} | {minutes} | {rate} |")
     for r in runs:
         if states[r.name].get("status") == "failed":
             lines.append(f"\n**{r.name} failed**: {states[r.name].get('error')} (see `{r.name}/state.json`)")
@@ -137,9 +128,8 @@ def setup_section(config: ExperimentConfig, runs: list[Run], states: dict[str, d
 
 
 def ablation_section(config: ExperimentConfig) -> list[str]:
-    """The layer-ablation results of the multilayer runs, when they were computed: every
-    ``layer_ablation.json`` in the experiment folder, a run's folder or its ``ablation/``
-    folder (where the runner writes it) is summarised and its PNG shown."""
+    """Every ``layer_ablation.json`` in the experiment folder, a run's folder or its ``ablation/``
+    folder (the runner's), summarised with its PNG."""
     from ..layer_ablation import JSON_FILE as ABLATION_JSON
     from ..layer_ablation import PNG_FILE as ABLATION_PNG
 
@@ -196,38 +186,19 @@ def comparison_sections(result: dict[str, Any]) -> list[str]:
     )
     lines += ["", "## Positive control: each trained design vs the untrained baseline", ""]
     lines += verdict_table(result, controls) if controls else ["No untrained baseline in the grid."]
+    family = [*family_table(result), "", "![family means](comparison/family_means.png)"]
+    datasets = [*dataset_table(result), "", "![per-dataset scores](comparison/heatmap.png)"]
+    lines += ["", "## Comparison", ""]
+    for title, body in (
+        ("Mean main score per task family (x100, 95% CI over items and seeds)", family),
+        ("Per-dataset main scores (x100, 95% CI)", datasets),
+        ("All designs at once: Friedman and Nemenyi", ranks_section(result, prefix="comparison/")),
+        ("Seed-to-seed spread", seed_section(result)),
+        ("Family-level tests", family_tests_table(result)),
+        ("Per-dataset paired tests (x100)", dataset_tests_table(result)),
+    ):
+        lines += [f"### {title}", "", *body, ""]
     lines += [
-        "",
-        "## Comparison",
-        "",
-        "### Mean main score per task family (x100, 95% CI over items and seeds)",
-        "",
-        *family_table(result),
-        "",
-        "![family means](comparison/family_means.png)",
-        "",
-        "### Per-dataset main scores (x100, 95% CI)",
-        "",
-        *dataset_table(result),
-        "",
-        "![per-dataset scores](comparison/heatmap.png)",
-        "",
-        "### All designs at once: Friedman and Nemenyi",
-        "",
-        *ranks_section(result, prefix="comparison/"),
-        "",
-        "### Seed-to-seed spread",
-        "",
-        *seed_section(result),
-        "",
-        "### Family-level tests",
-        "",
-        *family_tests_table(result),
-        "",
-        "### Per-dataset paired tests (x100)",
-        "",
-        *dataset_tests_table(result),
-        "",
         "Full method notes, CSV and JSON: `comparison/report.md`, `comparison/scores.csv`, "
         "`comparison/stats.json`.",
         "",
@@ -252,11 +223,10 @@ def write_experiment_report(config: ExperimentConfig) -> ExperimentReport:
         + ". Setup, time and throughput at the end.",
         "",
     ]
-    comparison_dir = out / "comparison"
     if len(designs) >= 2:
         result = compare(
             [Path(states[r.name]["eval_dir"]) for r in finished],
-            comparison_dir,
+            out / "comparison",
             min_datasets=config.evaluation.min_datasets,
             names=[r.name for r in finished],
             designs=[r.label for r in finished],
@@ -273,12 +243,8 @@ def write_experiment_report(config: ExperimentConfig) -> ExperimentReport:
         r.name: states[r.name]["layer_attention"] for r in finished if states[r.name].get("layer_attention")
     }
     if plot_layer_attention(layers, out / "layer_attention.png"):
-        lines += [
-            "## Which layers the multilayer heads attend to (attention mass)",
-            "",
-            "![layer attention](layer_attention.png)",
-            "",
-        ]
+        lines += ["## Which layers the multilayer heads attend to (attention mass)", ""]
+        lines += ["![layer attention](layer_attention.png)", ""]
         for name, mass in layers.items():
             top = sorted(range(len(mass)), key=lambda i: -mass[i])[:3]
             lines.append(

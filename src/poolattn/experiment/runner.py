@@ -1,14 +1,8 @@
-"""Run the grid: train each design, evaluate it, compare all, write the report. Resumable.
-
-Each run keeps ``state.json`` in its own folder; a finished phase is never redone, an
-interrupted training resumes from its last checkpoint, and a failed design is recorded
-and reported without stopping the others. Under ``accelerate launch`` every rank trains and
-evaluates, and rank 0 alone writes: state, model card, layer attention, ablation, report.
-"""
+"""Run the grid: train each design, evaluate it, compare all, write the report. Each run records
+its finished phases in ``state.json``, so a rerun redoes none; every rank works, rank 0 writes."""
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +14,6 @@ from .state import read_state, write_state
 if TYPE_CHECKING:
     from .status import GridProgress
     from .workers import GridOutcome
-
-log = logging.getLogger(__name__)
 
 
 def _start_run(run_dir: Path, run: Run, worker: str) -> dict[str, Any]:
@@ -54,18 +46,18 @@ def _train_phase(
 def _evaluate_phase(
     config: ExperimentConfig, run: Run, run_dir: Path, state: dict[str, Any], group: ProcessGroup
 ) -> None:
-    """Evaluate the trained (or untrained) model into ``eval/`` (encoding over every rank);
-    rank 0 records ``eval_dir``, the parameter counts and, for a multilayer head, its
-    attention over layers."""
+    """Evaluate the model into ``eval/`` over every rank; rank 0 records ``eval_dir``, the
+    parameter counts and a multilayer head's attention over layers."""
+    from ..design import model_config
     from ..evaluation.distributed import evaluate  # sharded over ranks under `accelerate launch`
     from ..model import EmbeddingModel
+    from ..model_card import update_model_card
+    from .layers import layer_attention
 
     start = time.monotonic()
     if run.trained:
         model = EmbeddingModel.load(state["model_dir"])
     else:
-        from ..design import model_config
-
         model = EmbeddingModel.from_config(model_config(**run.model))
     ev = config.evaluation
     evaluate(
@@ -81,14 +73,10 @@ def _evaluate_phase(
         return
     state.update(eval_dir=str(run_dir / "eval"), eval_seconds=time.monotonic() - start)
     if run.trained:
-        from ..model_card import update_model_card
-
         update_model_card(state["model_dir"], results=run_dir / "eval")
     state["parameters"] = model.describe()
     write_state(run_dir, state)  # evaluation recorded at once: a later failure never repeats it
     if run.design.startswith("multilayer"):
-        from .layers import layer_attention
-
         attention = layer_attention(model, config, run)  # None: experiment.layer_attention_sample = 0
         if attention is not None:
             state["layer_attention"] = attention
@@ -144,10 +132,8 @@ def run_one(config: ExperimentConfig, run: Run, index: int, progress: GridProgre
 def run_experiment(
     config: ExperimentConfig, runs: list[str] | None = None, shard: tuple[int, int] | None = None
 ) -> GridOutcome:
-    """Run the grid (skipping finished runs) alongside any other workers on the same output
-    directory, then compare and report. ``runs`` / ``shard`` (K, N) restrict which runs this
-    worker takes. The outcome holds the report written (None when another worker writes it)
-    and the runs that failed in this worker."""
+    """Run the grid alongside any other workers on the same output directory, then compare and
+    report (``runs`` / ``shard`` (K, N): which runs this worker may take; see ``run_grid``)."""
     from .report import write_experiment_report
     from .workers import run_grid
 
@@ -165,8 +151,7 @@ def describe_plan(config: ExperimentConfig) -> str:
     lines.append(f"base model: {tc.model.base}  max_length: {tc.model.max_length}  dtype: {tc.model.dtype}")
     lines.append(f"data: {', '.join(map(str, tc.data.train))}")
     recipe = training_recipe(tc, [])
-    lines.append(f"training: {recipe_text(recipe)}")
-    lines.append(f"adapter: {adapter_text(recipe)}")
+    lines += [f"training: {recipe_text(recipe)}", f"adapter: {adapter_text(recipe)}"]
     ev = config.evaluation
     what = ev.benchmark or (
         ", ".join(ev.tasks) if ev.tasks else f"local suite ({ev.local_data or '$POOLATTN_DATA_DIR'})"

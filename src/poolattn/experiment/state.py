@@ -1,8 +1,4 @@
-"""One run's ``state.json``: which phases of a grid run are finished, read and written here only.
-
-The runner records each finished phase; the workers record the outcome (rank 0 only, under
-the run's lock); the status view and the report read it.
-"""
+"""One run's ``state.json``: which phases of a grid run are finished, read and written here only."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
-"""Where the grid stands, read from the shared files: each run's phase, worker and elapsed time.
-
-Behind ``poolattn experiment CONFIG --status`` and the progress line every worker prints. A run
-is running while a worker holds its lock (``<run>/run.lock``, see ``workers``); its
-``state.json`` says which worker, since when and in which phase, ``metrics.jsonl`` the step.
-"""
+"""Where the grid stands (``--status`` and every worker's progress line), read from the shared
+files: a run is running while a worker holds its ``run.lock``; ``state.json`` says the rest."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -90,20 +87,16 @@ def last_step(run_dir: Path) -> int | None:
     if not path.exists():
         return None
     with path.open("rb") as handle:
-        handle.seek(0, 2)
-        handle.seek(max(0, handle.tell() - 4096))
+        handle.seek(max(0, path.stat().st_size - 4096))
         lines = handle.read().decode(errors="replace").splitlines()
     for line in reversed(lines):
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # a line cut or being written
             return int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
     return None
 
 
 def _total_steps(config: ExperimentConfig, run: Run, run_dir: Path) -> int | None:
-    """The run's step count as the trainer numbers its steps (its record's ``total_steps``:
-    head warm-up included); the recipe's ``steps`` until the trainer has written it."""
+    """The trainer's ``total_steps`` (head warm-up included); the recipe's ``steps`` until it is written."""
     from ..training.config import read_train_run
 
     try:
@@ -122,9 +115,8 @@ def run_status(config: ExperimentConfig, run: Run, now: float) -> RunStatus:
         seconds = sum(float(state.get(k, 0)) for k in ("train_seconds", "eval_seconds", "ablation_seconds"))
         return RunStatus(run.name, "done", worker, seconds or None)
     if lock_held(run_dir):
-        phase = str(state.get("phase", "starting"))
-        detail = phase
-        if phase == "training":
+        detail = str(state.get("phase", "starting"))
+        if detail == "training":
             step = last_step(run_dir)
             total = _total_steps(config, run, run_dir)
             if step is not None:
@@ -163,15 +155,9 @@ def format_status(config: ExperimentConfig, statuses: list[RunStatus]) -> str:
 
 def summarize_others(statuses: list[RunStatus], exclude: str) -> str:
     """One line: what the other runs are doing (running ones named with worker and elapsed)."""
-    parts = []
-    counts: Counter[str] = Counter()
-    for s in statuses:
-        if s.name == exclude:
-            continue
-        if s.active:
-            parts.append(f"{s.name} {s.detail} @{s.worker} {_minutes(s.elapsed)}")
-        else:
-            counts[s.phase] += 1
+    others = [s for s in statuses if s.name != exclude]
+    parts = [f"{s.name} {s.detail} @{s.worker} {_minutes(s.elapsed)}" for s in others if s.active]
+    counts = Counter(s.phase for s in others if not s.active)
     parts += [f"{n} {phase}" for phase, n in sorted(counts.items())]
     return "; ".join(parts) or "no other runs"
 

@@ -1,27 +1,16 @@
-"""The grid on a cluster through ``submitit``: a job array with one task per run, requeued on
-preemption.
-
-``poolattn experiment CONFIG --submit CLUSTER.toml`` hands the runs of this selection (all, or
-``--runs`` / ``--shard``) to submitit, which writes the sbatch file and submits the array (or,
-with ``cluster = "local"`` / ``"debug"``, runs the same tasks on this machine). Each task is
-``poolattn experiment CONFIG --runs NAME``, under ``accelerate launch`` over the node's GPUs when
-``processes`` > 1: a worker like any other, so it takes the run's lock, resumes from the run's
-last checkpoint, and the task that finishes the grid writes the report. Ahead of a preemption or
-the time limit Slurm signals the task (submitit's ``--signal``), submitit calls
-``GridTask.checkpoint`` and requeues it, and the requeued task resumes the run.
-"""
+"""The grid on a cluster through ``submitit`` (``--submit CLUSTER.toml``, see
+configs/slurm/submitit.toml): a job array of plain grid workers, one per run, requeued on preemption."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, load_toml
 from .plan import Run
 
 CLUSTERS = ("slurm", "local", "debug")  # submitit.AutoExecutor's names
@@ -40,10 +29,7 @@ class ClusterConfig:
 def load_cluster_config(path: str | Path) -> ClusterConfig:
     """Read a cluster file (see configs/slurm/submitit.toml); bad input -> ConfigError naming it."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    data = load_toml(path)
     unknown = set(data) - {"cluster", "processes", "accelerate_config", "executor"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -98,8 +84,7 @@ class GridTask:
         return self.run
 
     def checkpoint(self) -> Any:
-        """Called by submitit before a preemption or the time limit: requeue this same task (the
-        run's own checkpoints make it resume where it stopped)."""
+        """Before a preemption or the time limit: requeue this task (it resumes from its checkpoint)."""
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self)

@@ -1,10 +1,6 @@
-"""A plain-language summary written from the comparison's verdicts, and nothing else.
-
-Per family it states what was decided (a design better than another, with its test; a pair
-practically equivalent, with its probability) and, for the rest, which differences the data
-could have detected. The positive control (each trained design vs the untrained baseline)
-gets its own line: if training does not beat the untrained model, nothing else matters.
-"""
+"""A plain-language summary written from the comparison's verdicts, and nothing else: per family
+what was decided, what the data could have detected for the rest, and the positive control
+(if training does not beat the untrained model, nothing else matters)."""
 
 from __future__ import annotations
 
@@ -42,12 +38,9 @@ def _mde_range(rows: list[dict[str, Any]]) -> str:
         span_text = f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}–{high:.2f}"
         parts.append(f"only differences ≥ {span_text} points could be detected")
     if hopeless:
-        which = (
-            "this data cannot decide at all"
-            if not useful
-            else f"for {hopeless} pair(s) the data cannot decide at all"
-        )
-        parts.append(f"{which} (even the largest possible difference of the metric would not be detected)")
+        which = f"for {hopeless} pair(s) the data" if useful else "this data"
+        never = "even the largest possible difference of the metric would not be detected"
+        parts.append(f"{which} cannot decide at all ({never})")
     return "; ".join(parts)
 
 
@@ -77,8 +70,8 @@ def summarise(comparison: dict[str, Any]) -> list[str]:
             )
             lines.append(f"  - Undecided for {pairs}: {_mde_range(undecided)}.")
         for t in control_rows:
-            trained = t["model_a"] if not is_baseline(t["model_a"]) else t["model_b"]
-            baseline = t["model_b"] if trained == t["model_a"] else t["model_a"]
+            a, b = t["model_a"], t["model_b"]
+            trained, baseline = (b, a) if is_baseline(a) else (a, b)
             v = t["verdict"]
             if v["kind"] == "better":
                 word = "beats" if v["winner"] == trained else "is beaten by"

@@ -1,24 +1,17 @@
 """Grid workers: any number of ``poolattn experiment`` processes share one grid.
 
-Every worker walks the runs it may take (all, ``--runs NAME,...`` or ``--shard K/N``) and takes
-the first whose lock it gets: ``<run>/run.lock``, an OS file lock (``filelock``, ``flock``).
-The operating system releases it when its holder dies (an NFS server when the holder's lease
-ends), so no heartbeat or timeout is needed: a worker with nothing free waits while others
-hold runs of its selection and takes over a run whose holder died, resuming it from its last
-checkpoint. A run that failed during this worker's life is reported, not retried (a later
-worker retries it). The worker that finds the whole grid finished writes the report, once per
-finished state (``report.lock`` and the state's key in ``.report-key``).
-
-Under ``accelerate launch`` (one run over several processes) rank 0 takes the locks, decides
-and tells the other ranks which run to work on; only rank 0 writes files. A failure on any rank
-fails the run on every rank: the failing rank posts it on the process group's store, rank 0
-records the run "failed", and every rank exits with status 1 at once (a rank may be blocked in
-a collective, so the worker does not go on to another run). Rank 0 losing its lock (the lock
-file deleted or replaced) stops every rank the same way, recording nothing.
+A worker takes the first run of its selection whose ``<run>/run.lock`` (an OS file lock,
+``filelock``) it gets; the OS frees the lock when its holder dies, so a dead worker's run is
+taken over and resumed from its last checkpoint with no heartbeat or timeout. A run that failed
+during this worker's life is not retried by it. The worker that finds the grid finished writes
+the report, once per finished state. Under ``accelerate launch`` rank 0 alone takes locks and
+writes; a failure on any rank, or rank 0 losing its lock, stops every rank at once (a rank may
+be blocked in a collective).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -88,10 +81,8 @@ def _exit_now(message: str) -> None:
 
 
 class StopSignal:
-    """The ranks' side channel, torch.distributed's rendezvous store (reachable while the
-    collectives are blocked): any rank posts why the run stops; rank 0 acknowledges once the
-    outcome is recorded, so a failing rank does not exit (and have the launcher kill rank 0)
-    before that."""
+    """The ranks' side channel (the rendezvous store, reachable while collectives block): a rank
+    posts why the run stops; rank 0 acknowledges once it recorded that, so no rank exits before."""
 
     def __init__(self) -> None:
         from torch.distributed import distributed_c10d
@@ -109,10 +100,8 @@ class StopSignal:
         self.store.set(STOPPED_KEY, "1")
 
     def wait_acknowledged(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # rank 0 gone or silent: nothing more to wait for
             self.store.wait([STOPPED_KEY], ACK_TIMEOUT)
-        except Exception:  # rank 0 gone or silent: nothing more to wait for
-            pass
 
 
 @dataclass
@@ -170,12 +159,9 @@ class GridWorker:
 
     def _finished(self, run: Run, state: dict[str, Any]) -> bool:
         """Done, or failed since this worker started (reported, not retried now)."""
-        status = state.get("status")
-        if status == "done":
-            return True
-        return status == "failed" and self.failed_at_start.get(run.name, "new") != state.get("finished_at")
+        new_failure = self.failed_at_start.get(run.name, "new") != state.get("finished_at")
+        return state.get("status") == "done" or (state.get("status") == "failed" and new_failure)
 
-    # ------------------------------------------------------------------------- deciding (rank 0)
     def next_step(self) -> tuple[tuple[str, str | None], RunLock | None]:
         """Rank 0: lock the next free run, or wait for runs others hold, or finish."""
         waiting: list[str] = []
@@ -207,7 +193,6 @@ class GridWorker:
             return ("wait", None), None
         return ("finish", None), None
 
-    # ------------------------------------------------------------------------- failing (every rank)
     def _fail(self, run: Run, lock: RunLock | None, reason: str, *, record: bool = True) -> None:
         """Record the run failed (rank 0, while it holds the lock); multi-process: stop every rank."""
         with self._ending:
@@ -252,7 +237,6 @@ class GridWorker:
                     self._fail(current[0], current[1], reason)
                 _exit_now(f"{name} (rank {self.group.rank}): stopping: {reason}")
 
-    # ------------------------------------------------------------------------- running (every rank)
     def execute(self, run: Run, lock: RunLock | None) -> None:
         """Train and evaluate one run under its lock; every rank agrees before "done"."""
         start = time.monotonic()
@@ -296,22 +280,15 @@ class GridWorker:
         finally:
             stop.set()
 
-    # ------------------------------------------------------------------------- the report (rank 0)
-    def grid_finished(self) -> bool:
-        return all(read_state(self._dir(run)).get("status") in ("done", "failed") for run in self.runs)
-
-    def report_key(self) -> str:
-        """A hash of the finished grid: run names, outcomes and when they finished."""
-        items = []
-        for run in self.runs:
-            state = read_state(self._dir(run))
-            items.append([run.name, state.get("status"), state.get("finished_at")])
-        return hashlib.blake2b(json.dumps(items).encode(), digest_size=8).hexdigest()
+    def _outcomes(self) -> list[list[Any]]:
+        """Every run's name, status and when it finished: a hash of these keys the report."""
+        states = [(run.name, read_state(self._dir(run))) for run in self.runs]
+        return [[name, state.get("status"), state.get("finished_at")] for name, state in states]
 
     def write_report(self, write: Callable[[ExperimentConfig], Any]) -> Any:
-        """The report, when the grid is finished and no other worker wrote this finished state's.
-        A worker that found the grid finished from the start rewrites it, as a plain rerun does."""
-        if not self.grid_finished():
+        """Rank 0: the report, when the grid is finished and no other worker wrote this finished
+        state's. A worker that found the grid finished from the start rewrites it, as a rerun does."""
+        if not all(status in ("done", "failed") for _, status, _ in self._outcomes()):
             print(
                 "this worker's runs are finished; the last worker writes the report "
                 "(or run again with --report-only)",
@@ -319,14 +296,11 @@ class GridWorker:
             )
             return None
         out = self.config.output_dir
-        if not self.ran and not self.waited:
-            print("comparing and writing the report", flush=True)
-            return write(self.config)
         try:
             with FileLock(out / "report.lock", timeout=3600):
-                key = self.report_key()
+                key = hashlib.blake2b(json.dumps(self._outcomes()).encode(), digest_size=8).hexdigest()
                 stamp = out / REPORT_KEY_FILE
-                if stamp.exists() and stamp.read_text() == key:
+                if (self.ran or self.waited) and stamp.exists() and stamp.read_text() == key:
                     print("the grid is finished; another worker wrote the report", flush=True)
                     return None
                 print("comparing and writing the report", flush=True)

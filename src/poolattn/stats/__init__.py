@@ -1,7 +1,6 @@
 """Statistics across designs: paired tests over items, seeds and datasets, and verdicts in words.
 
-``compare(result_dirs, output_dir)`` is the library entry point behind ``poolattn compare``.
-This package re-exports for users; modules inside poolattn import from the defining module.
+Re-exports for users (``compare`` is behind ``poolattn compare``); poolattn imports from the defining module.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Across backbones: does the design ranking found on one backbone hold on another?
 
-``compare_backbones`` compares each of two finished experiments within itself
-(``compare_models``, same settings, on the runs both hold), then per task family: the ranking
-of the shared designs on each backbone, Kendall's tau-b between the two sets of family means,
-and how the two verdicts on each pair relate (``relation``). With n designs the smallest
-attainable p of tau is 2/n! (2/120 = 0.017 at the paper's five), so only a near-perfect
-agreement can be significant: tau is the measure, p says whether chance alone could give it.
-Whether the observed differences point the same way is all a small grid can say when nothing
-is decided. Untrained baselines are left out of the ranking unless ``include_untrained``.
+Each experiment is compared within itself (``compare_models``, same settings, shared runs);
+then per family: each side's ranking, Kendall's tau-b of the family means and how the two
+verdicts on each pair relate. With n designs tau's p cannot go below 2/n! (0.017 at five), so
+tau is the measure and the direction of the observed differences is what a small grid shows.
 """
 
 from __future__ import annotations
@@ -26,13 +22,7 @@ from ..eval_results import EVAL_RUN_FILE, SCALE, read_eval_run
 from ..experiment.plan import UNTRAINED_PREFIX
 from ..experiment.state import STATE_FILE, StateError, recorded_runs
 from ..io import write_json_atomic, write_text_atomic
-from .compare import (
-    ModelResults,
-    ResultsError,
-    compare_models,
-    design_groups,
-    load_results,
-)
+from .compare import ModelResults, ResultsError, compare_models, design_groups, load_results
 from .report import format_number, format_p
 
 REPORT_FILE = "backbones.md"
@@ -53,11 +43,9 @@ def _eval_dir(run_dir: Path, state: dict[str, Any]) -> Path:
     """The run's results folder: ``<run>/eval`` (so a moved experiment folder still reads), else
     the path its state recorded."""
     local = run_dir / "eval"
-    if (local / EVAL_RUN_FILE).exists():
-        return local
-    recorded = state.get("eval_dir")
-    if recorded and (Path(recorded) / EVAL_RUN_FILE).exists():
-        return Path(recorded)
+    for folder in (local, Path(state.get("eval_dir") or local)):
+        if (folder / EVAL_RUN_FILE).exists():
+            return folder
     raise ResultsError(
         f"{run_dir / STATE_FILE}: status done but no results folder ({local} has no {EVAL_RUN_FILE})"
     )
@@ -81,15 +69,8 @@ def load_experiment(directory: str | Path) -> Experiment:
         runs.append(results)
     if not runs:
         raise ResultsError(f"{directory}: no finished run (no */{STATE_FILE} with status done)")
-    return Experiment(_backbone_label(runs, directory), directory, runs)
-
-
-def _backbone_label(runs: list[ModelResults], directory: Path) -> str:
-    for run in runs:
-        base = read_eval_run(run.directory).get("model", {}).get("base")
-        if base:
-            return str(base)
-    return directory.name
+    bases = (read_eval_run(run.directory).get("model", {}).get("base") for run in runs)
+    return Experiment(str(next((b for b in bases if b), directory.name)), directory, runs)
 
 
 def kendall(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
@@ -119,11 +100,8 @@ def _verdict(row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def relation(a: dict[str, Any], b: dict[str, Any], label_a: str, label_b: str) -> str:
-    """How two verdicts on one pair relate (``RELATIONS``, the one-sided case names the side).
-
-    "These two checkpoints differ" (no seed replicates) counts as a direction, like "better":
-    across backbones the question is whether the ordering holds, at the level each side could
-    claim it."""
+    """How two verdicts on one pair relate (``RELATIONS``, the one-sided case names the side);
+    "checkpoints differ" counts as a direction, like "better": does the ordering hold?"""
     ahead_a, ahead_b = (v.get("winner") or v.get("ahead") for v in (a, b))
     directed = ("better", "checkpoints")
     decided = (*directed, "equivalent")
@@ -207,10 +185,7 @@ def compare_backbones(
     **compare_options: Any,
 ) -> dict[str, Any]:
     """Compare two experiments' design rankings per family; write backbones.md/.json if asked.
-
-    ``compare_options`` go to ``compare_models`` for both experiments alike (alpha, rope,
-    n_resamples, seed, holm_scope, min_datasets).
-    """
+    ``compare_options`` go to ``compare_models`` for both experiments alike."""
     exp_a, exp_b = load_experiment(experiment_a), load_experiment(experiment_b)
     label_a, label_b = exp_a.label, exp_b.label
     if label_a == label_b:

@@ -1,9 +1,7 @@
 """Bayesian signed-rank test with a region of practical equivalence (Benavoli et al., JMLR 2017).
 
-The algorithm of ``baycomp.SignedRankTest`` (Dirichlet process posterior with a pseudo-observation
-at 0; each region's probability is the share of posterior samples in which it holds the most mass
-of Walsh averages), with the same Dirichlet draws for the same ``seed``, hence the same numbers,
-vectorised so a report with dozens of pairs stays fast.
+``baycomp.SignedRankTest`` with the same Dirichlet draws for the same ``seed`` (hence the same
+numbers), vectorised so a report with dozens of pairs stays fast.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ def bayesian_signed_rank(
     prior: float = 0.5,
     nsamples: int = 50000,
     seed: int = 0,
-    chunk: int = 10000,
 ) -> SignedRankPosterior:
     """P(``a`` better), P(within ``rope``), P(``b`` better) from scores on the same datasets
     (higher = better): ``baycomp.SignedRankTest.probs(a, b, rope, prior=prior,
@@ -57,12 +54,8 @@ def bayesian_signed_rank(
     else:
         above = _heaviside(sums, 0.0)
         below = 1.0 - above
-    left = np.empty(nsamples)
-    right = np.empty(nsamples)
-    for start in range(0, nsamples, chunk):
-        w = draws[start : start + chunk]
-        left[start : start + chunk] = np.einsum("si,ij,sj->s", w, below, w)
-        right[start : start + chunk] = np.einsum("si,ij,sj->s", w, above, w)
+    left = np.einsum("si,ij,sj->s", draws, below, draws)
+    right = np.einsum("si,ij,sj->s", draws, above, draws)
     if rope > 0:
         samples = np.stack([left, 1.0 - left - right, right], axis=1)
         counts = np.bincount(np.argmax(samples, axis=1), minlength=3) / nsamples

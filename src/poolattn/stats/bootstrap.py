@@ -1,14 +1,9 @@
-"""Paired resampling of items, seeds and datasets.
+"""Paired resampling of items, seeds and datasets: per dataset, each design's score and B replicates.
 
-One ``DatasetReplicates`` per dataset holds, for every design, its observed score and ``B``
-bootstrap replicates of it. Item positions are drawn once per dataset and shared by all
-designs (so any two designs are paired item by item); the statistic (correlation, max-AP,
-accuracy, mean nDCG, ...) is recomputed on every resample. Seeds are replicates of a design:
-a design's score is the mean over its seed runs, and seed resampling is drawn once per design
-for all datasets (a seed's runs are correlated across datasets). Seed deviations are scaled
-by sqrt(S/(S-1)) so the bootstrap variance of a mean of S seeds is s^2/S, not (S-1)/S of it.
-The family test (``family_test``) is a t-test, not a bootstrap over a handful of datasets
-(``family`` says why).
+Item positions are drawn once per dataset and shared by all designs (paired item by item), the
+statistic recomputed on every resample. A design's score is the mean over its seed runs; seeds
+are drawn once per design for all datasets (a seed's runs are correlated across datasets), and
+their deviations scaled by sqrt(S/(S-1)) so the bootstrap variance of a mean of S seeds is s^2/S.
 """
 
 from __future__ import annotations
@@ -21,17 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .family import (
-    SeedVariance,
-    combined_df,
-    mde_factor,
-    t_interval,
-    t_over_datasets,
-    t_pvalue,
-    tost_pvalue,
-)
+from .family import SeedVariance, combined_df, mde_factor, t_interval, t_over_datasets, t_pvalue, tost_pvalue
 from .items import Entry
-from .tests import sign_flip_test
+from .tests import CHUNK_ELEMENTS, sign_flip_test, tail_pvalue
 
 N_RESAMPLES = 2000
 
@@ -59,9 +46,6 @@ class DatasetReplicates:
     def rep(self, design: str) -> np.ndarray:
         """Replicates of a design's score: item resampling plus seed resampling."""
         return self.item_rep[design] + self.seed_dev[design]
-
-
-CHUNK_ELEMENTS = 2_000_000  # resampled item positions held at once (memory bound on big datasets)
 
 
 def _entry_scores(
@@ -99,18 +83,15 @@ def build_replicates(
     item_rep: dict[str, np.ndarray] = {}
     run_obs: dict[str, np.ndarray] = {}
     item_values: dict[str, list[np.ndarray]] | None = None
-    n_items = 0
     if entries is not None:
         first = entries[designs[0]][0]
-        n_items = sum(e.n for e in first)
         per_run_rep: dict[str, list[np.ndarray]] = {}
         for g in designs:
             scored = (_entry_scores(run, task, seed, n_resamples) for run in entries[g])
             observed, replicated = zip(*scored, strict=True)
             run_obs[g] = np.asarray(observed)
             per_run_rep[g] = list(replicated)
-        # resamples where a statistic is undefined (a constant column, no positive label) are
-        # replaced, for every design alike, by other resamples: the pairing is kept
+        # undefined resamples (constant column, no positive label): redrawn alike for every design
         bad = ~np.all([np.isfinite(r) for reps in per_run_rep.values() for r in reps], axis=0)
         if bad.all():
             notes.append("no resample of the items gives a defined score: item level not used")
@@ -133,10 +114,8 @@ def build_replicates(
                 }
     if entries is None:
         run_obs = {g: np.asarray(runs[g], dtype=float) for g in designs}
-        n_items = 0
+        item_rep = {g: np.full(n_resamples, run_obs[g].mean()) for g in designs}
     obs = {g: float(run_obs[g].mean()) for g in designs}
-    if entries is None:
-        item_rep = {g: np.full(n_resamples, obs[g]) for g in designs}
     seed_dev = {
         g: scale[g] * (run_obs[g][seed_idx[g]].mean(axis=1) - obs[g]) if scale[g] else np.zeros(n_resamples)
         for g in designs
@@ -150,7 +129,7 @@ def build_replicates(
         seed_dev=seed_dev,
         item_diffs=item_values,
         has_items=entries is not None,
-        n_items=n_items,
+        n_items=sum(e.n for e in entries[designs[0]][0]) if entries is not None else 0,
         notes=notes,
     )
 
@@ -160,17 +139,12 @@ def varies(x: np.ndarray) -> bool:
     return bool(np.ptp(x) > 0)
 
 
-def _p_centered(replicates: np.ndarray, observed: float) -> float | None:
-    """Two-sided bootstrap p: how often the centred replicates reach the observed difference."""
-    if not varies(replicates):
-        return 1.0 if observed == 0 else None
-    tol = 1e-12 * max(1.0, abs(observed))
-    centred = replicates - replicates.mean()
-    return float((1 + np.sum(np.abs(centred) >= abs(observed) - tol)) / (1 + replicates.size))
+def ci95(replicates: np.ndarray) -> list[float] | None:
+    """The 95% percentile interval of bootstrap replicates; None when they do not vary."""
+    return [float(x) for x in np.percentile(replicates, [2.5, 97.5])] if varies(replicates) else None
 
 
-# Families whose items share the evaluator's own randomness (mteb's k-means runs on resamples
-# of one document set; classifiers trained on a few samples per label): tests over their items
+# Items share the evaluator's own randomness (k-means runs, few-shot classifiers): item tests
 # are conditional on that evaluator run.
 CONDITIONAL_FAMILIES = ("Clustering", "Classification", "MultilabelClassification")
 
@@ -178,11 +152,8 @@ CONDITIONAL_FAMILIES = ("Clustering", "Classification", "MultilabelClassificatio
 def paired_dataset_test(
     data: DatasetReplicates, a: str, b: str, *, seed: int = 0, alpha: float = 0.05, power: float = 0.8
 ) -> dict[str, object]:
-    """Difference a - b on one dataset: 95% CI (paired bootstrap), p and the MDE.
-
-    p is a paired sign-flip permutation test when the metric is a mean over items and both
-    designs have one run; otherwise a bootstrap test (items and seeds resampled).
-    """
+    """Difference a - b on one dataset: 95% CI (paired bootstrap), p and the MDE; p by sign-flip
+    permutation when the metric is a mean over items and each design has one run, else bootstrap."""
     diff = data.obs[a] - data.obs[b]
     reps = data.rep(a) - data.rep(b)
     se = float(np.std(reps, ddof=1)) if varies(reps) else 0.0
@@ -192,15 +163,13 @@ def paired_dataset_test(
         p = sign_flip_test(strata, n_resamples=reps.size, rng=rng_for(seed, "flip", data.task, a, b))
         method = "sign-flip permutation over items"
     else:
-        p = _p_centered(reps, diff)
+        p = tail_pvalue(reps - reps.mean(), diff) if varies(reps) else (1.0 if diff == 0 else None)
         method = "paired bootstrap" + (" over items and seeds" if data.has_items else " over seeds")
         if not data.has_items and single:
             method = "none (no item-level results, one run each)"
     if data.has_items and data.family in CONDITIONAL_FAMILIES:
         method += ", conditional on the evaluator's runs (items share its randomness)"
-    low, high = (float(x) for x in np.percentile(reps, [2.5, 97.5]))
-    if not se > 0:
-        low = high = diff if p is not None else math.nan
+    ci = ci95(reps) or ([diff, diff] if p is not None else [math.nan, math.nan])
     if p is None:
         se = math.nan
     return {
@@ -209,7 +178,7 @@ def paired_dataset_test(
         "model_a": a,
         "model_b": b,
         "diff": diff,
-        "ci95": [low, high],
+        "ci95": ci,
         "se": se,
         "pvalue": p,
         "method": method,

@@ -1,10 +1,8 @@
 """Compare results directories: designs, per-dataset and per-family paired tests, verdicts.
 
-Each results directory (``poolattn eval``) is one *run*; runs that differ only by seed are one
-*design* (``<design>-seed<N>``, or explicit ``designs=``), scored by the mean over its seeds.
-Holm's correction runs within each family over its design pairs (the paper's per-family
-claims) or, with ``holm_scope="global"``, over every test of a kind at once. Designs labelled
-``untrained-*`` or listed in ``fixed`` are fixed checkpoints: no seed term on their side.
+Each results directory is a *run*; runs differing only by seed (``<design>-seed<N>``, or
+``designs=``) are one *design*, scored by their mean. Holm runs within each family (the paper's
+per-family claims) or globally. ``untrained-*`` and ``fixed`` designs have no seed term.
 """
 
 from __future__ import annotations
@@ -29,13 +27,13 @@ from .bootstrap import (
     N_RESAMPLES,
     DatasetReplicates,
     build_replicates,
+    ci95,
     family_test,
     paired_dataset_test,
     rng_for,
-    varies,
 )
 from .family import SeedVariance, mde, pooled_seed_variance
-from .items import DatasetItems, Entry, ItemsError, read_items
+from .items import DatasetItems, Entry, ItemsError, read_items, read_json
 from .ranks import friedman, nemenyi
 from .tests import holm_by, wilcoxon_paired
 from .verdict import decide, metric_span, rope_for
@@ -65,34 +63,12 @@ class ModelResults:
     items_problems: dict[str, str] = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise ResultsError(f"{path}: missing")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise ResultsError(f"{path}: empty file")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
-
-
-def _read_task_score(path: Path) -> float:
-    data = _read_json(path)
-    try:
-        return task_main_score(data)
-    except NoScoresError as exc:
-        raise ResultsError(f"{path}: no scores") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ResultsError(f"{path}: not an mteb task result (no scores/main_score: {exc})") from exc
-
-
 def load_results(directory: str | Path) -> ModelResults:
     """Read ``run.json`` and every task file it lists; scores come from the task files."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ResultsError(f"{directory}: not a results directory")
-    run = _read_json(directory / EVAL_RUN_FILE)
+    run = read_json(directory / EVAL_RUN_FILE, ResultsError)
     try:
         model, tasks = run["model"], run["tasks"]
     except (KeyError, TypeError) as exc:
@@ -107,7 +83,14 @@ def load_results(directory: str | Path) -> ModelResults:
         settings=run.get("settings", {}),
     )
     for task, info in tasks.items():
-        result.scores[task] = _read_task_score(directory / info["file"])
+        path = directory / info["file"]
+        data = read_json(path, ResultsError)
+        try:
+            result.scores[task] = task_main_score(data)
+        except NoScoresError as exc:
+            raise ResultsError(f"{path}: no scores") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResultsError(f"{path}: not an mteb task result (no scores/main_score: {exc})") from exc
         result.families[task] = info["family"]
         result.metrics[task] = info.get("main_score_name", "")
         result.sampling[task] = info.get("sampling")
@@ -192,22 +175,21 @@ def _sd(values: Sequence[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
-def _ci95(replicates: np.ndarray) -> list[float] | None:
-    return [float(x) for x in np.percentile(replicates, [2.5, 97.5])] if varies(replicates) else None
-
-
 @dataclass(frozen=True)
 class _Options:
-    """The options of one comparison (the summary's ``settings``, in this order)."""
+    """The options of one comparison (``compare_models``'s keywords; the summary's ``settings``).
 
-    alpha: float
-    rope: float | dict[str, float] | None
-    holm_scope: str
-    n_resamples: int
-    seed: int
-    power: float
-    min_datasets: int
-    bayes_samples: int
+    ``rope``: one number for every family, a mapping family -> ROPE ("*" = the others), or None
+    for ``verdict.DEFAULT_ROPE_POINTS``; ``fixed``: designs that are fixed checkpoints."""
+
+    alpha: float = 0.05
+    rope: float | dict[str, float] | None = None
+    holm_scope: str = "family"
+    n_resamples: int = N_RESAMPLES
+    seed: int = 0
+    power: float = 0.8
+    min_datasets: int = 5
+    bayes_samples: int = 50000
     fixed: tuple[str, ...] = ()
 
     def is_fixed(self, design: str) -> bool:
@@ -215,6 +197,7 @@ class _Options:
         return design in self.fixed or design.startswith(UNTRAINED_PREFIX)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fixed", tuple(self.fixed))
         if self.holm_scope not in HOLM_SCOPES:
             raise ValueError(f"holm_scope: expected one of {', '.join(HOLM_SCOPES)}, got {self.holm_scope!r}")
         if self.n_resamples < 100:
@@ -223,18 +206,6 @@ class _Options:
         for value in ropes:
             if value is not None and value < 0:
                 raise ValueError(f"rope: must be >= 0, got {value}")
-
-
-def _group_runs(models: list[ModelResults], designs: Sequence[str] | None) -> dict[str, list[ModelResults]]:
-    """The runs, with unique names, grouped into designs; a comparison needs two designs."""
-    counts = Counter(m.name for m in models)
-    for m in models:
-        if counts[m.name] > 1:
-            m.name = f"{m.name} ({Path(m.directory).name})"
-    groups = design_groups(models, designs)
-    if len(groups) < 2:
-        raise ValueError(f"compare needs at least two designs; all runs are seeds of {next(iter(groups))!r}")
-    return groups
 
 
 def _shared_datasets(models: list[ModelResults]) -> tuple[set[str], dict[str, list[str]], list[str]]:
@@ -284,7 +255,7 @@ def _dataset_row(rep: DatasetReplicates, names: list[str], metric: str, sampling
         "metric": metric,
         "sampling": sampling,
         "scores": dict(rep.obs),
-        "ci95": {g: _ci95(rep.rep(g)) for g in names},
+        "ci95": {g: ci95(rep.rep(g)) for g in names},
         "runs": rep.runs,
         "seed_sd": {g: _sd(rep.runs[g]) for g in names},
         "items": rep.has_items,
@@ -301,7 +272,7 @@ def _family_row(
     info: dict[str, Any] = {"datasets": tasks, "n": len(tasks), "means": {}, "ci95": {}, "seed_sd": {}}
     for g in names:
         info["means"][g] = float(np.mean([r.obs[g] for r in reps]))
-        ci = _ci95(np.mean([r.rep(g) for r in reps], axis=0))  # these datasets held fixed
+        ci = ci95(np.mean([r.rep(g) for r in reps], axis=0))  # these datasets held fixed
         info["ci95"][g] = ci if ci and ci[1] > ci[0] else None
         run_means = np.mean([r.runs[g] for r in reps], axis=0)
         info["seed_sd"][g] = _sd(run_means.tolist())
@@ -311,26 +282,24 @@ def _family_row(
     info["rope"] = rope_for(reps[0].family, opts.rope)
     if len(tasks) >= 3 and len(names) >= 3:
         info["friedman"] = friedman(scores)
-        # Nemenyi is a post-hoc test: shown only when Friedman (Iman-Davenport F) rejects
         rejects = info["friedman"]["pvalue_f"] < opts.alpha
         info["nemenyi"] = nemenyi(scores, names) if rejects else None
     return info
 
 
 def _pair_test(
-    family: str,
     reps: list[DatasetReplicates],
-    seed_sds: dict[str, float | None],
+    info: dict[str, Any],
     a: str,
     b: str,
     opts: _Options,
-    seed_var: SeedVariance | None = None,
-    span: float = 1.0,
+    seed_var: SeedVariance | None,
+    span: float,
 ) -> dict[str, Any]:
-    """Design ``a`` against ``b`` over one family: the family t-test, Wilcoxon, Bayes, power
-    (p-values before Holm; ``_holm_and_verdicts`` completes the row)."""
+    """Design ``a`` against ``b`` over one family (``info``: its row): the family t-test, Wilcoxon,
+    Bayes, power (p-values before Holm; ``_holm_and_verdicts`` completes the row)."""
+    family, rope, seed_sds = reps[0].family, info["rope"], info["seed_sd"]
     fixed = frozenset(g for g in (a, b) if opts.is_fixed(g))
-    rope = rope_for(family, opts.rope)
     h, power = family_test(reps, a, b, seed_var=seed_var, fixed=fixed, rope=rope)
     scores_a, scores_b = [r.obs[a] for r in reps], [r.obs[b] for r in reps]
     w = wilcoxon_paired(scores_a, scores_b)
@@ -386,18 +355,15 @@ def _test_families(
     family_tests: list[dict[str, Any]] = []
     for family, tasks in sorted(by_family.items()):
         reps = [replicates[t] for t in tasks]
-        families[family] = _family_row(tasks, reps, names, opts)
+        info = families[family] = _family_row(tasks, reps, names, opts)
         seed_var = family_seed_variance(reps, names, opts)
-        families[family]["seed_variance"] = asdict(seed_var) if seed_var else None
+        info["seed_variance"] = asdict(seed_var) if seed_var else None
         span = max((metric_span((metrics or {}).get(t, "")) for t in tasks), default=1.0)
         for a, b in itertools.combinations(names, 2):
-            for r in reps:
-                dataset_tests.append(
-                    paired_dataset_test(r, a, b, seed=opts.seed, alpha=opts.alpha, power=opts.power)
-                )
-            family_tests.append(
-                _pair_test(family, reps, families[family]["seed_sd"], a, b, opts, seed_var, span)
-            )
+            dataset_tests += [
+                paired_dataset_test(r, a, b, seed=opts.seed, alpha=opts.alpha, power=opts.power) for r in reps
+            ]
+            family_tests.append(_pair_test(reps, info, a, b, opts, seed_var, span))
     return families, dataset_tests, family_tests
 
 
@@ -426,8 +392,36 @@ def _holm_and_verdicts(
         t["verdict"] = decide(t, opts.alpha, t["rope"])
 
 
-def _runs_summary(models: list[ModelResults], groups: dict[str, list[ModelResults]]) -> dict[str, Any]:
-    """The ``models`` (one row per run) and ``designs`` (runs per design) parts of the summary."""
+def compare_models(
+    models: list[ModelResults],
+    *,
+    designs: Sequence[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Everything ``compare`` reports, as one JSON-ready dict (scores on the 0-1 scale);
+    ``options``: the fields of ``_Options`` (alpha, rope, holm_scope, n_resamples, seed, power,
+    min_datasets, bayes_samples, fixed)."""
+    if len(models) < 2:
+        raise ValueError("compare needs at least two results directories")
+    opts = _Options(**options)
+    counts = Counter(m.name for m in models)
+    for m in models:  # unique run names
+        if counts[m.name] > 1:
+            m.name = f"{m.name} ({Path(m.directory).name})"
+    groups = design_groups(models, designs)
+    if len(groups) < 2:
+        raise ValueError(f"compare needs at least two designs; all runs are seeds of {next(iter(groups))!r}")
+    names = list(groups)
+    common, dropped, mismatched = _shared_datasets(models)
+    replicates = _dataset_replicates(groups, {t: models[0].families[t] for t in common}, opts)
+    datasets = {
+        task: _dataset_row(rep, names, models[0].metrics[task], models[0].sampling[task])
+        for task, rep in replicates.items()
+    }
+    families, dataset_tests, family_tests = _test_families(
+        replicates, names, opts, {t: models[0].metrics[t] for t in common}
+    )
+    _holm_and_verdicts(dataset_tests, family_tests, opts)
     return {
         "models": [
             {
@@ -441,49 +435,9 @@ def _runs_summary(models: list[ModelResults], groups: dict[str, list[ModelResult
             for m in models
         ],
         "designs": {g: {"runs": [m.name for m in ms], "seeds": len(ms)} for g, ms in groups.items()},
-    }
-
-
-def compare_models(
-    models: list[ModelResults],
-    *,
-    designs: Sequence[str] | None = None,
-    min_datasets: int = 5,
-    alpha: float = 0.05,
-    rope: float | dict[str, float] | None = None,
-    holm_scope: str = "family",
-    n_resamples: int = N_RESAMPLES,
-    seed: int = 0,
-    power: float = 0.8,
-    bayes_samples: int = 50000,
-    fixed: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Everything ``compare`` reports, as one JSON-ready dict (scores on the 0-1 scale).
-
-    ``rope``: one number for every family, a mapping family -> ROPE ("*" = the others), or None
-    for ``verdict.DEFAULT_ROPE_POINTS``; ``fixed``: designs that are fixed checkpoints."""
-    if len(models) < 2:
-        raise ValueError("compare needs at least two results directories")
-    opts = _Options(
-        alpha, rope, holm_scope, n_resamples, seed, power, min_datasets, bayes_samples, tuple(fixed)
-    )
-    groups = _group_runs(models, designs)
-    names = list(groups)
-    common, dropped, mismatched = _shared_datasets(models)
-    replicates = _dataset_replicates(groups, {t: models[0].families[t] for t in common}, opts)
-    datasets = {
-        task: _dataset_row(rep, names, models[0].metrics[task], models[0].sampling[task])
-        for task, rep in replicates.items()
-    }
-    families, dataset_tests, family_tests = _test_families(
-        replicates, names, opts, {t: models[0].metrics[t] for t in common}
-    )
-    _holm_and_verdicts(dataset_tests, family_tests, opts)
-    return {
-        **_runs_summary(models, groups),
         "settings": asdict(opts),
-        "min_datasets": min_datasets,
-        "alpha": alpha,
+        "min_datasets": opts.min_datasets,
+        "alpha": opts.alpha,
         "families": families,
         "datasets": datasets,
         "dataset_tests": dataset_tests,

@@ -1,25 +1,13 @@
 """The family verdict's test: a t-test over per-dataset differences, with seeds, on small K.
 
-Why not a bootstrap over datasets or a random-effects test with an estimated tau^2 used as
-known: with the 3-7 datasets of an MTEB family both reject a true null 2-4x too often once
-datasets differ (issue 22). The unit of a family claim is the dataset, so the family mean
-difference D = mean_k d_k is tested with a t reference on K - 1 degrees of freedom; the
-spread of the d_k already holds everything that varies from dataset to dataset (the true
-heterogeneity tau^2, item noise, the evaluator's own randomness — k-means runs, classifiers
-trained on a few samples per label — and per-dataset seed noise), so item dependence inside a
-dataset cannot make the family test anti-conservative.
-
-Seeds. A training seed moves a design's score on every dataset of a family at once; that
-shared part does not show up in the spread of the d_k. It is estimated from the designs that
-have seed replicates: the variance over seeds of each design's family mean, pooled over those
-designs (df = sum of S_g - 1), is applied to every trained design of the pair (V / S_g), and
-the two variance terms are combined on min(K - 1, seed df) degrees of freedom (``combined_df``
-says why not Welch-Satterthwaite). Pooling
-assumes one seed variance for all designs; it counts per-dataset seed noise twice (a little
-conservative). Without any seed replicate no design-level claim is made (``verdict``).
-
-Everything here is vectorised over leading axes, so calibration simulations run thousands of
-comparisons through the very functions the verdicts use.
+With the 3-7 datasets of an MTEB family a bootstrap over datasets or a random-effects test
+with tau^2 treated as known rejects a true null 2-4x too often (issue 22). The dataset is the
+unit of a family claim, so D = mean_k d_k gets a t reference on K - 1 df: the spread of the
+d_k holds heterogeneity, item, evaluator and per-dataset seed noise. A training seed moves a
+design on every dataset at once, which that spread misses: the seed variance of a family mean,
+pooled over the designs with replicates, is added for each trained design (V / S_g) on
+min(K - 1, seed df) df (``combined_df``). Vectorised over leading axes for the calibration
+simulations.
 """
 
 from __future__ import annotations
@@ -61,14 +49,9 @@ def pooled_seed_variance(family_means: Sequence[Array]) -> tuple[Array, Array]:
 
 
 def combined_df(c1: Array, df1: Array | float, c2: Array, df2: Array | float) -> Array:
-    """Degrees of freedom of c1 + c2, two variance estimates with ``df1`` and ``df2``: min(df1,
-    df2) when c2 > 0 (Hsu's conservative choice), else df1.
-
-    Why not Welch-Satterthwaite: its df is estimated from the same few seeds, and when the seed
-    variance happens to be underestimated the df also grows towards df1, a double optimism:
-    9-11% false "better" at a nominal 5% with one seed df, 6% with two, whatever cap was tried
-    (seed SDs of 3.5-10 points, ``tests/test_stats_calibration.py``). min(df1, df2) holds the
-    level in every scenario; the MDE is computed with the same df, so it stays honest."""
+    """Degrees of freedom of c1 + c2 (variance estimates on ``df1``, ``df2``): min(df1, df2) when
+    c2 > 0 (Hsu), else df1. Welch-Satterthwaite grows the df exactly when the few seeds
+    underestimate their variance: 9-11% false "better" at a nominal 5% (test_stats_calibration)."""
     c2 = np.asarray(c2, dtype=float)
     return np.asarray(np.where(c2 > 0, np.minimum(df1, df2), df1), dtype=float)
 

@@ -1,14 +1,10 @@
-"""Item-level results: what each dataset's main score is computed from, and the score itself.
+"""Item-level results (``<Task>.items.json`` beside mteb's ``<Task>.json``): enough to recompute
+a dataset's main score on any subset or resample of its items.
 
-Beside each mteb ``<Task>.json`` a results directory holds ``<Task>.items.json`` (written by
-``poolattn.evaluation.items``): one *entry* per (split, subset) mteb scored, enough to
-recompute the main score on any subset or resample of its items. Kinds: ``correlation`` (STS:
-gold score and similarity per pair), ``ap`` (pair classification: gold label and one score
-column per similarity function; max AP over columns), ``classification`` (gold label and each
-classifier experiment's prediction; the metric averaged over experiments) and ``mean``
-(retrieval, reranking, clustering, summarization: one value per item, their mean rounded as
-mteb rounds). ``Entry.score(idx)`` scores every row of resampled positions at once, so a paired
-bootstrap with thousands of resamples stays fast.
+One *entry* per (split, subset) mteb scored, of a kind: ``correlation`` (STS: gold and
+similarity per pair), ``ap`` (pair classification: gold label, one score column per similarity;
+max AP), ``classification`` (gold and each classifier experiment's prediction) or ``mean`` (one
+value per item, e.g. nDCG). ``Entry.score(idx)`` scores every row of resampled positions at once.
 """
 
 from __future__ import annotations
@@ -279,13 +275,20 @@ def items_path(directory: str | Path, task_name: str) -> Path:
     return Path(directory) / f"{task_name}.items.json"
 
 
-def read_items(path: str | Path) -> DatasetItems:
-    """Load one ``<Task>.items.json``; errors name the file."""
+def read_json(path: str | Path, error: type[ValueError] = ItemsError) -> Any:
+    """A JSON file's content; ``error`` naming the file when it is missing, empty or corrupt."""
     path = Path(path)
     if not path.exists():
-        raise ItemsError(f"{path}: missing")
+        raise error(f"{path}: missing")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise error(f"{path}: empty file")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ItemsError(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
-    return DatasetItems.from_dict(raw, str(path))
+        raise error(f"{path}: corrupt JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def read_items(path: str | Path) -> DatasetItems:
+    """Load one ``<Task>.items.json``; errors name the file."""
+    return DatasetItems.from_dict(read_json(path), str(path))

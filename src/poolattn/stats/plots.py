@@ -1,12 +1,7 @@
-"""Comparison plots (matplotlib's Agg canvas), sized to be read at 100% zoom:
+"""Comparison plots, sized to be read at 100% zoom: ``family_means.png`` (each design's family
+mean with its 95% CI), ``heatmap.png`` (per-dataset scores) and ``cd_<family>.png`` (Nemenyi).
 
-- ``family_means.png``: one small panel per family, each design's family mean with its 95% CI
-  (items and seeds); the pairwise results live in the verdict table, not in brackets;
-- ``heatmap.png``: per-dataset scores, grouped by family;
-- ``cd_<family>.png``: the critical-difference diagram (Nemenyi) of a family.
-
-Figures are drawn on their own Agg canvas (``agg_figure``), never through pyplot, so plotting
-chooses no backend for the process and importing this module loads no matplotlib.
+Figures live on their own Agg canvas, never pyplot: plotting chooses no backend for the process.
 """
 
 from __future__ import annotations
@@ -67,24 +62,13 @@ def family_means(summary: dict[str, Any], path: Path) -> None:
         for y, name, color in zip(ys, names, colors, strict=True):
             mean = info["means"][name] * SCALE
             ci = info["ci95"].get(name)
-            if ci:
-                ax.errorbar(
-                    mean,
-                    y,
-                    xerr=[[mean - ci[0] * SCALE], [ci[1] * SCALE - mean]],
-                    fmt="o",
-                    color=color,
-                    capsize=3,
-                    markersize=5,
-                )
-            else:
-                ax.plot(mean, y, "o", color=color, markersize=5)
+            xerr = [[mean - ci[0] * SCALE], [ci[1] * SCALE - mean]] if ci else None
+            ax.errorbar(mean, y, xerr=xerr, fmt="o", color=color, capsize=3, markersize=5)
             ax.annotate(
                 f"{mean:.1f}", (mean, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
             )
         ax.set_title(f"{family} ({info['n']} dataset{'s' if info['n'] != 1 else ''})", fontsize=9)
-        ax.set_yticks(ys)
-        ax.set_yticklabels(names, fontsize=8)
+        ax.set_yticks(ys, names, fontsize=8)
         ax.set_ylim(-0.7, len(names) - 0.3)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
@@ -115,10 +99,8 @@ def heatmap(summary: dict[str, Any], path: Path) -> None:
     for r in range(1, len(tasks)):  # a line between families
         if families[r] != families[r - 1]:
             ax.axhline(r - 0.5, color="white", lw=2)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, fontsize=8, rotation=20, ha="right")
-    ax.set_yticks(range(len(tasks)))
-    ax.set_yticklabels([f"{f} · {t}" for f, t in zip(families, tasks, strict=True)], fontsize=7)
+    ax.set_xticks(range(len(names)), names, fontsize=8, rotation=20, ha="right")
+    ax.set_yticks(range(len(tasks)), [f"{f} · {t}" for f, t in zip(families, tasks, strict=True)], fontsize=7)
     ax.set_title("Main score per dataset (x100; bold = best)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     fig.tight_layout()

@@ -1,20 +1,14 @@
 """Power: a family comparison's minimum detectable effect (MDE), and what a target effect needs.
 
-For the test the verdicts use (``family``: t over K datasets plus the pooled seed variance),
-the family mean difference of two designs over K datasets of about n items each has
-
-    SE^2 = (tau^2 + C / n) / K  +  V * sum_g 1 / S_g
-
-with tau^2 + C / n the variance of a dataset's difference (observed as s_d^2; C the per-item
-variance of a dataset's difference from the item bootstrap, so tau^2 = s_d^2 - C / n, which also
-holds the evaluator's noise), V the pooled seed variance of a family mean and S_g the seeds of
-each trained design. Degrees of freedom min(K - 1, seed df) (``family.combined_df``). The MDE is the
-effect the Holm-corrected t-test detects with the stated power at its strictest step
-(``family.mde``); ``plan`` searches items, datasets or seeds, each changed alone.
+For the family test (``family``), SE^2 = (tau^2 + C / n) / K + V * sum_g 1 / S_g over K datasets
+of about n items: C the per-item variance of a dataset's difference (item bootstrap), tau^2 =
+s_d^2 - C / n the rest of its spread, V the pooled seed variance, S_g each trained design's
+seeds; df min(K - 1, seed df). ``plan`` searches items, datasets or seeds, each changed alone.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -58,15 +52,7 @@ def mde_of(
 
 def _smallest(lo: int, hi: int, fits: Any) -> int | None:
     """The smallest integer in [lo, hi] for which the monotone ``fits`` holds, None if none."""
-    if not fits(hi):
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return lo + bisect.bisect_left(range(lo, hi), True, key=fits) if fits(hi) else None
 
 
 def plan(

@@ -1,7 +1,5 @@
-"""All designs of a family at once: Friedman test, Nemenyi post-hoc and critical difference.
-
-Following Demšar (JMLR 2006). Ranks are per dataset, 1 = best (highest score), ties averaged.
-"""
+"""All designs of a family at once (Demšar, JMLR 2006): Friedman, Nemenyi post-hoc, critical
+difference. Ranks are per dataset, 1 = best (highest score), ties averaged."""
 
 from __future__ import annotations
 
@@ -14,22 +12,17 @@ from scipy import stats
 
 
 def friedman(scores: np.ndarray) -> dict[str, float]:
-    """Friedman chi-square over datasets (rows) x designs (columns), with the tie correction
-    scipy applies, and the Iman-Davenport F variant Demšar recommends."""
+    """Friedman chi-square (scipy, tie-corrected) over datasets (rows) x designs (columns), and
+    the Iman-Davenport F variant Demšar recommends."""
     scores = np.asarray(scores, dtype=float)
     n, k = scores.shape
     if n < 2 or k < 3:
         raise ValueError(f"Friedman needs >= 2 datasets and >= 3 designs, got {n} x {k}")
-    ranks = stats.rankdata(scores, axis=1)
-    rank_sums = ranks.sum(axis=0)
-    chi2 = 12.0 / (n * k * (k + 1)) * np.sum(rank_sums**2) - 3.0 * n * (k + 1)
-    ties = 0.0
-    for row in ranks:
-        _, counts = np.unique(row, return_counts=True)
-        ties += np.sum(counts**3 - counts)
-    correction = 1.0 - ties / (n * (k**3 - k))
-    chi2 = chi2 / correction if correction > 0 else math.nan
-    p = float(stats.chi2.sf(chi2, k - 1)) if not math.isnan(chi2) else math.nan
+    if all(len(set(row)) == 1 for row in scores.tolist()):
+        chi2, p = 0.0, 1.0  # every design tied on every dataset: no rank differs (scipy gives NaN)
+    else:
+        res = stats.friedmanchisquare(*scores.T)
+        chi2, p = float(res.statistic), float(res.pvalue)
     denom = n * (k - 1) - chi2
     f = (n - 1) * chi2 / denom if denom > 0 else math.inf
     p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1))) if math.isfinite(f) else 0.0

@@ -1,7 +1,6 @@
 """Write a comparison: report.md (verdicts first), scores.csv, stats.json and PNG plots.
 
-Every table shows the down-sampling a dataset was evaluated with, so a quick run can
-never be mistaken for a full one. Scores are shown x100, as MTEB tables do.
+Tables show each dataset's down-sampling, so a quick run is never mistaken for a full one.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+CHUNK_ELEMENTS = 2_000_000  # resampled values held at once (memory bound on big datasets)
+
 
 def rank_biserial(a: Sequence[float], b: Sequence[float]) -> float:
     """Matched-pairs rank-biserial correlation of ``a - b`` (Kerby 2014): (R+ - R-) / (R+ + R-),
@@ -61,12 +63,8 @@ def wilcoxon_floor(n: int) -> float:
 def sign_flip_test(
     diffs: Sequence[np.ndarray], n_resamples: int = 2000, rng: np.random.Generator | None = None
 ) -> float:
-    """Two-sided paired permutation p of a mean difference over items (random sign flips).
-
-    ``diffs``: per stratum (e.g. subset) the per-item differences; the statistic is the mean of
-    the strata means, signs flipped within strata. p = (1 + #{|T*| >= |T|}) / (1 + R), exact
-    under the null that each item's two values are exchangeable.
-    """
+    """Two-sided paired permutation p of the mean over strata (e.g. subsets) of the mean per-item
+    difference ``diffs``, signs flipped within strata; exact when each item's values are exchangeable."""
     rng = rng if rng is not None else np.random.default_rng(0)
     arrays = [np.asarray(d, dtype=float) for d in diffs if np.size(d)]
     if not arrays or all(not np.any(d) for d in arrays):
@@ -74,20 +72,22 @@ def sign_flip_test(
     observed = np.mean([d.mean() for d in arrays])
     flipped = np.zeros(n_resamples)
     for d in arrays:
-        rows = max(1, 2_000_000 // d.size)  # bound memory on large datasets
+        rows = max(1, CHUNK_ELEMENTS // d.size)
         for start in range(0, n_resamples, rows):
             signs = rng.integers(0, 2, size=(min(rows, n_resamples - start), d.size)) * 2 - 1
             flipped[start : start + signs.shape[0]] += (signs * d).mean(axis=1)
-    flipped /= len(arrays)
+    return tail_pvalue(flipped / len(arrays), observed)
+
+
+def tail_pvalue(null: np.ndarray, observed: float) -> float:
+    """Two-sided resampling p: (1 + #{|T*| >= |T|}) / (1 + R), ``null`` the R draws of T*."""
     tol = 1e-12 * max(1.0, abs(observed))
-    return float((1 + np.sum(np.abs(flipped) >= abs(observed) - tol)) / (1 + n_resamples))
+    return float((1 + np.sum(np.abs(null) >= abs(observed) - tol)) / (1 + null.size))
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> Any:
-    """Holm-Bonferroni adjusted p-values, in input order (step-down, monotone, capped at 1).
-
-    A 1-D sequence gives a list; an array gives an array adjusted along its last axis (one
-    family of tests per row, as calibration simulations need)."""
+    """Holm-Bonferroni adjusted p-values, in input order: a list for a 1-D sequence, else an array
+    adjusted along its last axis (one family of tests per row, for calibration simulations)."""
     p = np.asarray(pvalues, dtype=float)
     m = p.shape[-1] if p.ndim else 0
     if m == 0:

@@ -1,12 +1,8 @@
-"""One verdict in words per family and pair of designs (``KINDS``): *better* (the family t-test
-rejects after Holm, seed variance accounted for), *checkpoints* (the same without any seed
-replicate: a claim about two trained models, not their designs), *equivalent* (TOST within the
-family's ROPE after its own Holm correction, and Bayesian P(equivalent) >= 0.95) or
-*undecided*, whose text says what this data could have detected (the MDE at the Holm level).
-
-It never says "no difference" because a test failed to reject. Neither a difference nor an
-equivalence is claimed with fewer than ``MIN_ITEMS`` items in some dataset: on a handful of
-items scores are coarse and two models easily agree or disagree item for item.
+"""One verdict in words per family and pair of designs: *better* (family t-test after Holm, seed
+variance included), *checkpoints* (the same without seed replicates: two models, not designs),
+*equivalent* (TOST within the ROPE after Holm, and Bayesian P(equivalent) >= 0.95) or
+*undecided* with the MDE. A failed test never reads as "no difference"; nothing is claimed
+with fewer than ``MIN_ITEMS`` items in a dataset (scores that coarse agree or differ by chance).
 """
 
 from __future__ import annotations
@@ -20,13 +16,9 @@ from .report import _pts, format_p
 
 EQUIVALENCE_PROBABILITY = 0.95
 MIN_ITEMS = 20
-KINDS = ("better", "checkpoints", "equivalent", "undecided")
 
-# ROPE per task family, in points on the x100 scale. Ranking and correlation metrics (nDCG,
-# MAP, AP, Spearman) are deterministic given the embeddings: 1 point. Classification and
-# clustering scores also carry the evaluator's own randomness (logistic regressions on a few
-# samples per label, k-means on resamples), whose run-to-run spread is itself about a point or
-# two, so a gap under 2 points there is not practically meaningful. Override with ``rope=``.
+# ROPE per family in points (x100): 1 for metrics deterministic given the embeddings; 2 where the
+# evaluator's own randomness (few-shot classifiers, k-means) already moves scores a point or two.
 DEFAULT_ROPE_POINTS: dict[str, float] = {
     **dict.fromkeys(("Retrieval", "Reranking", "STS", "Summarization", "PairClassification"), 1.0),
     "BitextMining": 1.0,

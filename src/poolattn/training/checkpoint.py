@@ -1,9 +1,5 @@
-"""Checkpoints: trainable weights, optimizer, scheduler, RNG states and data position.
-
-Written without pickle (safetensors + JSON) into a temporary directory that is renamed into
-place, so a crash never leaves a half-written checkpoint; the last K are kept. Each
-checkpoint also holds ``model/``, loadable with ``EmbeddingModel.load``.
-"""
+"""Checkpoints: trainable weights, optimizer, scheduler, RNG states and data position, without
+pickle (safetensors + JSON), renamed into place whole; each holds a loadable ``model/``."""
 
 from __future__ import annotations
 
@@ -24,8 +20,7 @@ from ..io import atomic_directory, load_safetensors
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{8})$")
-# a checkpoint's step, scheduler, RNG and data position; older checkpoints call it ``state.json``
-# (still read), the name that now means only a grid run's phases (``poolattn.experiment.state``)
+# step, scheduler, RNG and data position; older checkpoints' ``state.json`` (now a grid run's) is still read
 CHECKPOINT_STATE_FILE = "trainer_state.json"
 _OLD_CHECKPOINT_STATE_FILE = "state.json"
 
@@ -61,7 +56,6 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------- RNG states
 def rng_state() -> dict[str, Any]:
     """This process's RNG states as JSON-friendly data."""
     state: dict[str, Any] = {
@@ -103,7 +97,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         )
 
 
-# ----------------------------------------------------------------------------- optimizer
 OPTIMIZER = "optimizer"
 HEAD_WARMUP_OPTIMIZER = "head_warmup_optimizer"  # the head warm-up's own AdamW, while it runs
 
@@ -131,14 +124,10 @@ def optimizer_from_files(directory: Path, stem: str = OPTIMIZER) -> dict[str, An
         per_param.setdefault(int(index), {})[key] = tensor
     for index, values in meta["scalars"].items():
         per_param.setdefault(int(index), {}).update(values)
-    groups = meta["param_groups"]
-    for group in groups:
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
     return {"state": per_param, "param_groups": groups}
 
 
-# ----------------------------------------------------------------------------- whole checkpoints
 def write_checkpoint(
     output_dir: str | Path,
     step: int,
@@ -160,24 +149,16 @@ def write_checkpoint(
     final = root / checkpoint_name(step)
     with atomic_directory(final) as tmp:
         model.save(tmp / "model")
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in trainable.items()},
-            str(tmp / "trainable.safetensors"),
-        )
+        weights = {k: v.detach().cpu().contiguous() for k, v in trainable.items()}
+        save_file(weights, str(tmp / "trainable.safetensors"))
         if optimizer_state is not None:
             optimizer_to_files(optimizer_state, tmp)
         if head_warmup_optimizer_state is not None:
             optimizer_to_files(head_warmup_optimizer_state, tmp, HEAD_WARMUP_OPTIMIZER)
         for name, directory in (extra_dirs or {}).items():  # e.g. DeepSpeed/FSDP sharded state
             os.replace(directory, tmp / name)
-        state = {
-            "step": step,
-            "scheduler": scheduler_state,
-            "rng": rng_states,
-            "data": data_state,
-            **(extra or {}),
-        }
-        (tmp / CHECKPOINT_STATE_FILE).write_text(json.dumps(state))
+        state = dict(step=step, scheduler=scheduler_state, rng=rng_states, data=data_state)
+        (tmp / CHECKPOINT_STATE_FILE).write_text(json.dumps({**state, **(extra or {})}))
     return final
 
 

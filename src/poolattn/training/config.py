@@ -1,8 +1,5 @@
-"""Training settings: the TOML sections [model], [data], [training] and [lora] as dataclasses.
-
-The design comes only from [model]; everything else is the recipe, so several designs can be
-trained on identical data in identical order by changing [model] alone.
-"""
+"""Training settings: the TOML sections [model], [data], [training] and [lora] as dataclasses. The
+design comes only from [model], so designs can be trained alike by changing [model] alone."""
 
 from __future__ import annotations
 
@@ -28,8 +25,8 @@ from ..io import check_output_path
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
-# the trainer's run record in ``training.output_dir``, named in this light module so readers need
-# not import the trainer; older runs wrote ``run.json``, an evaluation's name (still read)
+# the trainer's record in ``training.output_dir``, here so readers need not import the trainer;
+# older runs wrote ``run.json`` (still read)
 TRAIN_RUN_FILE = "training_run.json"
 _OLD_TRAIN_RUN_FILE = "run.json"
 
@@ -48,13 +45,9 @@ def read_train_run(output_dir: str | Path) -> dict[str, Any]:
 
 @dataclass
 class DataConfig:
-    """Where the training examples come from and how sources are mixed.
-
-    ``train`` lists JSONL files (absolute, relative to the working directory or the config
-    file, or relative to ``$POOLATTN_DATA_DIR``; ``$VARS`` are expanded). ``instructions`` and
-    ``weights`` are keyed by file stem (``snli_triples``) or hub id. A source's sampling
-    weight defaults to its number of examples (uniform over examples).
-    """
+    """Where the training examples come from (``train``: JSONL files, see ``resolve_data_path``)
+    and how sources are mixed: ``instructions`` and ``weights`` are keyed by file stem or hub id;
+    a source's weight defaults to its number of examples (uniform over examples)."""
 
     train: list[str] = field(default_factory=list)
     hub: list[str] = field(default_factory=list)
@@ -80,9 +73,9 @@ class TrainingConfig:
     """The optimisation recipe. ``batch_size`` counts queries per step (all see each other's
     documents as negatives); ``mini_batch_size`` counts texts per forward pass, which bounds
     memory when ``gradcache`` is on (a step with no more texts than that runs them without
-    GradCache's replay: the memory of one full mini-batch, one forward less). ``head_warmup_steps`` (0 = off, the paper's recipe): steps
-    training the head alone before the ``steps`` joint steps (``poolattn.training.head_warmup``).
-    A relative ``output_dir`` is taken from the config file's folder (``config_relative``)."""
+    GradCache's replay: one forward less). ``head_warmup_steps`` (0 = off, the paper's recipe)
+    train the head alone before the ``steps`` joint steps. A relative ``output_dir`` is taken
+    from the config file's folder."""
 
     steps: int = 200
     batch_size: int = 256
@@ -163,9 +156,7 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        data = to_dict(self)
-        data.pop("base_dir", None)
-        return data
+        return {key: value for key, value in to_dict(self).items() if key != "base_dir"}
 
 
 def train_config_from_dict(data: dict[str, Any], base_dir: str | Path | None = None) -> TrainConfig:

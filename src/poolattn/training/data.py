@@ -1,9 +1,7 @@
-"""Training examples: JSONL loading with precise errors, source mixing, and a seeded batch order.
+"""Training examples: JSONL loading with precise errors, source mixing, and a seeded batch order
+that every process builds whole before taking its shard (independent of the process count).
 
 A record is ``{"query": str, "positive": str, "negative"?: str | [str, ...], "instruction"?: str}``.
-Every process builds the same global batch from the seed and takes its own shard, so the
-order does not depend on the number of processes, and ``BatchSampler.state_dict`` is the
-data position a checkpoint needs to resume exactly.
 """
 
 from __future__ import annotations
@@ -92,34 +90,28 @@ def parse_record(record: Any, where: str, source: str = "", instruction: str | N
 def read_examples(
     path: str | Path, *, source: str | None = None, instruction: str | None = None, skip_invalid: bool = False
 ) -> tuple[list[Example], int]:
-    """Read a JSONL file of examples; returns (examples, number of skipped bad lines).
-
-    A bad line raises DataError naming file, line and field, unless ``skip_invalid``.
-    """
+    """Read a JSONL file of examples; returns (examples, number of skipped bad lines). A bad line
+    raises DataError naming file, line and field, unless ``skip_invalid``."""
     path = Path(path)
     name = source or path.stem
     examples: list[Example] = []
-    skipped = 0
-
-    def skip(exc: Exception) -> None:
-        nonlocal skipped
-        skipped += 1
-        log.warning("skipped %s", exc)
-
+    skipped: list[Exception] = []
     try:
-        for record in read_jsonl(path, on_bad_line=skip if skip_invalid else None):
+        for record in read_jsonl(path, on_bad_line=skipped.append if skip_invalid else None):
             try:
                 examples.append(parse_record(record.value, record.where, name, instruction))
             except DataError as exc:
                 if not skip_invalid:
                     reason = str(exc).removeprefix(f"{record.where}: ")
                     raise DataError(bad_line_message(record.where, reason, SKIP_HINT)) from exc
-                skip(exc)
+                skipped.append(exc)
     except JsonlError as exc:
         raise DataError(bad_line_message(exc.where, f"invalid JSON ({exc.reason})", SKIP_HINT)) from exc
+    for exc in skipped:
+        log.warning("skipped %s", exc)
     if not examples:
         raise DataError(f"{path}: no valid examples")
-    return examples, skipped
+    return examples, len(skipped)
 
 
 def resolve_data_path(text: str, base_dir: str | Path | None = None) -> Path:
@@ -173,9 +165,8 @@ def load_sources(cfg: DataConfig, base_dir: str | Path | None = None) -> list[So
     for dataset_id in cfg.hub:
         instruction = cfg.instructions.get(dataset_id, cfg.default_instruction)
         examples = _hub_examples(dataset_id, cfg.hub_split, instruction)
-        sources.append(
-            Source(dataset_id, examples, cfg.weights.get(dataset_id, float(len(examples))), 0, dataset_id)
-        )
+        weight = cfg.weights.get(dataset_id, float(len(examples)))
+        sources.append(Source(dataset_id, examples, weight, 0, dataset_id))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise DataError(
@@ -190,20 +181,16 @@ def load_sources(cfg: DataConfig, base_dir: str | Path | None = None) -> list[So
 
 
 def same_text_key(text: str) -> str:
-    """The key under which two texts count as the same (case and runs of whitespace ignored):
-    a batch never holds one positive twice, and mining never offers a query or positive as
-    a negative."""
+    """The key under which two texts count as the same (case and runs of whitespace ignored), for
+    batches and mining."""
     return " ".join(text.lower().split())
 
 
 @dataclass
 class BatchSampler:
-    """Seeded, resumable stream of global batches mixing weighted sources.
-
-    Each source is walked in a per-epoch permutation derived from (seed, source, epoch);
-    the source of each slot is drawn from a seeded generator. An example whose positive
-    is already in the batch (a false in-batch negative) is deferred to a later batch.
-    """
+    """Seeded, resumable stream of global batches mixing weighted sources: each source walked in a
+    permutation per (seed, source, epoch), each slot's source drawn from a seeded generator. An
+    example whose positive is already in the batch (a false in-batch negative) waits for a later one."""
 
     sources: list[Source]
     batch_size: int

@@ -1,11 +1,7 @@
-"""One optimisation step's forward/backward, plain or cached (GradCache, Gao et al. 2021).
-
-Cached: embed every mini-batch without a graph (recording the RNG state before each), compute
-the loss and its gradient with respect to the embeddings, then re-run each mini-batch with a
-graph under the replayed RNG state and back-propagate that gradient. Dropout masks repeat
-exactly, so the parameter gradient equals the plain one, while only one mini-batch's
-activations live at a time.
-"""
+"""One optimisation step's forward/backward, plain or cached (GradCache, Gao et al. 2021): embed
+every mini-batch without a graph, take the loss's gradient with respect to the embeddings, then
+re-run each mini-batch with a graph under its recorded RNG state (the same dropout masks) and
+back-propagate that gradient: the plain gradient, one mini-batch's memory."""
 
 from __future__ import annotations
 
@@ -35,11 +31,9 @@ class Chunks:
         return int(self.inverse.numel())
 
 
-# Replayed mini-batches between two heap trims. Tensors of ever-changing sizes fragment glibc's
-# heap, and the free-but-kept fragments add up over the many mini-batches of a large batch.
-# Measured (bench/memory_trace.py, batch 512, SNLI at 32 tokens, bf16): peak RSS 2240 MB / step
-# 94 s never trimming, 2075 MB / 97 s every 4, 2011 MB / 103 s every 1 (a trim costs page faults
-# when the memory is touched again); batch 32: 1765 MB.
+# Replayed mini-batches between two heap trims: tensors of ever-changing sizes fragment glibc's
+# heap. bench/memory_trace.py (batch 512, bf16): peak RSS 2240 MB / step 94 s never trimming,
+# 2075 MB / 97 s every 4, 2011 MB / 103 s every 1.
 TRIM_EVERY = 4
 
 # Cost of one forward call beyond its padded tokens, in token-equivalents: it keeps the
@@ -49,13 +43,9 @@ CALL_OVERHEAD_TOKENS = 64
 
 def partition_by_length(lengths: Sequence[int], size: int, max_tokens: int | None = None) -> list[list[int]]:
     """Split text indices into mini-batches of at most ``size`` texts and (when given) at most
-    ``max_tokens`` padded tokens, minimising padded tokens.
-
-    Texts are sorted by length; a dynamic programme over the sorted order chooses where to cut
-    (each cut costs ``CALL_OVERHEAD_TOKENS``), so a few long documents get a mini-batch of
-    their own instead of padding many short queries to their length. A text longer than
-    ``max_tokens`` gets a mini-batch of its own. The costliest mini-batch comes last:
-    ``cached_step`` keeps its graph from the first pass.
+    ``max_tokens`` padded tokens (a longer text alone), minimising padded tokens plus
+    ``CALL_OVERHEAD_TOKENS`` per cut: a dynamic programme over the texts sorted by length. The
+    costliest mini-batch comes last: ``cached_step`` keeps its graph from the first pass.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     n = len(order)
@@ -77,14 +67,9 @@ def partition_by_length(lengths: Sequence[int], size: int, max_tokens: int | Non
 
 
 def mean_length_budget(lengths: Sequence[int], size: int) -> int:
-    """Padded tokens of ``size`` texts of the step's mean length.
-
-    Activation memory grows with the tokens of a mini-batch, not with its number of texts. A
-    large batch holds enough of its longest texts to fill whole mini-batches with them (SNLI at
-    max_length 32: 532 padded tokens at most at batch 32, 1395 at batch 512), so a cap on texts
-    alone lets memory grow with the batch. The mean length barely depends on the batch size, so
-    this budget keeps the largest mini-batch, hence the peak memory, flat.
-    """
+    """Padded tokens of ``size`` texts of the step's mean length: a token cap that keeps peak
+    memory flat as the batch grows (a larger batch has more long texts to fill whole mini-batches
+    with; its mean length barely changes)."""
     return max(1, math.ceil(size * sum(lengths) / max(1, len(lengths))))
 
 
@@ -95,16 +80,16 @@ def make_chunks(
     size: int,
     max_tokens: int | Literal["mean"] | None = None,
 ) -> Chunks:
-    """Tokenize a step's texts (queries with their instructions, documents with None) into
-    shared mini-batches (``partition_by_length``); ``max_tokens="mean"``: ``mean_length_budget``."""
+    """Tokenize a step's texts into mini-batches (``partition_by_length``); ``max_tokens="mean"``:
+    ``mean_length_budget``."""
     everything = tokenize(list(texts), None, list(instructions))
     lengths = everything["attention_mask"].sum(dim=1).tolist()
     budget = mean_length_budget(lengths, size) if max_tokens == "mean" else max_tokens
     groups = partition_by_length(lengths, size, budget)
     features = [select_rows(everything, group) for group in groups]
-    flat = [i for g in groups for i in g]
-    inverse = torch.empty(len(flat), dtype=torch.long)
-    inverse[torch.tensor(flat, dtype=torch.long)] = torch.arange(len(flat))
+    inverse = torch.argsort(
+        torch.tensor([i for g in groups for i in g], dtype=torch.long)
+    )  # inverse permutation
     return Chunks(features, inverse)
 
 
@@ -169,12 +154,9 @@ class RandState:
 def replayed_rng(state: RandState) -> Iterator[None]:
     """Run the block with the RNG as ``state`` recorded it (so dropout draws the same masks),
     then put the RNG back as it was on entry."""
-    after = RandState(state.device)
-    state.restore()
-    try:
+    with torch.random.fork_rng(devices=[] if state.cuda is None else [state.device]):
+        state.restore()
         yield
-    finally:
-        after.restore()
 
 
 def plain_step(

@@ -1,21 +1,16 @@
-"""Head warm-up (``training.head_warmup_steps``): train the trainable head alone first.
+"""Head warm-up (``training.head_warmup_steps``): train a randomly initialised head alone first
+(linear probing, then fine-tuning; Kumar et al. 2022), so that at small budgets the joint phase
+does not spend its steps teaching the head to read the backbone.
 
-Linear probing, then fine-tuning (Kumar et al. 2022): a trainable head starts from random
-weights while EOS pooling starts from a working model, so at small budgets the joint phase
-spends its steps teaching the head to read the backbone.
-
-Cheap: the backbone runs once per distinct text, without a graph, in eval mode (LoRA starts
-as a no-op, so these are exactly the states the joint phase starts from). The warm-up reads
-its own sampler with the training seed and draws no random numbers, so the joint phase's data
-order, LoRA initialisation and dropout stream are those of a run without warm-up. A design
-without a trainable head has nothing to warm up: the option is a no-op there, so one recipe
-serves every design of an experiment.
+The backbone runs once per distinct text, without a graph, in eval mode (LoRA starts as a
+no-op). The warm-up draws no random numbers, so the joint phase is that of a run without it; a
+design without a trainable head ignores the option, so one recipe serves a whole experiment.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,20 +65,14 @@ class _Tokens:
 
 
 class HeadInputCache:
-    """What the head reads from the backbone, per tokenized text: the per-layer vectors of a
-    pooler with ``layer_vectors``/``pool_vectors`` (the multilayer head), else the hidden layers
-    the pooler reads (found once by a recording probe).
-
-    Called with a mini-batch's features it returns the head's embeddings (B x D float32, with
-    the head's graph): the stand-in for the model in ``plain_step`` / ``cached_step``.
-    """
+    """What the head reads from the backbone, per tokenized text: a pooler's ``layer_vectors``
+    (the multilayer head), else the hidden layers it reads (found once by a recording probe).
+    Called with features it returns the head's embeddings: the model in ``plain_step``."""
 
     def __init__(self, model: EmbeddingModel) -> None:
         self.model = model
-        pooler = model.pooler
-        self.per_layer_vectors = callable(getattr(pooler, "layer_vectors", None)) and callable(
-            getattr(pooler, "pool_vectors", None)
-        )
+        methods = (getattr(model.pooler, name, None) for name in ("layer_vectors", "pool_vectors"))
+        self.per_layer_vectors = all(callable(method) for method in methods)
         self.entries: dict[Key, torch.Tensor | _Tokens] = {}
         self.read_layers: tuple[int, ...] | None = None  # generic path, set by the probe
         self.num_states: int | None = None
@@ -118,21 +107,15 @@ class HeadInputCache:
             vectors = model.pooler.layer_vectors(states, attention, pooling).float().cpu()
             self.entries.update(zip(first, vectors, strict=True))
             return
-        if self.read_layers is None:
-            self.read_layers, self.num_states = self._probe(states, attention, pooling), len(states)
+        if self.read_layers is None:  # the layers the pooler reads: one call, its output discarded
+            recorder = _ReadRecorder(states)
+            recorder.read = set()
+            model.pooler(recorder, attention, pooling)
+            self.read_layers, self.num_states = tuple(sorted(recorder.read)), len(states)
         real = attention.bool().cpu()
         for row, key in enumerate(first):
             layers = {i: states[i][row][real[row].to(states[i].device)].cpu() for i in self.read_layers}
             self.entries[key] = _Tokens(layers, pooling[row].cpu()[real[row]])
-
-    def _probe(
-        self, states: Sequence[torch.Tensor], attention: torch.Tensor, pooling: torch.Tensor
-    ) -> tuple[int, ...]:
-        """The hidden layers the pooler reads (one call on real states, its output discarded)."""
-        recorder = _ReadRecorder(states)
-        recorder.read = set()
-        self.model.pooler(recorder, attention, pooling)
-        return tuple(sorted(recorder.read))
 
     def _pool(self, entries: list[torch.Tensor | _Tokens]) -> torch.Tensor:
         device = self.model.device
@@ -175,9 +158,8 @@ class HeadWarmup:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def prime(self, done: int, batches: Callable[[list[Any]], Any]) -> None:
-        """After a resume at warm-up step ``done``: replay the sampler and refill the cache
-        exactly as the interrupted run did (same batches, same backbone sub-batches), so the
-        resumed run's head inputs are bit-identical to an uninterrupted run's."""
+        """After a resume at warm-up step ``done``: refill the cache as the interrupted run did
+        (same backbone sub-batches), so the head inputs are bit-identical to an uninterrupted run's."""
         for _ in range(done):
             for features in batches(self.sampler.next_batch()).chunks.features:
                 self.cache.fill(features)

@@ -1,8 +1,5 @@
-"""Training progress without a bar: one plain line every so often, so a quiet run is not silent.
-
-``training.progress = false`` (CI, batch jobs, log files) turns tqdm's redrawn bar off; a job
-that then prints nothing for minutes looks hung.
-"""
+"""Training progress without a bar (``training.progress = false``: CI, batch jobs, log files):
+one plain line every so often, since a job that prints nothing for minutes looks hung."""
 
 from __future__ import annotations
 
@@ -38,11 +35,8 @@ class Heartbeat:
         self.last = now
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         extra = "".join(f", {key}={value}" for key, value in self.postfix.items())
-        print(
-            f"{self.desc}: step {self.n}/{self.total}{share}{extra}, {now - self.started:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        line = f"{self.desc}: step {self.n}/{self.total}{share}{extra}, {now - self.started:.0f} s"
+        print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Nothing to tear down (the bar's interface)."""

@@ -1,10 +1,6 @@
-"""InfoNCE over in-batch positives and all hard negatives, gathered across processes.
-
-Every process gathers every process's embeddings (its own slice keeps its graph) and
-computes the same global loss, so each query sees the global batch. Back-propagating
-``loss * world_size`` then gives, after the usual data-parallel gradient averaging,
-exactly the gradient of the global loss.
-"""
+"""InfoNCE over in-batch positives and all hard negatives, gathered across processes: every
+process computes the global loss (its own embeddings keep their graph), so back-propagating
+``loss * world_size`` gives, after data-parallel averaging, the global loss's exact gradient."""
 
 from __future__ import annotations
 
@@ -40,18 +36,13 @@ def info_nce(
     temperature: float = 0.05,
     symmetric: bool = False,
 ) -> torch.Tensor:
-    """Mean cross-entropy of each query against all positives and negatives (cosine / temperature).
-
-    Query i's target is positive i; every other positive and every hard negative is a negative.
-    ``symmetric`` adds the positive -> query direction (positives against all queries).
-    """
+    """Mean cross-entropy of query i against all positives and negatives (cosine / temperature),
+    positive i its target; ``symmetric`` adds the positive -> query direction."""
     q = F.normalize(queries.float(), dim=-1)
     p = F.normalize(positives.float(), dim=-1)
-    docs = (
-        p
-        if negatives is None or negatives.shape[0] == 0
-        else torch.cat([p, F.normalize(negatives.float(), dim=-1)])
-    )
+    docs = p
+    if negatives is not None and negatives.shape[0]:
+        docs = torch.cat([p, F.normalize(negatives.float(), dim=-1)])
     labels = torch.arange(q.shape[0], device=q.device)
     loss = F.cross_entropy(q @ docs.T / temperature, labels)
     if symmetric:
@@ -69,10 +60,5 @@ def global_info_nce(
     """InfoNCE over the global batch: gathers queries, positives and negatives from all processes."""
     if negatives is None:
         negatives = positives[:0]
-    return info_nce(
-        gather_with_grad(queries),
-        gather_with_grad(positives),
-        gather_with_grad(negatives),
-        temperature,
-        symmetric,
-    )
+    q, p, n = (gather_with_grad(t) for t in (queries, positives, negatives))
+    return info_nce(q, p, n, temperature, symmetric)

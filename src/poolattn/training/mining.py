@@ -1,11 +1,6 @@
-"""Hard-negative mining: rank candidate texts per query with any model, keep a rank window.
-
-Candidates are the positives (plus an optional corpus); the positive and its near-duplicates
-are skipped, and a query whose filters leave fewer than ``num_negatives`` candidates is
-dropped, so every triple has as many negatives as asked for. The model is any backend (``poolattn.backends.base.Backend``) or a model string for
-``poolattn.backends.resolve.load_backend`` (default ``all-MiniLM-L6-v2``, the packaged copy,
-as the paper mined with a sentence-transformers model).
-"""
+"""Hard-negative mining: rank candidate texts per query with any backend, keep a rank window.
+Candidates are the positives (plus an optional corpus) minus the positive's near-duplicates; a
+query left with fewer than ``num_negatives`` is dropped."""
 
 from __future__ import annotations
 
@@ -81,9 +76,7 @@ def mine_hard_negatives(
             p = positive_index[same_text_key(e.positive)]
             pos_score = float(scores[row, p])
             chosen: list[str] = []
-            for rank, c in enumerate(top[row].tolist()):
-                if rank < settings.rank_start or rank >= settings.rank_end:
-                    continue
+            for c in top[row, settings.rank_start : settings.rank_end].tolist():
                 # the positive and every text that normalises like it or like the query
                 if pool_keys[c] in (pool_keys[p], same_text_key(e.query)):
                     continue
@@ -105,10 +98,8 @@ def write_triples(examples: Sequence[Example], path: str | Path) -> Path:
     with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for e in examples:
             neg: str | list[str] = e.negatives[0] if len(e.negatives) == 1 else list(e.negatives)
-            fh.write(
-                json.dumps({"query": e.query, "positive": e.positive, "negative": neg}, ensure_ascii=False)
-                + "\n"
-            )
+            record = {"query": e.query, "positive": e.positive, "negative": neg}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 
 

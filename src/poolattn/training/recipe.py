@@ -1,20 +1,17 @@
-"""The recipe record of a training run: the schema every saved model's card, every export's
-prompts and the experiment report read. It lives with the training config (it is a view of
-``TrainConfig``), not with the card that renders it."""
+"""The recipe record of a training run (a view of ``TrainConfig``): the schema every saved model's
+card, every export's prompts and the experiment report read."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 
 def training_recipe(config: Any, data: list[dict[str, Any]], processes: int = 1) -> dict[str, Any]:
-    """The record of a training run from a ``TrainConfig`` and the loaded sources' summary.
-
-    ``instructions`` maps each source (by name) to the query instruction it was trained with,
-    so an export can offer one named prompt per training instruction.
-    """
-    t, d, lora = config.training, config.data, config.lora
+    """The record of a training run from a ``TrainConfig`` and the loaded sources' summary
+    (``instructions``: each source's query instruction, one named prompt per source on export)."""
+    t, d = config.training, config.data
     return {
         "data": [dict(item) for item in data],
         "examples": sum(int(item.get("examples", 0)) for item in data),
@@ -41,14 +38,7 @@ def training_recipe(config: Any, data: list[dict[str, Any]], processes: int = 1)
         "mixed_precision": t.mixed_precision,
         "dtype": config.model.dtype,
         "full_finetune": t.full_finetune,
-        "lora": None
-        if t.full_finetune
-        else {
-            "r": lora.r,
-            "alpha": lora.alpha,
-            "dropout": lora.dropout,
-            "target_modules": list(lora.target_modules),
-        },
+        "lora": None if t.full_finetune else asdict(config.lora),
         "processes": processes,
     }
 
