@@ -4,12 +4,13 @@ step with their positives and SNLI hard negatives, mini-batch 48, max_length 64)
 from the same seed, in a fresh process per run, sides alternating over rounds.
 
 Sides: ``today`` (a step whose texts fit one mini-batch runs the plain step, no replayed
-forward), ``cached`` (today's code, every step through GradCache, as before) and, with
+forward; LoRA dropout draws its masks with ``UniformDropout``), ``nn_dropout`` (today's code with
+peft's ``nn.Dropout``), ``cached`` (today's code, every step through GradCache, as before) and, with
 ``--baseline-src``, the ``src`` folder of another checkout (``git worktree add /tmp/base 1509955``).
 The step time is the median of the steps after the first; the losses of every step are printed
 so a changed compute path shows if it changed the numbers.
 
-    python bench/train_step.py [--steps 4] [--rounds 2] [--baseline-src /tmp/base/src]
+    python bench/train_step.py [--steps 4] [--rounds 2] [--sides today,nn_dropout] [--baseline-src /tmp/base/src]
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         from poolattn.training.gradcache import cached_step
 
         trainer._step_fn = lambda t, texts: cached_step  # noqa: SLF001 - the previous choice
+    if spec["side"] == "nn_dropout":
+        from poolattn.model import EmbeddingModel
+
+        EmbeddingModel.uniform_dropout = False  # peft's own nn.Dropout, as before
     with tempfile.TemporaryDirectory() as tmp:
         sets = [f"training.steps={spec['steps']}", f"training.output_dir={json.dumps(tmp)}"]
         raw = load_toml(CONFIG, [*sets, "training.save_every=1000"])
@@ -54,11 +59,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--sides", default="today,nn_dropout", help="of today, nn_dropout, cached")
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))
         return 0
-    specs = [{"side": "today", "steps": args.steps}, {"side": "cached", "steps": args.steps}]
+    specs = [{"side": side, "steps": args.steps} for side in args.sides.split(",")]
     results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
     print_side_table(results, "step_s_median", "s per step", "today")
     for side, runs in results.items():

@@ -38,7 +38,7 @@ from .model_dir import (
     read_design,
     write_design,
 )
-from .peft_compat import quiet_peft
+from .peft_compat import quiet_peft, use_uniform_dropout
 from .pooling import LAST_LAYER, build_pooler
 from .tokenization import check_texts, per_text, tokenize
 
@@ -66,6 +66,9 @@ class EmbeddingModel(nn.Module):
     # Inference runs a batch's shared prompt prefix once under causal attention (``shared_prefix``);
     # False runs every row whole (the reference the equivalence test compares against).
     share_prefix: bool = True
+    # LoRA dropout draws its masks with ``UniformDropout`` (cheaper than nn.Dropout's bernoulli_);
+    # False keeps peft's nn.Dropout (the reference bench/train_step.py compares against).
+    uniform_dropout: bool = True
 
     def __init__(
         self,
@@ -165,6 +168,8 @@ class EmbeddingModel(nn.Module):
         lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
         with quiet_peft():
             self.backbone = get_peft_model(self.backbone, lora)
+        if self.uniform_dropout:
+            use_uniform_dropout(self.backbone)
         set_attention_mode(self.backbone, self.config.attention)
 
     @property
