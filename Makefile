@@ -38,7 +38,7 @@ $(GEMMA_STAMP): $(STAMP)
 # the slow ones (real models, multi-process runs) alone in one process, since they use both cores.
 test: setup setup-gemma
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra -n 2 -m "not slow" tests
-	$(BIN)/python -m pytest -q -ra -m slow tests
+	$(BIN)/python -m pytest -q -ra -m slow --durations=15 tests
 
 # Unit tests only: no real model, no data folder (POOLATTN_DATA_DIR unset), no slow runs.
 # Unit tests only (no real model, no data folder): two pytest workers of one thread each, since
