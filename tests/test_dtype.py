@@ -18,7 +18,7 @@ from poolattn.backends.base import PoolattnBackend
 from poolattn.config import ConfigError
 from poolattn.design import model_config
 from poolattn.model import EmbeddingModel
-from poolattn.pooling import POOLERS
+from poolattn.pooling import ALL_LAYERS, POOLERS
 from poolattn.training import train_config_from_dict
 from poolattn.training.gradcache import ContrastiveBatch, cached_step, make_chunks, plain_step
 from poolattn.training.loss import info_nce
@@ -253,10 +253,13 @@ def test_bf16_gradients_really_differ_from_float32(tiny_model) -> None:
 
 
 # ----------------------------------------------------------------------------- real model
+# ~16 s on a 2-core AVX2 CPU: one bf16 backbone pass per batch, shared by the six poolers.
 @pytest.mark.slow
 @pytest.mark.needs_model
 @pytest.mark.needs_data
-def test_bf16_embeddings_agree_with_float32_on_smollm2_for_every_pooler(data_dir: Path) -> None:
+def test_bf16_embeddings_agree_with_float32_on_smollm2_for_every_pooler(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 12 target: cosine >= 0.999 on average and >= 0.99 for every text (here 48 real
     STS sentences as instructed queries), for every pooler, on SmolLM2's own causal attention.
 
@@ -266,6 +269,25 @@ def test_bf16_embeddings_agree_with_float32_on_smollm2_for_every_pooler(data_dir
     bf16-rounded weights stays at ~0.998).
     """
     import json
+
+    # The backbone pass depends on the inputs and the backbone (so the dtype), not on the pooler:
+    # run it once per batch keeping every layer; a last-layer pooler reads hidden_states[-1],
+    # equal to the last_hidden_state its own pass would return. bf16 matmuls are ~30x slower
+    # than float32 without AVX512-BF16, so this is the test's cost, paid once instead of six times.
+    passes: dict[tuple, tuple[torch.Tensor, ...]] = {}
+    own_pass = EmbeddingModel.hidden_states
+
+    def shared_pass(model: EmbeddingModel, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        inputs = [features[k] for k in ("input_ids", "attention_mask", "position_ids")]
+        key = (id(model.backbone), tuple(inputs[0].shape), *(t.numpy().tobytes() for t in inputs))
+        if key not in passes:
+            with monkeypatch.context() as patch:
+                patch.setattr(model.pooler, "layers_read", ALL_LAYERS)
+                passes[key] = own_pass(model, features)
+        states = passes[key]
+        return states if model.pooler.layers_read == ALL_LAYERS else states[-1:]
+
+    monkeypatch.setattr(EmbeddingModel, "hidden_states", shared_pass)
 
     rows = [json.loads(line) for line in (data_dir / "eval/sts/STSBenchmark/test.jsonl").open()][:24]
     texts = [t for row in rows for t in (row["sentence1"], row["sentence2"])]
@@ -284,3 +306,4 @@ def test_bf16_embeddings_agree_with_float32_on_smollm2_for_every_pooler(data_dir
         cosine = (emb["float32"] * emb["bfloat16"]).sum(axis=1)
         assert cosine.mean() >= 0.999, f"{pooling}: mean cosine {cosine.mean():.5f}"
         assert cosine.min() >= 0.99, f"{pooling}: min cosine {cosine.min():.5f}"
+    assert len(passes) == 2 * 3  # per dtype, one pass for each of the 3 batches of 16
