@@ -24,6 +24,7 @@ def read_state(out: Path, run: str) -> dict:
     return json.loads((out / run / "state.json").read_text())
 
 
+# ~60 s on a 2-core AVX2 CPU (~100 s with a cold embedding cache): three runs of tiny.toml
 @pytest.mark.needs_model
 def test_tiny_config_end_to_end(tmp_path, data_dir, capsys):
     out = tmp_path / "tiny"
@@ -46,7 +47,7 @@ def test_tiny_config_end_to_end(tmp_path, data_dir, capsys):
         assert section in report
     for run in runs:
         assert run in report
-    assert "max_items=8" in report
+    assert "max_items=4" in report
     for png in ("training_curves.png", "layer_attention.png"):
         assert (out / png).stat().st_size > 1000
     assert list((out / "comparison").glob("*.png"))
