@@ -282,14 +282,9 @@ def sample_retrieval(files: Files, max_items: int | None, key: str, task: Any) -
     kept = set(keep_queries)
     query_rows = [{"id": q, "text": text} for q, text in queries.items() if q in kept]
     relevant = {q: {d: s for d, s in qrels[q].items() if d in keep_docs} for q in keep_queries}
-    info: dict[str, Any] = {
-        "unit": "queries",
-        "kept": len(keep_queries),
-        "total": len(query_ids),
-        "corpus_kept": len(docs),
-        "corpus_total": len(corpus),
-        **({"note": note} if note else {}),
-    }
+    info = _queries_info(
+        len(keep_queries), len(query_ids), note, corpus_kept=len(docs), corpus_total=len(corpus)
+    )
     return _retrieval_sample(docs, query_rows, relevant, None, info, "corpus")
 
 
@@ -323,14 +318,14 @@ def sample_reranking(files: Files, max_items: int | None, key: str, task: Any) -
                 corpus.append({"id": did, "title": "", "text": text})
                 relevant[qid][did] = label
                 top[qid].append(did)
-    info: dict[str, Any] = {
-        "unit": "queries",
-        "kept": len(keep),
-        "total": len(rows),
-        "candidates": len(corpus),
-        **({"note": note} if note else {}),
-    }
+    info = _queries_info(len(keep), len(rows), note, candidates=len(corpus))
     return _retrieval_sample(corpus, queries, relevant, top, info, "candidates")
+
+
+def _queries_info(kept: int, total: int, note: str, **counts: int) -> dict[str, Any]:
+    """The sampling record of a query-based task (retrieval, reranking): queries kept of total,
+    its corpus or candidate counts, and the note when the sampling had to bend its rule."""
+    return {"unit": "queries", "kept": kept, "total": total, **counts, **({"note": note} if note else {})}
 
 
 def sample_summarization(files: Files, max_items: int | None, key: str, task: Any) -> Sample:
