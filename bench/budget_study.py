@@ -14,7 +14,7 @@ warm-up the rate stays within 0.02% of its peak up to step 200, i.e. constant, a
 checkpoint IS a k-step run at a constant rate.
 
 Verdicts per budget and family come from the project's family test (``poolattn.stats.compare``:
-hierarchical bootstrap over datasets, items and seeds, Holm within the family, ``verdict.decide``).
+the t-test over datasets with the pooled seed variance, Holm within the family, ``verdict.decide``).
 Outputs in ``--out``: ``budget_study.json`` (every score, verdict, wall time), ``budget_study.md``
 (tables) and ``budget_study.png`` (family mean against steps per variant, seed range as a band);
 ``compare/step-<k>/`` holds each budget's full comparison report.
