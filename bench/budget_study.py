@@ -277,7 +277,10 @@ def tables(data: dict[str, dict[str, dict[int, list[float]]]], rows: list[dict[s
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     if rows:
-        lines += ["### Family tests per budget (A - B, x100; hierarchical bootstrap, Holm within family)", ""]
+        lines += [
+            "### Family tests per budget (A - B, x100; t-test over datasets with the pooled seed variance, Holm within family)",
+            "",
+        ]
         lines += [
             "| steps | family | A | B | A - B | 95% CI | p (Holm) | verdict |",
             "|---|---|---|---|---|---|---|---|",
