@@ -107,7 +107,8 @@ def test_killed_experiment_resumes_without_retraining(tiny_experiment, capsys):
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if second.exists() and any(second.glob("*/model")):
+        # a finished checkpoint: not the hidden temp folder it is written in before its rename
+        if second.exists() and any(not m.parent.name.startswith(".") for m in second.glob("*/model")):
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.stdout.read().decode()[-3000:]

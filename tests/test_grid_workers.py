@@ -357,7 +357,11 @@ def test_killed_worker_run_is_taken_over_and_resumed(tiny_grid, tmp_path: Path) 
         for name in RUNS[:2]:
             state = read_state(out / name) if (out / name / "state.json").exists() else {}
             ckpts = out / name / "train" / "checkpoints"
-            if state.get("status") == "running" and ckpts.exists() and any(ckpts.glob("*/model")):
+            if (
+                state.get("status") == "running"
+                and ckpts.exists()
+                and any(not m.parent.name.startswith(".") for m in ckpts.glob("*/model"))
+            ):
                 victim, run_name = by_pid[int(state["worker"].rsplit(":", 1)[1])], name
                 break
         time.sleep(0.05)
