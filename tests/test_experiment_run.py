@@ -14,6 +14,7 @@ import pytest
 from helpers import save_tiny_backbone
 
 from poolattn.cli import main
+from poolattn.training.checkpoint import list_checkpoints
 from poolattn.training.config import read_train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -96,7 +97,7 @@ min_datasets = 2
 
 def test_killed_experiment_resumes_without_retraining(tiny_experiment, capsys):
     out = tiny_experiment.parent / "out"
-    second = out / "mean+bidirectional-seed0" / "train" / "checkpoints"
+    second = out / "mean+bidirectional-seed0" / "train"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "poolattn.cli", "experiment", str(tiny_experiment)],
@@ -107,8 +108,7 @@ def test_killed_experiment_resumes_without_retraining(tiny_experiment, capsys):
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        # a finished checkpoint: not the hidden temp folder it is written in before its rename
-        if second.exists() and any(not m.parent.name.startswith(".") for m in second.glob("*/model")):
+        if list_checkpoints(second):  # a finished checkpoint, not its temp folder
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.stdout.read().decode()[-3000:]

@@ -22,6 +22,7 @@ from poolattn.experiment import load_experiment_config
 from poolattn.experiment.state import read_state
 from poolattn.experiment.status import GridProgress, RunLock, format_status, grid_status, lock_held
 from poolattn.experiment.workers import parse_shard, run_grid, select_runs
+from poolattn.training.checkpoint import list_checkpoints
 from poolattn.training.config import TRAIN_RUN_FILE, read_train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -356,12 +357,7 @@ def test_killed_worker_run_is_taken_over_and_resumed(tiny_grid, tmp_path: Path) 
     while victim is None and time.monotonic() < deadline:
         for name in RUNS[:2]:
             state = read_state(out / name) if (out / name / "state.json").exists() else {}
-            ckpts = out / name / "train" / "checkpoints"
-            if (
-                state.get("status") == "running"
-                and ckpts.exists()
-                and any(not m.parent.name.startswith(".") for m in ckpts.glob("*/model"))
-            ):
+            if state.get("status") == "running" and list_checkpoints(out / name / "train"):
                 victim, run_name = by_pid[int(state["worker"].rsplit(":", 1)[1])], name
                 break
         time.sleep(0.05)
