@@ -3,12 +3,13 @@ settings (SmolLM2-135M, eos+causal, max_length 64, 50 items), in a fresh process
 sides alternating over rounds.
 
 Sides: ``shared`` (today: a batch's shared prompt prefix runs once, ``EmbeddingModel.shared_prefix``),
-``whole`` (today's code with that off: every row run whole) and, with ``--baseline-src``, the
+``whole`` (today's code with that off: every row run whole), ``float32`` and ``bfloat16``
+(today's code with that ``model.dtype`` instead of ``auto``) and, with ``--baseline-src``, the
 ``src`` folder of another checkout (e.g. ``git worktree add /tmp/base 1509955``) run by the same
 Python. The wall time is the evaluation's own (``run.json``'s ``wall_seconds``: tasks, data,
 encoding, evaluators; not the model load). The embedding cache is off, so every side encodes.
 
-    python bench/eval_speed.py [--tasks A,B,...] [--rounds 2] [--baseline-src /tmp/base/src]
+    python bench/eval_speed.py [--tasks A,B,...] [--rounds 2] [--sides shared,whole] [--baseline-src /tmp/base/src]
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         EmbeddingModel.share_prefix = spec["share"]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        EmbeddingModel.from_config(ModelConfig(**DESIGN)).save(model_dir)
+        dtype = {"dtype": spec["side"]} if spec["side"] in ("float32", "bfloat16") else {}
+        EmbeddingModel.from_config(ModelConfig(**DESIGN, **dtype)).save(model_dir)
         out = Path(tmp) / "eval"
         began = time.perf_counter()
         argv = ["eval", str(model_dir), "--output", str(out), "--tasks", spec["tasks"]]
@@ -56,18 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--sides", default="shared,whole", help="of shared, whole, float32, bfloat16 (shared first)")
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))
         return 0
     common = {"tasks": args.tasks, "items": args.items}
-    specs = [{**common, "side": "shared", "share": True}, {**common, "side": "whole", "share": False}]
+    share = {"shared": True, "whole": False, "float32": True, "bfloat16": True}
+    sides = args.sides.split(",")
+    if sides[0] != "shared" or any(side not in share for side in sides):
+        parser.error(f"--sides: start with shared, then any of {', '.join(share)}")
+    specs = [{**common, "side": side, "share": share[side]} for side in sides]
     results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
     print_side_table(results, "seconds", "s", "shared")
-    base = results["whole"][0]["scores"]
+    base = results["shared"][0]["scores"]
     for side, runs in results.items():
         worst = max(abs((runs[0]["scores"][k] or 0) - (base[k] or 0)) for k in base)
-        print(f"{side}: largest main-score difference to whole: {worst:.2e}")
+        print(f"{side}: largest main-score difference to shared: {worst:.2e}")
     return 0
 
 

@@ -123,9 +123,10 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     flags = ""
     try:
-        from poolattn.dtypes import cpu_bf16_features
+        from poolattn.dtypes import cpu_bf16_features, cpu_name, resolve_dtype
 
         flags = ", ".join(sorted(cpu_bf16_features())) or "no native bf16"
+        flags = f"{cpu_name()}; {flags}; dtype auto: {resolve_dtype('auto', 'cpu').name}"
     except Exception:  # noqa: BLE001 - informational only
         flags = "?"
     return (

@@ -5,7 +5,8 @@ from the same seed, in a fresh process per run, sides alternating over rounds.
 
 Sides: ``today`` (a step whose texts fit one mini-batch runs the plain step, no replayed
 forward; LoRA dropout draws its masks with ``UniformDropout``), ``nn_dropout`` (today's code with
-peft's ``nn.Dropout``), ``cached`` (today's code, every step through GradCache, as before) and, with
+peft's ``nn.Dropout``), ``cached`` (today's code, every step through GradCache, as before),
+``float32`` and ``bfloat16`` (today's code with that ``model.dtype`` instead of ``auto``) and, with
 ``--baseline-src``, the ``src`` folder of another checkout (``git worktree add /tmp/base 1509955``).
 The step time is the median of the steps after the first; the losses of every step are printed
 so a changed compute path shows if it changed the numbers.
@@ -46,6 +47,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         raw = load_toml(CONFIG, [*sets, "training.save_every=1000"])
         raw = {k: v for k, v in raw.items() if k in ("model", "data", "training", "lora")}
         raw["model"] = {**raw.get("model", {}), "pooling": "eos", "attention": "causal"}
+        if spec["side"] in ("float32", "bfloat16"):
+            raw["model"]["dtype"] = spec["side"]  # today's code in that dtype, not dtype auto
         trainer.train(train_config_from_dict(raw, base_dir=CONFIG.parent))
         records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     times = [r["step_s"] for r in records]
@@ -59,7 +62,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--sides", default="today,nn_dropout", help="of today, nn_dropout, cached")
+    parser.add_argument("--sides", default="today,nn_dropout", help="of today, nn_dropout, cached, float32, bfloat16")
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))

@@ -1,9 +1,11 @@
-"""Compute dtype (issue 12): ``auto`` picks bf16 only where the hardware runs it natively,
+"""Compute dtype (issues 12, 25): ``auto`` picks bf16 only where the hardware runs it natively and
+its measured bf16 matmul beats float32 by ``BF16_MIN_SPEEDUP``,
 trainable weights and optimizer state stay float32, embeddings come back float32, GradCache
 stays exact under bf16 autocast, and bf16 embeddings of the real SmolLM2 agree with float32."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -35,9 +37,11 @@ NEGS = ["an unrelated text", "another distractor about cars", "short"]
 def cpu_features(monkeypatch: pytest.MonkeyPatch):
     """Pretend to run on a CPU with the given bf16 features (and no GPU)."""
 
-    def set_features(*flags: str) -> None:
+    def set_features(*flags: str, bf16_speedup: float = 4.0) -> None:
         monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset(flags))
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        rates = {"float32": 200.0, "bfloat16": 200.0 * bf16_speedup}
+        monkeypatch.setattr(dtypes, "cpu_matmul_rates", lambda: rates)
 
     return set_features
 
@@ -61,6 +65,64 @@ def test_auto_follows_the_cpu_features(cpu_features, flags, expected) -> None:
         assert flag in choice.reason  # the log says why
     if not flags:
         assert "no AVX512-BF16" in choice.reason
+
+
+@pytest.mark.parametrize(("speedup", "expected"), [(0.92, "float32"), (1.2, "float32"), (1.25, "bfloat16")])
+def test_auto_takes_bf16_only_where_it_measures_faster(cpu_features, speedup, expected) -> None:
+    """A CPU with the flags whose bf16 matmul is not 1.25x float32 (a 2-core Xeon VM without AMX
+    measured 0.92x) computes in float32, and the reason gives the measured rates."""
+    cpu_features("avx512_bf16", bf16_speedup=speedup)
+    choice = dtypes.resolve_dtype("auto")
+    assert choice.name == expected
+    assert f"ran {speedup:.2f}x float32 ({200 * speedup:.0f} vs 200 GFLOP/s" in choice.reason
+    assert ("under the 1.25x" in choice.reason) == (expected == "float32")
+
+
+def test_no_bf16_flags_means_no_probe(cpu_features, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_features()
+
+    def fail() -> dict[str, float]:
+        raise AssertionError("a CPU without bf16 flags must not be probed")
+
+    monkeypatch.setattr(dtypes, "cpu_matmul_rates", fail)
+    assert dtypes.resolve_dtype("auto").name == "float32"
+
+
+def test_matmul_probe_runs_once_per_machine_and_is_shared(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
+) -> None:
+    """The probe is recorded in the cache folder: another process (a rank, the next run) reads it
+    instead of measuring again, so all decide alike; a corrupt probe file is measured again."""
+    monkeypatch.setenv("POOLATTN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(dtypes, "cpu_bf16_features", lambda: frozenset({"avx512_bf16"}))
+    calls = []
+
+    def measure() -> dict[str, float]:
+        calls.append(1)
+        return {"float32": 185.0, "bfloat16": 171.0}
+
+    monkeypatch.setattr(dtypes, "measure_matmul_rates", measure)
+    probe = tmp_path / dtypes.PROBE_FILE
+    try:
+        for _ in range(2):  # a fresh process each time: the in-process memo cleared
+            dtypes.cpu_matmul_rates.cache_clear()
+            assert dtypes.cpu_matmul_rates() == {"float32": 185.0, "bfloat16": 171.0}
+        assert len(calls) == 1
+        [key] = json.loads(probe.read_text())
+        assert "avx512_bf16" in key and f"threads {torch.get_num_threads()}" in key
+        probe.write_text("{not json")
+        dtypes.cpu_matmul_rates.cache_clear()
+        with caplog.at_level(logging.WARNING, logger="poolattn.dtypes"):
+            assert dtypes.cpu_matmul_rates()["bfloat16"] == 171.0
+        assert len(calls) == 2 and str(probe) in caplog.text
+        assert json.loads(probe.read_text())[key] == {"float32": 185.0, "bfloat16": 171.0}
+    finally:
+        dtypes.cpu_matmul_rates.cache_clear()
+
+
+def test_measure_matmul_rates_measures_both_dtypes() -> None:
+    rates = dtypes.measure_matmul_rates(size=64, repeats=1)
+    assert set(rates) == {"float32", "bfloat16"} and all(r > 0 for r in rates.values())
 
 
 @pytest.mark.parametrize("name", ["float32", "bfloat16", "float16"])

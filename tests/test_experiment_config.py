@@ -59,12 +59,22 @@ def test_bad_design_and_unknown_keys_are_named(tmp_path):
         load_experiment_config(path)
 
 
+def test_demo_runs_every_design_with_two_seeds_and_the_baseline():
+    """The demo (issue 25): a design verdict needs replicate seeds of every design."""
+    names = [run.name for run in load_experiment_config(CONFIGS / "quick.toml").runs()]
+    expected = [f"{design}-seed{seed}" for design in PAPER_DESIGNS for seed in (0, 1)]
+    assert sorted(names) == sorted([*expected, "untrained-eos+causal-seed0"])
+
+
 def test_design_seeds_replicate_only_the_named_designs():
-    config = load_experiment_config(CONFIGS / "quick.toml")
-    names = [run.name for run in config.runs()]
-    assert names.count("eos+causal-seed1") == 1 and "multilayer+bidirectional-seed1" in names
+    sets = [
+        "experiment.designs=['eos+causal', 'latent+causal']",
+        "experiment.design_seeds={'eos+causal' = [0, 1]}",
+    ]
+    names = [run.name for run in load_experiment_config(CONFIGS / "tiny.toml", sets).runs()]
+    assert names.count("eos+causal-seed1") == 1 and "eos+causal-seed0" in names
     assert "latent+causal-seed1" not in names and "untrained-eos+causal-seed1" not in names
-    assert len(names) == len(PAPER_DESIGNS) + 2 + 1  # five designs, two replicates, the baseline
+    assert len(names) == 2 + 1 + 1  # two designs, one replicate, the baseline
 
 
 def test_design_seeds_must_name_a_design():
