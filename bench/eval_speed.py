@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--items", type=int, default=50)
-    parser.add_argument("--sides", default="shared,whole", help="of shared, whole, float32, bfloat16 (shared first)")
+    parser.add_argument(
+        "--sides", default="shared,whole", help="of shared, whole, float32, bfloat16 (shared first)"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))

@@ -62,7 +62,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = side_by_side_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--sides", default="today,nn_dropout", help="of today, nn_dropout, cached, float32, bfloat16")
+    parser.add_argument(
+        "--sides", default="today,nn_dropout", help="of today, nn_dropout, cached, float32, bfloat16"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))
