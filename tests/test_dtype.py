@@ -120,6 +120,22 @@ def test_matmul_probe_runs_once_per_machine_and_is_shared(
         dtypes.cpu_matmul_rates.cache_clear()
 
 
+def test_unwritable_cache_folder_still_decides(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("POOLATTN_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    monkeypatch.setattr(dtypes, "measure_matmul_rates", lambda: {"float32": 185.0, "bfloat16": 171.0})
+    dtypes.cpu_matmul_rates.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="poolattn.dtypes"):
+            assert dtypes.cpu_matmul_rates() == {"float32": 185.0, "bfloat16": 171.0}
+        assert "cannot record the CPU matmul probe" in caplog.text
+    finally:
+        dtypes.cpu_matmul_rates.cache_clear()
+
+
 def test_measure_matmul_rates_measures_both_dtypes() -> None:
     rates = dtypes.measure_matmul_rates(size=64, repeats=1)
     assert set(rates) == {"float32", "bfloat16"} and all(r > 0 for r in rates.values())

@@ -99,29 +99,43 @@ def measure_matmul_rates(size: int = PROBE_SIZE, repeats: int = PROBE_REPEATS) -
 def cpu_matmul_rates() -> dict[str, float]:
     """This machine's float32 and bf16 matmul GFLOP/s: read from the cache folder's probe file
     when this machine (CPU, bf16 flags, torch version, threads) was measured, else measured and
-    recorded there under a file lock, so concurrent processes (ranks) share one measurement."""
+    recorded there under a file lock, so concurrent processes (ranks) share one measurement. An
+    unwritable cache folder costs only the sharing: the probe is then measured here, with a warning."""
     from filelock import FileLock
 
     flags = ",".join(sorted(cpu_bf16_features()))
     key = f"{cpu_name()} [{flags}] torch {torch.__version__} threads {torch.get_num_threads()}"
     path = cache_dir() / PROBE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
-        known: dict = {}
-        if path.exists():
-            try:
-                known = read_json_object(path, "a CPU matmul probe")
-            except ValueError as exc:
-                log.warning("%s; measuring again", exc)
-        rates = known.get(key)
-        if not (
-            isinstance(rates, dict)
-            and all(isinstance(rates.get(d), int | float) for d in ("float32", "bfloat16"))
-        ):
-            rates = measure_matmul_rates()
-            write_json_atomic(path, {**known, key: rates})
-            log.info("CPU matmul probe (%s): %s GFLOP/s, recorded in %s", key, rates, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock"):
+            known = _recorded_probes(path)
+            rates = known.get(key)
+            if not _valid_rates(rates):
+                rates = measure_matmul_rates()
+                write_json_atomic(path, {**known, key: rates})
+                log.info("CPU matmul probe (%s): %s GFLOP/s, recorded in %s", key, rates, path)
+    except OSError as exc:
+        rates = measure_matmul_rates()
+        log.warning("cannot record the CPU matmul probe in %s (%s); measured in this process only", path, exc)
     return {"float32": float(rates["float32"]), "bfloat16": float(rates["bfloat16"])}
+
+
+def _recorded_probes(path: Path) -> dict:
+    """The probe file's records; a corrupt file is measured again (it is only a cache)."""
+    if not path.exists():
+        return {}
+    try:
+        return read_json_object(path, "a CPU matmul probe")
+    except ValueError as exc:
+        log.warning("%s; measuring again", exc)
+        return {}
+
+
+def _valid_rates(rates: object) -> bool:
+    return isinstance(rates, dict) and all(
+        isinstance(rates.get(d), int | float) for d in ("float32", "bfloat16")
+    )
 
 
 def cuda_bf16_supported() -> bool:
