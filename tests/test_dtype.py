@@ -192,6 +192,33 @@ def test_load_backbone_stores_the_resolved_dtype_and_logs_why(
     assert f"computing in {str(stored).removeprefix('torch.')} (auto: the CPU has" in caplog.text
 
 
+def test_auto_where_bf16_is_slow_is_exactly_the_float32_model(cpu_features, tiny_dir) -> None:
+    """Numbers kept (issue 25): where the probe keeps ``auto`` in float32, the model is the explicit
+    float32 model, embeddings and a training loss and its gradients bit for bit."""
+    cpu_features("avx512_bf16", bf16_speedup=0.92)
+    models = []
+    for dtype in ("auto", "float32"):
+        torch.manual_seed(0)
+        config = _train_config(tiny_dir, "latent")
+        config.model.dtype = dtype
+        models.append(build_model(config))
+    auto, explicit = models
+    assert auto.compute_dtype == explicit.compute_dtype == torch.float32
+    features = auto.tokenize(QUERIES + DOCS)
+    losses = []
+    for model in models:
+        model.train()
+        torch.manual_seed(1)  # the same LoRA dropout masks
+        emb = model(features)
+        loss = info_nce(emb[: len(QUERIES)], emb[len(QUERIES) :])
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.equal(losses[0], losses[1])
+    grads = [[p.grad for p in m.parameters() if p.requires_grad and p.grad is not None] for m in models]
+    assert len(grads[0]) == len(grads[1]) > 0 and all(map(torch.equal, *grads))
+    np.testing.assert_array_equal(auto.encode(QUERIES), explicit.encode(QUERIES))
+
+
 # ----------------------------------------------------------------------------- precision rules
 def _train_config(tiny_dir: Path, pooling: str, **training) -> object:
     return train_config_from_dict(
