@@ -9,7 +9,11 @@ Sides: ``shared`` (today: a batch's shared prompt prefix runs once, ``EmbeddingM
 Python. The wall time is the evaluation's own (``run.json``'s ``wall_seconds``: tasks, data,
 encoding, evaluators; not the model load). The embedding cache is off, so every side encodes.
 
-    python bench/eval_speed.py [--tasks A,B,...] [--rounds 2] [--sides shared,whole] [--baseline-src /tmp/base/src]
+    python bench/eval_speed.py [--tasks A,B,...] [--rounds 2] [--sides shared,whole] [--dtype auto]
+        [--baseline-src /tmp/base/src]
+
+``--dtype float32 --rounds 1 --baseline-src ...`` checks that today's float32 scores equal the
+baseline's float32 scores (the numbers kept, apart from the dtype ``auto`` chooses).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         EmbeddingModel.share_prefix = spec["share"]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        dtype = {"dtype": spec["side"]} if spec["side"] in ("float32", "bfloat16") else {}
+        dtype = {"dtype": spec["dtype"]} if spec.get("dtype", "auto") != "auto" else {}
         EmbeddingModel.from_config(ModelConfig(**DESIGN, **dtype)).save(model_dir)
         out = Path(tmp) / "eval"
         began = time.perf_counter()
@@ -61,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sides", default="shared,whole", help="of shared, whole, float32, bfloat16 (shared first)"
     )
+    parser.add_argument(
+        "--dtype", default="auto", help="model.dtype of the shared, whole and baseline sides (e.g. float32)"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         emit(worker(json.loads(args.worker)))
@@ -70,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     sides = args.sides.split(",")
     if sides[0] != "shared" or any(side not in share for side in sides):
         parser.error(f"--sides: start with shared, then any of {', '.join(share)}")
-    specs = [{**common, "side": side, "share": share[side]} for side in sides]
+    dtype = {side: side if side in ("float32", "bfloat16") else args.dtype for side in sides}
+    specs = [{**common, "side": side, "share": share[side], "dtype": dtype[side]} for side in sides]
     results = side_by_side(Path(__file__), specs, args.rounds, args.baseline_src)
     print_side_table(results, "seconds", "s", "shared")
     base = results["shared"][0]["scores"]
