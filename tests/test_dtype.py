@@ -110,11 +110,14 @@ def test_matmul_probe_runs_once_per_machine_and_is_shared(
         assert len(calls) == 1
         [key] = json.loads(probe.read_text())
         assert "avx512_bf16" in key and f"threads {torch.get_num_threads()}" in key
+        probe.write_text(json.dumps({key: {"float32": 0, "bfloat16": 171.0}}))  # not a rate: measured again
+        dtypes.cpu_matmul_rates.cache_clear()
+        assert dtypes.cpu_matmul_rates()["float32"] == 185.0 and len(calls) == 2
         probe.write_text("{not json")
         dtypes.cpu_matmul_rates.cache_clear()
         with caplog.at_level(logging.WARNING, logger="poolattn.dtypes"):
             assert dtypes.cpu_matmul_rates()["bfloat16"] == 171.0
-        assert len(calls) == 2 and str(probe) in caplog.text
+        assert len(calls) == 3 and str(probe) in caplog.text
         assert json.loads(probe.read_text())[key] == {"float32": 185.0, "bfloat16": 171.0}
     finally:
         dtypes.cpu_matmul_rates.cache_clear()

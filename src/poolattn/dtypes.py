@@ -3,7 +3,7 @@
 That is CUDA GPUs with bf16, and CPUs with AVX512-BF16 or AMX-BF16 whose bf16 matmul measures at
 least ``BF16_MIN_SPEEDUP`` times their float32 one. The flags alone do not say it: an AMX CPU runs
 bf16 ~5x faster than float32, but a 2-core Xeon VM with AVX512-BF16 and no AMX measured bf16 at
-0.9x float32 and trained 1.5x slower in bf16 (BENCHMARKS.md, "Evidence per minute"). The probe
+0.53x float32 (this probe) and trained 1.37x slower in bf16 (BENCHMARKS.md, "Evidence per minute"). The probe
 runs once per machine, torch version and thread count and is kept in the cache folder, so every
 run and every process on a machine decides alike. Without the flags bf16 is emulated, so float32
 without a probe. Only the frozen backbone runs in low precision: trainable parameters, optimizer
@@ -134,7 +134,7 @@ def _recorded_probes(path: Path) -> dict:
 
 def _valid_rates(rates: object) -> bool:
     return isinstance(rates, dict) and all(
-        isinstance(rates.get(d), int | float) for d in ("float32", "bfloat16")
+        isinstance(rates.get(d), int | float) and rates[d] > 0 for d in ("float32", "bfloat16")
     )
 
 
